@@ -1,0 +1,103 @@
+"""The oracle interface: real physics that scores one candidate structure.
+
+Errors follow ASE's split: :class:`OracleSetupError` is a configuration problem (missing
+potential, unknown option) raised before any work is spent; :class:`OracleFailed` means this
+structure failed (lost atoms, no convergence, NaN, timeout) and becomes a stored
+``status="failed"`` evaluation with its reason, and the campaign carries on.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from pymatgen.core import Structure
+
+from state.schema import Candidate, Cost, Evaluation, PropertyValue
+
+
+class OracleSetupError(RuntimeError):
+    """The oracle cannot run at all with this configuration (raised before spending budget)."""
+
+
+class OracleFailed(RuntimeError):
+    """The oracle ran but this structure failed; the reason is stored with the evaluation."""
+
+
+@dataclass
+class OracleResult:
+    """What one oracle computation returns (before it is wrapped into an Evaluation)."""
+
+    properties: dict[str, PropertyValue]
+    relaxed_structure: Structure | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    gpu_s: float = 0.0
+
+
+class Oracle(ABC):
+    """Base class of all oracles.
+
+    Subclasses set :attr:`type_name` (the YAML ``type:``) and :attr:`properties` (property name
+    -> unit), and implement :meth:`compute`. :meth:`evaluate` turns the result, or a failure,
+    into an :class:`~state.schema.Evaluation` with the measured cost.
+    """
+
+    type_name: ClassVar[str]
+    properties: ClassVar[dict[str, str]]
+
+    def __init__(self, *, name: str | None = None, fidelity: float = 0.5, timeout_s: float = 600.0):
+        self.name = name or self.type_name
+        self.fidelity = fidelity
+        self.timeout_s = timeout_s
+
+    @abstractmethod
+    def compute(self, structure: Structure) -> OracleResult:
+        """Run the physics on one structure.
+
+        Raises:
+            OracleFailed: this structure failed; the message is the stored reason.
+        """
+
+    def evaluate(self, candidate: Candidate) -> Evaluation:
+        """Score ``candidate``; failures come back as ``status="failed"`` with their reason.
+
+        Cost is the process CPU time of the call in core-seconds (all threads of this process).
+        """
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        started = datetime.now(UTC)
+        status, result, error, tb = "done", None, None, None
+        try:
+            result = self.compute(candidate.structure)
+            elapsed = time.perf_counter() - wall0
+            if elapsed > self.timeout_s:
+                raise OracleFailed(f"timeout: took {elapsed:.1f} s > {self.timeout_s:.1f} s")
+        except OracleSetupError:
+            raise
+        except Exception as exc:  # every per-structure failure is data, not a crash
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            tb = "".join(traceback.format_exception(exc, limit=-8))[-4000:]
+        cost = Cost(core_s=time.process_time() - cpu0, gpu_s=result.gpu_s if result else 0.0)
+        return Evaluation(
+            candidate_hash=candidate.content_hash,
+            oracle=self.name,
+            fidelity=self.fidelity,
+            status=status,  # type: ignore[arg-type]
+            properties=result.properties if result else {},
+            relaxed_structure=result.relaxed_structure if result else None,
+            provenance={**self.provenance(), **(result.provenance if result else {})},
+            cost=cost,
+            error=error,
+            traceback=tb,
+            attempts=1,
+            started_at=started,
+            finished_at=datetime.now(UTC),
+        )
+
+    def provenance(self) -> dict[str, Any]:
+        """Code, version and parameters of this oracle (extended by subclasses)."""
+        return {"oracle_type": self.type_name, "host": os.uname().nodename}

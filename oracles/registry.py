@@ -1,0 +1,52 @@
+"""Registry of oracle classes by their YAML ``type:`` name."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from oracles.base import Oracle, OracleSetupError
+
+#: Modules that define the built-in oracles; imported on first use of the registry.
+BUILTIN_MODULES: tuple[str, ...] = ()
+
+_REGISTRY: dict[str, type[Oracle]] = {}
+
+
+def register(cls: type[Oracle]) -> type[Oracle]:
+    """Class decorator: make ``cls`` available under ``cls.type_name``."""
+    existing = _REGISTRY.get(cls.type_name)
+    if existing is not None and existing is not cls:
+        raise ValueError(f"oracle type '{cls.type_name}' is already registered by {existing}")
+    _REGISTRY[cls.type_name] = cls
+    return cls
+
+
+def _load_builtins() -> None:
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
+def oracle_types() -> list[str]:
+    """Names of all registered oracle types."""
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def create_oracle(type_name: str, **options: Any) -> Oracle:
+    """Instantiate the oracle registered as ``type_name`` with ``options``.
+
+    Raises:
+        OracleSetupError: unknown type (the message lists the valid ones) or bad options.
+    """
+    _load_builtins()
+    try:
+        cls = _REGISTRY[type_name]
+    except KeyError:
+        raise OracleSetupError(
+            f"unknown oracle type '{type_name}'; registered types: {', '.join(oracle_types())}"
+        ) from None
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise OracleSetupError(f"bad options for oracle '{type_name}': {exc}") from None

@@ -1,0 +1,57 @@
+"""Composition parsing on a campaign's chemical space (pymatgen does the formula grammar)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from pymatgen.core import Composition, Element
+
+
+class CompositionError(ValueError):
+    """A composition that cannot be parsed or lies outside the campaign's chemical space."""
+
+
+def parse_composition(text: str | Mapping[str, float]) -> dict[str, float]:
+    """Parse a formula (``Ni0.4Fe0.3Cr0.3``, ``Ni40Fe30Cr30``, ``NiFeCr``) or an element->amount
+    mapping into atomic fractions that sum to 1, ordered by element symbol.
+
+    Raises:
+        CompositionError: unparseable text, unknown element, negative or all-zero amounts.
+    """
+    if isinstance(text, str) and not text.strip():
+        raise CompositionError("empty composition")
+    try:
+        comp = Composition(text.strip() if isinstance(text, str) else dict(text))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CompositionError(f"cannot parse composition {text!r}: {exc}") from None
+    if any(amount < 0 for amount in comp.values()):
+        raise CompositionError(f"negative amount in composition {text!r}")
+    if comp.num_atoms <= 0:
+        raise CompositionError(f"composition {text!r} has no atoms")
+    fractions = comp.fractional_composition
+    return {el.symbol: float(fractions[el]) for el in sorted(comp.elements, key=lambda e: e.symbol)}
+
+
+def check_elements(symbols: Iterable[str]) -> list[str]:
+    """Validate element symbols; returns them unchanged, raises :class:`CompositionError`."""
+    symbols = list(symbols)
+    for symbol in symbols:
+        if not Element.is_valid_symbol(symbol):
+            raise CompositionError(f"unknown element '{symbol}'")
+    return symbols
+
+
+def check_in_space(fractions: Mapping[str, float], elements: Iterable[str]) -> None:
+    """Raise :class:`CompositionError` if the composition uses an element outside ``elements``."""
+    space = set(elements)
+    outside = sorted(el for el, x in fractions.items() if x > 0 and el not in space)
+    if outside:
+        raise CompositionError(
+            f"element(s) {', '.join(outside)} not in the campaign's chemical space "
+            f"({'-'.join(sorted(space))})"
+        )
+
+
+def formula(fractions: Mapping[str, float], *, decimals: int = 3) -> str:
+    """A reduced, human-readable formula for atomic fractions, e.g. ``Cr0.3Fe0.3Ni0.4``."""
+    return "".join(f"{el}{round(x, decimals):g}" for el, x in sorted(fractions.items()) if x > 0)

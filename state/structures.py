@@ -1,0 +1,52 @@
+"""Structure serialisation and content hashing.
+
+Structures cross module boundaries as pymatgen ``Structure``; in the store they are kept as
+pymatgen's JSON dictionary (lossless: species, lattice, fractional coordinates, site properties).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+from pymatgen.core import Structure
+
+#: Fractional coordinates are rounded to this many decimals for hashing (1e-4 of a cell vector).
+HASH_FRAC_DECIMALS = 4
+#: Lattice parameters (Å, degrees) are rounded to this many decimals for hashing.
+HASH_LATTICE_DECIMALS = 3
+
+
+def structure_to_json(structure: Structure) -> str:
+    """Serialise a structure to pymatgen's JSON form (lossless, site properties included)."""
+    return json.dumps(structure.as_dict(), separators=(",", ":"))
+
+
+def structure_from_json(text: str) -> Structure:
+    """Inverse of :func:`structure_to_json`."""
+    return Structure.from_dict(json.loads(text))
+
+
+def content_hash(structure: Structure) -> str:
+    """Order-invariant sha256 of composition, lattice and rounded fractional coordinates.
+
+    Two structures with the same species on the same (rounded, wrapped) positions in the same
+    lattice hash equally, whatever the order of their sites; this is what makes candidates
+    unique per campaign and oracle calls idempotent.
+    """
+    lattice = structure.lattice
+    params = np.round(np.array(lattice.abc + lattice.angles, dtype=float), HASH_LATTICE_DECIMALS)
+    frac = np.mod(structure.frac_coords, 1.0)
+    frac = np.round(frac, HASH_FRAC_DECIMALS) % 1.0  # 0.99999 rounds to 1.0 -> wrap to 0.0
+    sites = sorted(
+        (site.species_string, *(f"{x:.{HASH_FRAC_DECIMALS}f}" for x in coords))
+        for site, coords in zip(structure, frac, strict=True)
+    )
+    payload: dict[str, Any] = {
+        "formula": structure.composition.formula,
+        "lattice": [f"{p:.{HASH_LATTICE_DECIMALS}f}" for p in params],
+        "sites": sites,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

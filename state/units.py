@@ -1,0 +1,159 @@
+"""Units of the properties amloop stores, and conversion of user-given units to them.
+
+Every property is stored in one canonical unit (eV, Å, GPa, K, cm²/s, ...). Values that arrive
+in another unit (experimental measurements, user files) are converted with the table below;
+an unknown unit, or one of the wrong dimension, is an error rather than a silent guess.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    """A unit: its physical dimension and how to reach the dimension's canonical unit."""
+
+    dimension: str
+    scale: float  # canonical = value * scale + offset
+    offset: float = 0.0
+
+
+#: Canonical unit per dimension.
+CANONICAL_UNITS: dict[str, str] = {
+    "pressure": "GPa",
+    "energy_per_atom": "eV/atom",
+    "energy": "eV",
+    "diffusivity": "cm^2/s",
+    "temperature": "K",
+    "potential": "mV",
+    "length": "Å",
+    "density": "g/cm^3",
+    "current_density": "mA/cm^2",
+    "dimensionless": "1",
+}
+
+#: Accepted spellings of units (after :func:`normalise_unit`), with their conversion.
+UNITS: dict[str, UnitSpec] = {
+    # pressure / elastic moduli
+    "gpa": UnitSpec("pressure", 1.0),
+    "mpa": UnitSpec("pressure", 1e-3),
+    "kpa": UnitSpec("pressure", 1e-6),
+    "pa": UnitSpec("pressure", 1e-9),
+    "bar": UnitSpec("pressure", 1e-4),
+    "kbar": UnitSpec("pressure", 0.1),
+    "mbar": UnitSpec("pressure", 100.0),  # megabar, as in elastic-constant tables
+    "ev/å^3": UnitSpec("pressure", 160.21766208),
+    # energies per atom
+    "ev/atom": UnitSpec("energy_per_atom", 1.0),
+    "mev/atom": UnitSpec("energy_per_atom", 1e-3),
+    "kj/mol": UnitSpec("energy_per_atom", 1.0 / 96.48533212),
+    "kcal/mol": UnitSpec("energy_per_atom", 1.0 / 23.060547830619),
+    # energies
+    "ev": UnitSpec("energy", 1.0),
+    "mev": UnitSpec("energy", 1e-3),
+    "j": UnitSpec("energy", 1.0 / 1.602176634e-19),
+    # diffusivity
+    "cm^2/s": UnitSpec("diffusivity", 1.0),
+    "m^2/s": UnitSpec("diffusivity", 1e4),
+    "mm^2/s": UnitSpec("diffusivity", 1e-2),
+    "å^2/ps": UnitSpec("diffusivity", 1e-4),
+    "å^2/fs": UnitSpec("diffusivity", 1e-1),
+    # temperature
+    "k": UnitSpec("temperature", 1.0),
+    "°c": UnitSpec("temperature", 1.0, 273.15),
+    "c": UnitSpec("temperature", 1.0, 273.15),
+    # electrochemical potential / overpotential
+    "mv": UnitSpec("potential", 1.0),
+    "v": UnitSpec("potential", 1e3),
+    # length
+    "å": UnitSpec("length", 1.0),
+    "nm": UnitSpec("length", 10.0),
+    "pm": UnitSpec("length", 1e-2),
+    # density
+    "g/cm^3": UnitSpec("density", 1.0),
+    "kg/m^3": UnitSpec("density", 1e-3),
+    # current density
+    "ma/cm^2": UnitSpec("current_density", 1.0),
+    "a/cm^2": UnitSpec("current_density", 1e3),
+    "a/m^2": UnitSpec("current_density", 0.1),
+    # dimensionless
+    "1": UnitSpec("dimensionless", 1.0),
+    "": UnitSpec("dimensionless", 1.0),
+    "%": UnitSpec("dimensionless", 1e-2),
+}
+
+#: Properties amloop knows, with the dimension they are stored in.
+PROPERTY_DIMENSIONS: dict[str, str] = {
+    "bulk_modulus": "pressure",
+    "shear_modulus": "pressure",
+    "pressure": "pressure",
+    "energy_per_atom": "energy_per_atom",
+    "formation_energy_per_atom": "energy_per_atom",
+    "energy_above_hull": "energy_per_atom",
+    "activation_energy": "energy",
+    "d_band_center": "energy",
+    "diffusivity": "diffusivity",
+    "glass_transition_temperature": "temperature",
+    "overpotential": "potential",
+    "density": "density",
+    "current_density": "current_density",
+    "lambda1": "dimensionless",
+    "lambda2": "dimensionless",
+}
+
+
+class UnitError(ValueError):
+    """A unit that is unknown, or of the wrong dimension for its property."""
+
+
+def normalise_unit(unit: str) -> str:
+    """Lower-case spelling with common variants folded (``cm2/s`` -> ``cm^2/s``, ``A`` -> ``å``)."""
+    text = unit.strip().lower().replace(" ", "").replace("²", "^2").replace("³", "^3")
+    text = text.replace("**", "^").replace("angstrom", "å").replace("ang", "å")
+    text = re.sub(r"(?<=[a-zå])([23])", r"^\1", text)  # cm2 -> cm^2, a3 -> a^3
+    if text == "a" or text.startswith("a^2/"):
+        text = "å" + text[1:]
+    return text.replace("/a^3", "/å^3")
+
+
+def property_dimension(prop: str) -> str:
+    """Dimension a property is stored in; raises :class:`UnitError` for unknown properties."""
+    try:
+        return PROPERTY_DIMENSIONS[prop]
+    except KeyError:
+        raise UnitError(
+            f"unknown property '{prop}'; known properties: {', '.join(sorted(PROPERTY_DIMENSIONS))}"
+        ) from None
+
+
+def canonical_unit(prop: str) -> str:
+    """The unit a property is stored in, e.g. ``bulk_modulus`` -> ``GPa``."""
+    return CANONICAL_UNITS[property_dimension(prop)]
+
+
+def to_canonical(prop: str, value: float, unit: str) -> float:
+    """Convert ``value`` given in ``unit`` to ``prop``'s canonical unit.
+
+    Raises:
+        UnitError: unknown unit, or a unit of another dimension than the property's.
+    """
+    dimension = property_dimension(prop)
+    spec = UNITS.get(normalise_unit(unit))
+    if spec is None:
+        accepted = sorted(u for u, s in UNITS.items() if s.dimension == dimension and u)
+        raise UnitError(f"unknown unit '{unit}' for {prop}; use one of: {', '.join(accepted)}")
+    if spec.dimension != dimension:
+        accepted = sorted(u for u, s in UNITS.items() if s.dimension == dimension and u)
+        raise UnitError(
+            f"unit '{unit}' is a {spec.dimension.replace('_', ' ')} unit, but {prop} needs a "
+            f"{dimension.replace('_', ' ')} unit: one of {', '.join(accepted)}"
+        )
+    return value * spec.scale + spec.offset
+
+
+def uncertainty_to_canonical(prop: str, sigma: float, unit: str) -> float:
+    """Convert a standard uncertainty (a difference, so offsets such as °C→K do not apply)."""
+    to_canonical(prop, 0.0, unit)  # validates unit and dimension
+    return abs(sigma) * UNITS[normalise_unit(unit)].scale
