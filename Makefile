@@ -1,0 +1,40 @@
+# make demo | make test | make bench — each creates .venv (CPU PyTorch first) when missing.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.amloop-installed
+DEMO_HOME := build/demo
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_HOME := $(CURDIR)/build/prefect
+
+.PHONY: install demo test bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first: the CPU build lies on disk here; an unpinned torch would pull a CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev,postgres,dask]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf $(DEMO_HOME)
+	AMLOOP_HOME=$(DEMO_HOME) $(VENV)/bin/amloop init examples/nifecr.yaml
+	AMLOOP_HOME=$(DEMO_HOME) $(VENV)/bin/amloop inject tests/data/measurements.csv
+	AMLOOP_HOME=$(DEMO_HOME) $(VENV)/bin/amloop history
+	AMLOOP_HOME=$(DEMO_HOME) $(VENV)/bin/amloop status
+	AMLOOP_HOME=$(DEMO_HOME) $(VENV)/bin/amloop export --format csv
+	@echo "demo: created campaign 'nifecr' in $(DEMO_HOME), injected 3 measurements (units converted), showed history/status, exported CSV."
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q -m "not gpu"
+
+bench: $(STAMP)
+	$(PY) benchmarks/oracles.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+
+clean:
+	rm -rf build $(VENV)

@@ -1,0 +1,98 @@
+"""Where campaigns live: the campaign folder, its database URL and the "current" campaign.
+
+``amloop init`` creates ``<AMLOOP_HOME>/<name>/`` with the validated ``config.yaml`` and, by
+default, a SQLite ``campaign.db``; it also records the campaign as current, so later commands
+need no ``--campaign`` argument.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from oracles.registry import oracle_types
+from state.config import CampaignConfig, load_config, parse_config
+from state.settings import Settings
+from state.store import CampaignStore
+
+CURRENT_FILE = "CURRENT"
+CONFIG_FILE = "config.yaml"
+
+
+class CampaignLookupError(LookupError):
+    """No campaign could be found for the command."""
+
+
+@dataclass(frozen=True)
+class CampaignHandle:
+    """A campaign's folder, database URL and validated config."""
+
+    name: str
+    directory: Path
+    database_url: str
+    config: CampaignConfig
+
+    def store(self) -> CampaignStore:
+        """Open the campaign's store."""
+        return CampaignStore.open(self.database_url, self.name)
+
+
+def init_campaign(config_path: Path, settings: Settings) -> CampaignHandle:
+    """Validate ``config_path`` and create the campaign folder, store and current pointer.
+
+    Raises:
+        state.config.ConfigError: the config is invalid.
+        state.store.CampaignExists: a campaign of that name exists.
+    """
+    config = load_config(config_path, oracle_types=oracle_types())
+    directory = settings.campaign_dir(config.name)
+    url = settings.database_url_for(config.name)
+    store = CampaignStore.create(url, config.name, config.model_dump(mode="json"))
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / CONFIG_FILE).write_text(
+        yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    )
+    store.log_event("config", f"config read from {config_path}", payload={"path": str(config_path)})
+    _write_current(settings, config.name)
+    return CampaignHandle(config.name, directory, url, config)
+
+
+def resolve_campaign(name: str | None, settings: Settings) -> CampaignHandle:
+    """Find a campaign by name, by folder path, or (``None``) the current one.
+
+    Raises:
+        CampaignLookupError: nothing found; the message says how to pick one.
+    """
+    if name is None:
+        name = _read_current(settings)
+    elif Path(name).is_dir() and (Path(name) / CONFIG_FILE).is_file():
+        settings = settings.model_copy(update={"home": Path(name).resolve().parent})
+        name = Path(name).resolve().name
+    directory = settings.campaign_dir(name)
+    url = settings.database_url_for(name)
+    if not (directory / CONFIG_FILE).is_file():
+        raise CampaignLookupError(
+            f"no campaign '{name}' under {settings.home}; create one with `amloop init CONFIG`, "
+            "or set AMLOOP_HOME to the folder that holds your campaigns"
+        )
+    store = CampaignStore.open(url, name)
+    config = parse_config(store.info().config, source=f"campaign '{name}'")
+    return CampaignHandle(name, directory, url, config)
+
+
+def _write_current(settings: Settings, name: str) -> None:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    (settings.home / CURRENT_FILE).write_text(name + "\n")
+
+
+def _read_current(settings: Settings) -> str:
+    pointer = settings.home / CURRENT_FILE
+    if pointer.is_file():
+        return pointer.read_text().strip()
+    candidates = sorted(p.name for p in settings.home.glob(f"*/{CONFIG_FILE}"))
+    raise CampaignLookupError(
+        f"no current campaign under {settings.home}: run `amloop init CONFIG` first"
+        + (f", or pass --campaign (one of: {', '.join(candidates)})" if candidates else "")
+    )

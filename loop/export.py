@@ -1,0 +1,76 @@
+"""Export a campaign's structures and results: extxyz (ASE), CIF (pymatgen) or CSV."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import Literal, TextIO
+
+from ase.io import write as ase_write
+from pymatgen.io.ase import AseAtomsAdaptor
+from pymatgen.io.cif import CifWriter
+
+from loop.history import HistoryRow, history_rows
+from state.store import CampaignStore
+
+ExportFormat = Literal["extxyz", "cif", "csv"]
+
+
+def export_campaign(store: CampaignStore, fmt: ExportFormat, output: Path) -> int:
+    """Write the campaign to ``output``; returns how many records were written.
+
+    ``extxyz``: one frame per candidate with its finished oracle results in ``atoms.info``
+    (``<oracle>.<property>`` in the property's unit); ``cif``: a folder with one CIF per
+    candidate; ``csv``: the history table (one row per value, failures and measurements included).
+    """
+    if fmt == "csv":
+        rows = history_rows(store)
+        write_rows_csv(rows, output)
+        return len(rows)
+    candidates = store.candidates()
+    results: dict[str, dict[str, float | str]] = {c.content_hash: {} for c in candidates}
+    for evaluation in store.evaluations(status="done"):
+        info = results[evaluation.candidate_hash]
+        for name, value in evaluation.properties.items():
+            info[f"{evaluation.oracle}.{name}"] = value.value
+            info[f"{evaluation.oracle}.{name}.unit"] = value.unit
+    if fmt == "extxyz":
+        frames = []
+        for candidate in candidates:
+            atoms = AseAtomsAdaptor.get_atoms(candidate.structure)
+            atoms.info.update(
+                content_hash=candidate.content_hash,
+                origin=candidate.origin,
+                iteration=-1 if candidate.iteration is None else candidate.iteration,
+                **results[candidate.content_hash],
+            )
+            frames.append(atoms)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        ase_write(output, frames, format="extxyz")
+        return len(frames)
+    output.mkdir(parents=True, exist_ok=True)
+    for candidate in candidates:
+        name = (
+            f"{candidate.content_hash[:12]}_{candidate.structure.composition.reduced_formula}.cif"
+        )
+        CifWriter(candidate.structure).write_file(output / name)
+    return len(candidates)
+
+
+def write_rows_csv(rows: list[HistoryRow], output: Path) -> None:
+    """Write history rows as CSV with a header (to ``output``, a path or ``-`` for stdout)."""
+    fields = list(HistoryRow.__dataclass_fields__)
+    if str(output) == "-":
+        _write(rows, fields, sys.stdout)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("w", newline="") as handle:
+        _write(rows, fields, handle)
+
+
+def _write(rows: list[HistoryRow], fields: list[str], handle: TextIO) -> None:
+    writer = csv.DictWriter(handle, fieldnames=fields)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row.as_dict())

@@ -1,0 +1,159 @@
+"""Experimental measurements from CSV: validated row by row, stored all-or-nothing.
+
+Columns: ``composition`` (or ``formula``), ``property``, ``value``, ``unit``, ``uncertainty``,
+``source``, and optionally ``structure`` (a CIF/POSCAR/extxyz path, relative to the CSV file).
+If any row is bad the whole file is rejected with one message per bad row.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+from pathlib import Path
+
+from pymatgen.core import Structure
+
+from state.composition import CompositionError, check_in_space, parse_composition
+from state.config import CampaignConfig
+from state.schema import Measurement
+from state.units import (
+    PROPERTY_DIMENSIONS,
+    UnitError,
+    canonical_unit,
+    to_canonical,
+    uncertainty_to_canonical,
+)
+
+REQUIRED_COLUMNS = ("property", "value", "unit", "uncertainty", "source")
+#: Largest difference (atomic fraction) tolerated between a row's composition and its structure.
+STRUCTURE_COMPOSITION_TOLERANCE = 0.02
+
+
+class InjectError(ValueError):
+    """The measurement file was rejected; the message lists every bad row."""
+
+
+def read_measurements(path: Path, config: CampaignConfig, *, iteration: int) -> list[Measurement]:
+    """Parse and validate a measurement CSV against the campaign ``config``.
+
+    Args:
+        path: the CSV file.
+        config: the campaign's config (chemical space, objectives).
+        iteration: first loop iteration that will use these measurements.
+
+    Raises:
+        InjectError: missing columns or any bad row (all problems listed, row-numbered).
+    """
+    if not path.is_file():
+        raise InjectError(f"measurement file not found: {path}")
+    raw = path.read_bytes()
+    sha = hashlib.sha256(raw).hexdigest()
+    reader = csv.DictReader(raw.decode("utf-8-sig").splitlines())
+    columns = {c.strip().lower() for c in reader.fieldnames or []}
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if "composition" not in columns and "formula" not in columns:
+        missing.insert(0, "composition (or formula)")
+    if missing:
+        raise InjectError(
+            f"{path}: missing column(s) {', '.join(missing)}; expected columns: composition, "
+            "property, value, unit, uncertainty, source[, structure]"
+        )
+    measurements: list[Measurement] = []
+    errors: list[str] = []
+    for number, row in enumerate(reader, start=1):
+        cells = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}
+        try:
+            measurements.append(_parse_row(cells, path, config, iteration, sha, number))
+        except (CompositionError, UnitError, ValueError) as exc:
+            errors.append(f"  row {number}: {exc}")
+    if errors:
+        raise InjectError(
+            f"{path}: {len(errors)} bad row(s); nothing was stored:\n" + "\n".join(errors)
+        )
+    if not measurements:
+        raise InjectError(f"{path}: no data rows")
+    return measurements
+
+
+def _parse_row(
+    cells: dict[str, str],
+    path: Path,
+    config: CampaignConfig,
+    iteration: int,
+    sha: str,
+    number: int,
+) -> Measurement:
+    text = cells.get("composition") or cells.get("formula") or ""
+    fractions = parse_composition(text)
+    check_in_space(fractions, config.elements)
+    prop = cells["property"]
+    known = sorted(set(PROPERTY_DIMENSIONS) | set(config.objective_properties))
+    if prop not in known:
+        raise ValueError(f"unknown property '{prop}'; use one of: {', '.join(known)}")
+    raw_value = _number(cells["value"], "value")
+    raw_sigma = _number(cells["uncertainty"], "uncertainty") if cells["uncertainty"] else None
+    if raw_sigma is not None and raw_sigma < 0:
+        raise ValueError(f"uncertainty {raw_sigma} is negative")
+    unit = cells["unit"]
+    if prop in PROPERTY_DIMENSIONS:
+        value = to_canonical(prop, raw_value, unit)
+        sigma = uncertainty_to_canonical(prop, raw_sigma, unit) if raw_sigma is not None else None
+        canonical = canonical_unit(prop)
+    else:  # a campaign-specific property: its objective's unit, taken as written
+        objective = next(o for o in config.objectives if o.property == prop)
+        if unit != objective.unit:
+            raise ValueError(f"{prop} must be given in {objective.unit}, got '{unit}'")
+        value, sigma, canonical = raw_value, raw_sigma, unit
+    source = cells["source"]
+    if not source:
+        raise ValueError("source is empty: say where the value comes from (lab, paper, DOI)")
+    structure = _structure(cells.get("structure", ""), path, fractions)
+    return Measurement(
+        composition=fractions,
+        property=prop,
+        value=value,
+        unit=canonical,
+        uncertainty=sigma,
+        source=source,
+        raw_value=raw_value,
+        raw_unit=unit,
+        structure=structure,
+        source_file=str(path.resolve()),
+        source_file_sha256=sha,
+        source_row=number,
+        iteration=iteration,
+    )
+
+
+def _number(text: str, column: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{column} '{text}' is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{column} '{text}' is not finite")
+    return value
+
+
+def _structure(reference: str, csv_path: Path, fractions: dict[str, float]) -> Structure | None:
+    if not reference:
+        return None
+    file = Path(reference) if Path(reference).is_absolute() else csv_path.parent / reference
+    if not file.is_file():
+        raise ValueError(f"structure file not found: {file}")
+    try:
+        structure = Structure.from_file(file)
+    except Exception as exc:  # pymatgen raises many types for unreadable files
+        raise ValueError(f"cannot read structure {file}: {exc}") from None
+    actual = structure.composition.fractional_composition
+    worst = max(
+        abs(actual[el] - fractions.get(el, 0.0))
+        for el in {*fractions, *(e.symbol for e in actual.elements)}
+    )
+    if worst > STRUCTURE_COMPOSITION_TOLERANCE:
+        raise ValueError(
+            f"structure {file.name} has composition {actual.formula}, which differs from the "
+            f"row's composition by {worst:.3f} in atomic fraction"
+        )
+    return structure

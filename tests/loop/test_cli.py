@@ -1,0 +1,184 @@
+"""End-to-end CLI: init -> inject -> history -> status -> export on a real SQLite store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from ase.io import read as ase_read
+from pymatgen.core import Lattice, Structure
+from rich.console import Console
+from typer.testing import CliRunner
+
+from loop.cli import app
+from state.database import dispose_engines
+from state.schema import Candidate, Cost, Evaluation, PropertyValue
+from state.settings import Settings
+from state.store import CampaignStore
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "nifecr.yaml"
+MEASUREMENTS = ROOT / "tests" / "data" / "measurements.csv"
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    monkeypatch.setenv("AMLOOP_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("AMLOOP_DATABASE_URL", raising=False)
+    monkeypatch.delenv("AMLOOP_CAMPAIGN", raising=False)
+    monkeypatch.setattr("loop.cli.console", Console(width=250))
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, list(args), catch_exceptions=False)
+
+    yield invoke
+    dispose_engines()
+
+
+def _init(cli):
+    result = cli("init", str(EXAMPLE))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_init_creates_campaign_folder_store_and_current_pointer(cli, tmp_path):
+    result = _init(cli)
+    assert "created campaign nifecr" in result.output
+    folder = tmp_path / "home" / "nifecr"
+    assert (folder / "campaign.db").is_file()
+    assert (folder / "config.yaml").is_file()
+    assert (tmp_path / "home" / "CURRENT").read_text().strip() == "nifecr"
+
+
+def test_second_init_of_same_name_is_refused(cli):
+    _init(cli)
+    result = cli("init", str(EXAMPLE))
+    assert result.exit_code == 1
+    assert "campaign 'nifecr' already exists" in result.output
+
+
+def test_init_bad_config_names_field_and_fix(cli, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EXAMPLE.read_text().replace("[Ni, Fe, Cr]", "[Ni, Fe, Xx]"))
+    result = cli("init", str(bad))
+    assert result.exit_code == 1
+    assert (
+        "elements: unknown element 'Xx'; use chemical symbols such as Fe, Ni, Cr" in result.output
+    )
+    assert not (tmp_path / "home" / "nifecr").exists()
+
+
+def test_inject_then_history_shows_rows_with_units_and_provenance(cli):
+    _init(cli)
+    result = cli("inject", str(MEASUREMENTS))
+    assert result.exit_code == 0, result.output
+    assert "stored 3 measurement(s) of bulk_modulus" in result.output
+
+    rows = json.loads(cli("history", "--format", "json").output)
+    assert [row["kind"] for row in rows] == ["measurement"] * 3
+    values = [row["value"] for row in rows]
+    assert values == pytest.approx([178.0, 183.0, 176.5])  # GPa, Mbar and MPa -> GPa
+    assert {row["unit"] for row in rows} == {"GPa"}
+    assert rows[1]["uncertainty"] == pytest.approx(5.0)  # 0.05 Mbar
+    assert "measurements.csv:2" in rows[1]["provenance"]
+    assert "given as 1.83 Mbar" in rows[1]["provenance"]
+    assert rows[0]["source"].startswith("resonant ultrasound")
+
+    table = cli("history").output
+    assert "no loop iterations yet" in table
+    assert "Cr0.2Fe0.3Ni0.5" in table
+    assert "183 ± 5 GPa" in table
+
+    csv_text = cli("history", "--format", "csv").output
+    assert csv_text.splitlines()[0].startswith("iteration,kind,candidate,formula")
+    assert len(csv_text.strip().splitlines()) == 4
+
+
+def test_status_reports_budget_best_and_lock(cli):
+    _init(cli)
+    cli("inject", str(MEASUREMENTS))
+    output = cli("status").output
+    assert "nifecr" in output and "not started" in output and "lock: free" in output
+    assert "183" in output  # best bulk modulus so far comes from the 1.83 Mbar measurement
+    assert "core-h" in output and "lammps_meam calls" in output
+
+
+def test_bad_csv_is_rejected_whole_with_row_numbers(cli, tmp_path):
+    _init(cli)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "composition,property,value,unit,uncertainty,source\n"
+        "Ni0.5Fe0.5,bulk_modulus,180,GPa,2,lab A\n"
+        "Ni0.5Co0.5,bulk_modulus,180,GPa,2,lab A\n"
+        "Ni0.5Fe0.5,bulk_modulus,abc,GPa,2,lab A\n"
+        "Ni0.5Fe0.5,bulk_modulus,180,kg,2,lab A\n"
+        "Ni0.5Fe0.5,bulk_modulus,180,GPa,2,\n"
+    )
+    result = cli("inject", str(bad))
+    assert result.exit_code == 1
+    out = " ".join(result.output.split())
+    assert "4 bad row(s); nothing was stored" in out
+    assert "row 2: element(s) Co not in the campaign's chemical space (Cr-Fe-Ni)" in out
+    assert "row 3: value 'abc' is not a number" in out
+    assert "row 4: unknown unit 'kg' for bulk_modulus" in out
+    assert "row 5: source is empty" in out
+    settings = Settings()
+    store = CampaignStore.open(settings.database_url_for("nifecr"), "nifecr")
+    assert store.measurements() == []
+    assert [e.kind for e in store.events(kind="inject_rejected")] == ["inject_rejected"]
+
+
+def test_export_formats(cli, tmp_path):
+    _init(cli)
+    settings = Settings()
+    store = CampaignStore.open(settings.database_url_for("nifecr"), "nifecr")
+    fcc = Structure(
+        Lattice.cubic(3.52),
+        ["Ni", "Ni", "Fe", "Cr"],
+        [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+    )
+    candidate = store.add_candidate(Candidate(structure=fcc, origin="seed", iteration=0))
+    store.record_evaluation(
+        Evaluation(
+            candidate_hash=candidate.content_hash,
+            oracle="lammps_meam",
+            fidelity=0.6,
+            status="done",
+            properties={"bulk_modulus": PropertyValue(value=190.5, unit="GPa")},
+            cost=Cost(core_s=1.5),
+            iteration=0,
+        )
+    )
+    xyz = tmp_path / "out.extxyz"
+    assert cli("export", "--format", "extxyz", "-o", str(xyz)).exit_code == 0
+    frames = ase_read(xyz, index=":")
+    assert len(frames) == 1
+    assert frames[0].info["lammps_meam.bulk_modulus"] == pytest.approx(190.5)
+    assert sorted(frames[0].get_chemical_symbols()) == ["Cr", "Fe", "Ni", "Ni"]
+    cifs = tmp_path / "cifs"
+    assert cli("export", "--format", "cif", "-o", str(cifs)).exit_code == 0
+    (cif,) = cifs.glob("*.cif")
+    assert Structure.from_file(cif).composition.reduced_formula == fcc.composition.reduced_formula
+    table = tmp_path / "h.csv"
+    assert cli("export", "--format", "csv", "-o", str(table)).exit_code == 0
+    assert "190.5" in table.read_text()
+
+
+@pytest.mark.parametrize("command", ["run", "resume"])
+def test_run_and_resume_say_the_loop_is_not_built_yet(cli, command):
+    _init(cli)
+    result = cli(command)
+    assert result.exit_code == 1
+    assert "not built yet" in result.output
+
+
+def test_campaign_option_and_missing_campaign(cli):
+    result = cli("status")
+    assert result.exit_code == 1
+    assert "run `amloop init CONFIG` first" in result.output
+    _init(cli)
+    assert cli("status", "--campaign", "nifecr").exit_code == 0
+    missing = cli("status", "--campaign", "other")
+    assert missing.exit_code == 1 and "no campaign 'other'" in missing.output
