@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from state.composition import formula
@@ -62,30 +62,28 @@ def history_rows(store: CampaignStore, *, iteration: int | None = None) -> list[
 
 
 def _evaluation_rows(evaluation: Evaluation, candidate: Candidate) -> list[HistoryRow]:
-    common = {
-        "iteration": evaluation.iteration,
-        "kind": "evaluation",
-        "candidate": candidate.content_hash[:12],
-        "formula": candidate.formula,
-        "origin": candidate.origin,
-        "source": evaluation.oracle,
-        "fidelity": f"{evaluation.fidelity:g}",
-        "status": evaluation.status,
-        "reason": evaluation.error or "",
-        "cost_core_s": evaluation.cost.core_s,
-        "provenance": ", ".join(f"{k}={v}" for k, v in sorted(evaluation.provenance.items())),
-    }
+    base = HistoryRow(
+        iteration=evaluation.iteration,
+        kind="evaluation",
+        candidate=candidate.content_hash[:12],
+        formula=candidate.formula,
+        origin=candidate.origin,
+        source=evaluation.oracle,
+        fidelity=f"{evaluation.fidelity:g}",
+        status=evaluation.status,
+        property="",
+        value=None,
+        unit="",
+        uncertainty=None,
+        reason=evaluation.error or "",
+        cost_core_s=evaluation.cost.core_s,
+        provenance=", ".join(f"{k}={v}" for k, v in sorted(evaluation.provenance.items())),
+    )
     if not evaluation.properties:
-        return [HistoryRow(property="", value=None, unit="", uncertainty=None, **common)]
+        return [base]
     return [
-        HistoryRow(
-            property=name,
-            value=value.value,
-            unit=value.unit,
-            uncertainty=value.uncertainty,
-            **common,
-        )
-        for name, value in evaluation.properties.items()
+        replace(base, property=name, value=v.value, unit=v.unit, uncertainty=v.uncertainty)
+        for name, v in evaluation.properties.items()
     ]
 
 
@@ -95,7 +93,7 @@ def _measurement_row(measurement: Measurement) -> HistoryRow:
         iteration=measurement.iteration,
         kind="measurement",
         candidate=(measurement.candidate_hash or "")[:12],
-        formula=measurement.formula,
+        formula=formula(measurement.composition),
         origin="experiment",
         source=measurement.source,
         fidelity="experiment",

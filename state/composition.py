@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 
-from pymatgen.core import Composition, Element
+from pymatgen.core import Composition, DummySpecies, Element
 
 
 class CompositionError(ValueError):
@@ -20,12 +21,31 @@ def parse_composition(text: str | Mapping[str, float]) -> dict[str, float]:
     """
     if isinstance(text, str) and not text.strip():
         raise CompositionError("empty composition")
+    if not isinstance(text, str):
+        for symbol, amount in text.items():
+            try:
+                finite = math.isfinite(float(amount))
+            except (TypeError, ValueError):
+                finite = False
+            if not finite:
+                raise CompositionError(
+                    f"amount of {symbol} in {dict(text)!r} is not a finite number"
+                )
     try:
         comp = Composition(text.strip() if isinstance(text, str) else dict(text))
     except (ValueError, KeyError, TypeError) as exc:
         raise CompositionError(f"cannot parse composition {text!r}: {exc}") from None
+    for species in comp.elements:
+        # pymatgen reads ``X``, ``Xx``, ``Q`` ... as dummy species, not as an error.
+        if isinstance(species, DummySpecies) or not Element.is_valid_symbol(species.symbol):
+            raise CompositionError(f"unknown element '{species.symbol}' in composition {text!r}")
+    comp = comp.element_composition  # Fe2+ and Fe count as one element
     if any(amount < 0 for amount in comp.values()):
         raise CompositionError(f"negative amount in composition {text!r}")
+    if not all(math.isfinite(amount) for amount in comp.values()) or not math.isfinite(
+        comp.num_atoms
+    ):
+        raise CompositionError(f"non-finite amount in composition {text!r}")
     if comp.num_atoms <= 0:
         raise CompositionError(f"composition {text!r} has no atoms")
     fractions = comp.fractional_composition

@@ -114,11 +114,6 @@ class Measurement(_Record):
     id: int | None = None
     created_at: datetime | None = None
 
-    @property
-    def formula(self) -> str:
-        """Atomic-fraction formula of the measured sample."""
-        return formula_of(self.composition)
-
 
 class Artifact(_Record):
     """A file the campaign produced (a model checkpoint, a plot), identified by its sha256."""

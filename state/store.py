@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from state.composition import formula
 from state.database import get_engine, migrate
 from state.models import (
     ArtifactRow,
@@ -140,12 +141,9 @@ class CampaignStore:
         with self.transaction() as session:
             row = session.get_one(CampaignRow, self.campaign_id)
             lock = None
-            if row.lock_owner is not None:
-                lock = LockInfo(
-                    owner=row.lock_owner,
-                    acquired_at=_aware(row.lock_acquired_at),
-                    heartbeat_at=_aware(row.lock_heartbeat_at),
-                )
+            acquired, beat = _aware(row.lock_acquired_at), _aware(row.lock_heartbeat_at)
+            if row.lock_owner is not None and acquired is not None and beat is not None:
+                lock = LockInfo(owner=row.lock_owner, acquired_at=acquired, heartbeat_at=beat)
             return CampaignRecord(
                 id=row.id,
                 name=row.name,
@@ -334,7 +332,7 @@ class CampaignStore:
                     candidate_hash = self._upsert_candidate(session, candidate).content_hash
                 row = MeasurementRow(
                     campaign_id=self.campaign_id,
-                    formula=measurement.formula,
+                    formula=formula(measurement.composition),
                     composition=measurement.composition,
                     property=measurement.property,
                     value=measurement.value,
