@@ -25,7 +25,13 @@ demo: $(STAMP)
 	AMLOOP_HOME=$(DEMO_HOME) $(VENV)/bin/amloop history
 	AMLOOP_HOME=$(DEMO_HOME) $(VENV)/bin/amloop status
 	AMLOOP_HOME=$(DEMO_HOME) $(VENV)/bin/amloop export --format csv
-	@echo "demo: created campaign 'nifecr' in $(DEMO_HOME), injected 3 measurements (units converted), showed history/status, exported CSV."
+	$(VENV)/bin/amloop evaluate --oracle lammps --set pair_style=meam \
+		--set library=library_2nn.meam --set potential=MoCoNiVFeAlCr_2nn.meam --set method=elastic \
+		examples/structures/nifecr_fcc54.cif
+	@echo "demo: created campaign 'nifecr' in $(DEMO_HOME), injected 3 measurements (units converted),"
+	@echo "      showed history/status, exported CSV, and computed the LAMMPS (2NN-MEAM) relaxed energy and"
+	@echo "      Voigt bulk/shear moduli of a random 54-atom FCC Ni-Fe-Cr cell. The closed loop itself"
+	@echo "      ('amloop run') lands with issue [8 of 10]."
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q -m "not gpu"

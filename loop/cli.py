@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -16,10 +17,14 @@ from loop.campaigns import CampaignHandle, CampaignLookupError, init_campaign, r
 from loop.export import ExportFormat, export_campaign, write_rows_csv
 from loop.history import best_per_objective, budget_lines, history_rows
 from loop.inject import InjectError, read_measurements
+from oracles.base import OracleSetupError
+from oracles.registry import create_oracle
 from state.config import ConfigError
 from state.database import DatabaseError
+from state.schema import Candidate
 from state.settings import Settings
 from state.store import CampaignExists, CampaignNotFound, LockHeld
+from state.structures import StructureFileError, read_structures
 
 app = typer.Typer(
     name="amloop",
@@ -48,6 +53,8 @@ USER_ERRORS = (
     InjectError,
     LockHeld,
     DatabaseError,
+    OracleSetupError,
+    StructureFileError,
 )
 
 
@@ -113,7 +120,7 @@ def status(campaign: CampaignOption = None) -> None:
     console.print(budget)
     best = Table(title="best so far")
     for column in ("objective", "direction", "value", "unit", "formula", "from", "candidate"):
-        best.add_column(column)
+        best.add_column(column, no_wrap=column in ("objective", "formula", "value"))
     found = {b.property: b for b in best_per_objective(store, handle.config)}
     for objective in handle.config.objectives:
         b = found.get(objective.property)
@@ -230,6 +237,60 @@ def export(
     target = output or handle.directory / "export" / default
     count = export_campaign(handle.store(), fmt, target)
     console.print(f"wrote {count} record(s) to {target}")
+
+
+@app.command()
+@_user_errors
+def evaluate(
+    structures: Annotated[list[Path], typer.Argument(help="CIF, POSCAR or extxyz files")],
+    oracle: Annotated[str, typer.Option("--oracle", help="registered oracle type, e.g. lammps")],
+    settings: Annotated[
+        list[str] | None, typer.Option("--set", help="oracle option KEY=VALUE (repeatable)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON records")] = False,
+) -> None:
+    """Run one oracle on structure files outside any campaign; one record per structure."""
+    options = parse_options(settings or [])
+    instance = create_oracle(oracle, **options)
+    records = []
+    for path in structures:
+        for index, structure in enumerate(read_structures(path)):
+            label = path.name if index == 0 else f"{path.name}[{index}]"
+            check = getattr(instance, "check_elements", None)
+            if check is not None:
+                check(sorted({el.symbol for el in structure.composition.elements}))
+            evaluation = instance.evaluate(Candidate(structure=structure, origin="injected"))
+            records.append((label, evaluation))
+    if as_json:
+        payload = [
+            {"file": label, **evaluation.model_dump(mode="json", exclude={"relaxed_structure"})}
+            for label, evaluation in records
+        ]
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    for label, evaluation in records:
+        colour = "green" if evaluation.status == "done" else "red"
+        console.print(
+            f"[bold]{label}[/]: [{colour}]{evaluation.status}[/] "
+            f"({evaluation.cost.core_s:.2f} core-s)",
+            highlight=False,
+        )
+        for name, value in evaluation.properties.items():
+            sigma = "" if value.uncertainty is None else f" ± {value.uncertainty:.3g}"
+            console.print(f"  {name} = {value.value:.6g}{sigma} {value.unit}", highlight=False)
+        if evaluation.error:
+            console.print(f"  reason: {evaluation.error}", markup=False, highlight=False)
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``["method=eos", "etol=1e-8"]`` -> ``{"method": "eos", "etol": 1e-08}`` (YAML scalars)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"'{pair}' is not KEY=VALUE", param_hint="--set")
+        options[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return options
 
 
 def _loop_not_built(command: str) -> None:

@@ -17,6 +17,7 @@ from pymatgen.core import Structure
 from state.composition import CompositionError, check_in_space, parse_composition
 from state.config import CampaignConfig
 from state.schema import Measurement
+from state.structures import read_structures
 from state.units import (
     PROPERTY_DIMENSIONS,
     UnitError,
@@ -142,10 +143,10 @@ def _structure(reference: str, csv_path: Path, fractions: dict[str, float]) -> S
     file = Path(reference) if Path(reference).is_absolute() else csv_path.parent / reference
     if not file.is_file():
         raise ValueError(f"structure file not found: {file}")
-    try:
-        structure = Structure.from_file(file)
-    except Exception as exc:  # pymatgen raises many types for unreadable files
-        raise ValueError(f"cannot read structure {file}: {exc}") from None
+    structures = read_structures(file)
+    if len(structures) != 1:
+        raise ValueError(f"structure file {file.name} holds {len(structures)} structures, not one")
+    structure = structures[0]
     actual = structure.composition.fractional_composition
     worst = max(
         abs(actual[el] - fractions.get(el, 0.0))

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ase.io import read as ase_read
 from pymatgen.core import Structure
+from pymatgen.io.ase import AseAtomsAdaptor
 
 #: Fractional coordinates are rounded to this many decimals for hashing (1e-4 of a cell vector).
 HASH_FRAC_DECIMALS = 4
@@ -50,3 +54,28 @@ def content_hash(structure: Structure) -> str:
         "sites": sites,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+class StructureFileError(ValueError):
+    """A structure file that is missing or that no reader understands."""
+
+
+def read_structures(path: Path) -> list[Structure]:
+    """Read every structure in a CIF, POSCAR, extxyz (all frames) or other ASE-readable file.
+
+    Raises:
+        StructureFileError: the file is missing or no reader understands it.
+    """
+    if not path.is_file():
+        raise StructureFileError(f"structure file not found: {path}")
+    try:
+        if path.suffix.lower() in {".cif", ".vasp", ".json"} or path.name.upper().startswith(
+            ("POSCAR", "CONTCAR")
+        ):
+            with warnings.catch_warnings():  # pymatgen's notice that it snapped coordinates
+                warnings.filterwarnings("ignore", message="Issues encountered while parsing CIF")
+                return [Structure.from_file(path)]
+        frames = ase_read(path, index=":")
+        return [AseAtomsAdaptor.get_structure(atoms) for atoms in frames]
+    except Exception as exc:  # pymatgen and ASE raise many types for unreadable files
+        raise StructureFileError(f"cannot read structure file {path}: {exc}") from None
