@@ -8,7 +8,7 @@ from typing import Any
 from oracles.base import Oracle, OracleSetupError
 
 #: Modules that define the built-in oracles; imported on first use of the registry.
-BUILTIN_MODULES: tuple[str, ...] = ()
+BUILTIN_MODULES: tuple[str, ...] = ("oracles.lammps",)
 
 _REGISTRY: dict[str, type[Oracle]] = {}
 

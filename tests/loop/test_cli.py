@@ -182,3 +182,34 @@ def test_campaign_option_and_missing_campaign(cli):
     assert cli("status", "--campaign", "nifecr").exit_code == 0
     missing = cli("status", "--campaign", "other")
     assert missing.exit_code == 1 and "no campaign 'other'" in missing.output
+
+
+def test_evaluate_runs_an_oracle_on_structure_files(cli, tmp_path):
+    ni = Structure(
+        Lattice.cubic(3.52), ["Ni"] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+    )
+    cif = tmp_path / "ni.cif"
+    ni.to(filename=str(cif))
+    result = cli(
+        "evaluate",
+        "--oracle",
+        "lammps",
+        "--set",
+        "potential=Ni_u3.eam",
+        "--set",
+        "method=eos",
+        "--json",
+        str(cif),
+    )
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(result.output)
+    assert record["file"] == "ni.cif" and record["status"] == "done"
+    bulk = record["properties"]["bulk_modulus"]
+    assert bulk["unit"] == "GPa" and 170 < bulk["value"] < 190  # Foiles-Baskes-Daw Ni: ~180 GPa
+    assert record["provenance"]["oracle_type"] == "lammps"
+
+    uncovered = cli("evaluate", "--oracle", "lammps", "--set", "potential=Fe_mm.eam.fs", str(cif))
+    assert uncovered.exit_code == 1
+    assert "has no parameters for Ni" in uncovered.output
+    unknown = cli("evaluate", "--oracle", "vasp-magic", str(cif))
+    assert unknown.exit_code == 1 and "unknown oracle type 'vasp-magic'; registered types:" in unknown.output
