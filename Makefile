@@ -37,7 +37,7 @@ test: $(STAMP)
 	$(VENV)/bin/pytest -q -m "not gpu"
 
 bench: $(STAMP)
-	$(PY) benchmarks/oracles.py
+	$(PY) -m benchmarks.oracles
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy

@@ -7,6 +7,8 @@ any oracle code.
 
 from __future__ import annotations
 
+import difflib
+import typing
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -187,23 +189,24 @@ class CampaignConfig(BaseModel):
         highs = [self.element_bounds(el)[1] for el in self.elements]
         if sum(lows) > 1.0 + 1e-9 or sum(highs) < 1.0 - 1e-9:
             raise ValueError(
-                f"bounds are infeasible: lower bounds sum to {sum(lows):g} and upper bounds to "
-                f"{sum(highs):g}, but fractions must sum to 1; loosen the bounds"
+                f"bounds: infeasible, the lower bounds sum to {sum(lows):g} and the upper bounds "
+                f"to {sum(highs):g}, but fractions must sum to 1; loosen the bounds"
             )
         names = [oracle.name for oracle in self.oracles]
         if len(set(names)) != len(names):
-            raise ValueError(f"oracle names must be unique, got {names}")
-        for objective in self.objectives:
+            raise ValueError(f"oracles: names must be unique, got {names}; rename the duplicates")
+        for i, objective in enumerate(self.objectives):
             if objective.oracle is not None and objective.oracle not in names:
                 raise ValueError(
-                    f"objective '{objective.property}' names oracle '{objective.oracle}', "
-                    f"which is not configured; configured oracles: {', '.join(names)}"
+                    f"objectives.{i}.oracle: objective '{objective.property}' names oracle "
+                    f"'{objective.oracle}', which is not configured; use one of the configured "
+                    f"oracles ({', '.join(names)}) or add it under oracles"
                 )
         for name in self.budget.evaluations:
             if name not in names:
                 raise ValueError(
-                    f"budget.evaluations names oracle '{name}', which is not configured; "
-                    f"configured oracles: {', '.join(names)}"
+                    f"budget.evaluations.{name}: names oracle '{name}', which is not configured; "
+                    f"use one of the configured oracles ({', '.join(names)}) or remove it"
                 )
         return self
 
@@ -217,13 +220,58 @@ class CampaignConfig(BaseModel):
         return [objective.property for objective in self.objectives]
 
 
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside a field's annotation (``X``, ``list[X]``, ``X | None``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        model = _model_in(arg)
+        if model is not None:
+            return model
+    return None
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """Names of the fields the config section at ``loc`` accepts (empty if unknown)."""
+    model: type[BaseModel] | None = CampaignConfig
+    for part in loc:
+        if isinstance(part, int):  # an item of a list of sections
+            continue
+        field = model.model_fields.get(part) if model is not None else None
+        model = _model_in(field.annotation) if field is not None else None
+        if model is None:
+            return []
+    return list(model.model_fields) if model is not None else []
+
+
+_BOUND_WORDS = {
+    "greater_than_equal": (">=", "ge"),
+    "greater_than": (">", "gt"),
+    "less_than_equal": ("<=", "le"),
+    "less_than": ("<", "lt"),
+}
+
+
 def _describe(error: dict[str, Any]) -> str:
-    location = ".".join(str(part) for part in error["loc"] if part != "function-after")
+    loc = tuple(part for part in error["loc"] if part != "function-after")
+    location = ".".join(str(part) for part in loc)
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        message = "unknown field; check its spelling against the documented fields"
+        known = _fields_at(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1) if loc else []
+        if close:
+            message = f"unknown field; did you mean '{close[0]}'?"
+        elif known:
+            message = f"unknown field; valid fields here: {', '.join(known)}"
+        else:
+            message = "unknown field; check its spelling against the documented fields"
     elif error["type"] == "missing":
         message = "required field is missing"
+    elif error["type"] in _BOUND_WORDS:
+        op, key = _BOUND_WORDS[error["type"]]
+        limit = (error.get("ctx") or {}).get(key)
+        shown = f"{limit:g}" if isinstance(limit, int | float) else str(limit)
+        message = f"got {error.get('input')!r}, but it must be {op} {shown}"
     return f"{location}: {message}" if location else message
 
 

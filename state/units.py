@@ -43,7 +43,6 @@ UNITS: dict[str, UnitSpec] = {
     "pa": UnitSpec("pressure", 1e-9),
     "bar": UnitSpec("pressure", 1e-4),
     "kbar": UnitSpec("pressure", 0.1),
-    "mbar": UnitSpec("pressure", 100.0),  # megabar, as in elastic-constant tables
     "ev/å^3": UnitSpec("pressure", 160.21766208),
     # energies per atom
     "ev/atom": UnitSpec("energy_per_atom", 1.0),
@@ -84,6 +83,17 @@ UNITS: dict[str, UnitSpec] = {
     "%": UnitSpec("dimensionless", 1e-2),
 }
 
+#: Spellings whose meaning depends on case (megabar vs millibar, MeV vs meV): matched exactly,
+#: before the case-folded table above.
+CASED_UNITS: dict[str, UnitSpec] = {
+    "Mbar": UnitSpec("pressure", 100.0),
+    "mbar": UnitSpec("pressure", 1e-13),
+    "MeV": UnitSpec("energy", 1e6),
+    "meV": UnitSpec("energy", 1e-3),
+    "MeV/atom": UnitSpec("energy_per_atom", 1e6),
+    "meV/atom": UnitSpec("energy_per_atom", 1e-3),
+}
+
 #: Properties amloop knows, with the dimension they are stored in.
 PROPERTY_DIMENSIONS: dict[str, str] = {
     "bulk_modulus": "pressure",
@@ -118,6 +128,16 @@ def normalise_unit(unit: str) -> str:
     return text.replace("/a^3", "/å^3")
 
 
+def lookup_unit(unit: str) -> UnitSpec | None:
+    """The spec of ``unit``: case-sensitive spellings first, then the case-folded table."""
+    return CASED_UNITS.get(unit.strip()) or UNITS.get(normalise_unit(unit))
+
+
+def _accepted_units(dimension: str) -> str:
+    table = {**UNITS, **CASED_UNITS}
+    return ", ".join(sorted({u for u, spec in table.items() if spec.dimension == dimension and u}))
+
+
 def property_dimension(prop: str) -> str:
     """Dimension a property is stored in; raises :class:`UnitError` for unknown properties."""
     try:
@@ -140,15 +160,14 @@ def to_canonical(prop: str, value: float, unit: str) -> float:
         UnitError: unknown unit, or a unit of another dimension than the property's.
     """
     dimension = property_dimension(prop)
-    spec = UNITS.get(normalise_unit(unit))
+    spec = lookup_unit(unit)
+    accepted = _accepted_units(dimension)
     if spec is None:
-        accepted = sorted(u for u, s in UNITS.items() if s.dimension == dimension and u)
-        raise UnitError(f"unknown unit '{unit}' for {prop}; use one of: {', '.join(accepted)}")
+        raise UnitError(f"unknown unit '{unit}' for {prop}; use one of: {accepted}")
     if spec.dimension != dimension:
-        accepted = sorted(u for u, s in UNITS.items() if s.dimension == dimension and u)
         raise UnitError(
             f"unit '{unit}' is a {spec.dimension.replace('_', ' ')} unit, but {prop} needs a "
-            f"{dimension.replace('_', ' ')} unit: one of {', '.join(accepted)}"
+            f"{dimension.replace('_', ' ')} unit: one of {accepted}"
         )
     return value * spec.scale + spec.offset
 
@@ -156,4 +175,6 @@ def to_canonical(prop: str, value: float, unit: str) -> float:
 def uncertainty_to_canonical(prop: str, sigma: float, unit: str) -> float:
     """Convert a standard uncertainty (a difference, so offsets such as °C→K do not apply)."""
     to_canonical(prop, 0.0, unit)  # validates unit and dimension
-    return abs(sigma) * UNITS[normalise_unit(unit)].scale
+    spec = lookup_unit(unit)
+    assert spec is not None
+    return abs(sigma) * spec.scale

@@ -212,4 +212,7 @@ def test_evaluate_runs_an_oracle_on_structure_files(cli, tmp_path):
     assert uncovered.exit_code == 1
     assert "has no parameters for Ni" in uncovered.output
     unknown = cli("evaluate", "--oracle", "vasp-magic", str(cif))
-    assert unknown.exit_code == 1 and "unknown oracle type 'vasp-magic'; registered types:" in unknown.output
+    assert (
+        unknown.exit_code == 1
+        and "unknown oracle type 'vasp-magic'; registered types:" in unknown.output
+    )

@@ -1,0 +1,162 @@
+"""Generic fixtures shared by all test packages: database URLs for SQLite and PostgreSQL.
+
+PostgreSQL: when ``AMLOOP_TEST_POSTGRES_URL`` is set (e.g. ``postgresql://postgres@host:5432/
+postgres``) that server is used; otherwise one throw-away server is started for the whole test
+session from the binaries of Debian's ``postgresql`` package (``/usr/lib/postgresql/*/bin``),
+listening on 127.0.0.1 at a free port with trust authentication. Every test gets a fresh
+database on that server. Without the binaries the PostgreSQL tests are skipped, except under
+CI (``CI`` set), where that is an error.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import URL, make_url
+
+from state.database import dispose_engines
+
+POSTGRES_URL_ENV = "AMLOOP_TEST_POSTGRES_URL"
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> Iterator[str]:
+    """URL of a fresh SQLite database file under ``tmp_path``."""
+    yield f"sqlite:///{tmp_path / 'campaign.db'}"
+    dispose_engines()
+
+
+# --------------------------------------------------------------------------- PostgreSQL server
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _postgres_bindir() -> Path | None:
+    """``bin`` folder of the newest PostgreSQL installed from Debian's packages, if any."""
+    candidates = [Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")]
+    candidates = [d for d in candidates if (d / "pg_ctl").is_file()]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda d: int(d.parent.name) if d.parent.name.isdigit() else 0)
+
+
+def _missing_postgres(reason: str) -> None:
+    message = (
+        f"PostgreSQL tests need a server: {reason}. Install Debian's `postgresql` package "
+        f"(apt-get install -y postgresql) or set {POSTGRES_URL_ENV}=postgresql://USER@HOST:PORT/DB"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+class _LocalPostgres:
+    """A PostgreSQL server in a temporary folder, run as the ``postgres`` user when we are root
+    (``initdb`` refuses to run as root)."""
+
+    def __init__(self, bindir: Path):
+        self.bindir = bindir
+        self.root = Path(tempfile.mkdtemp(prefix="amloop-pg-"))
+        self.data = self.root / "data"
+        self.log = self.root / "server.log"
+        self.port = _free_port()
+        self.as_postgres = os.geteuid() == 0
+        if self.as_postgres:
+            shutil.chown(self.root, user="postgres", group="postgres")
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        command = [str(self.bindir / args[0]), *args[1:]]
+        if self.as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        return subprocess.run(
+            command, cwd=self.root, capture_output=True, text=True, timeout=120, check=False
+        )
+
+    def start(self) -> None:
+        result = self._run(
+            "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+            "--no-sync",
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} "
+            f"-c unix_socket_directories={self.root} -c max_connections=200 "
+            # The tests kill clients, never this server: durability against an OS crash is
+            # not what they check, so skip the fsyncs.
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        result = self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "-o", options,
+            "start",
+        )  # fmt: skip
+        if result.returncode != 0:
+            log = self.log.read_text() if self.log.exists() else ""
+            raise RuntimeError(f"pg_ctl start failed:\n{result.stdout}\n{result.stderr}\n{log}")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    @property
+    def url(self) -> URL:
+        return make_url(f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[URL]:
+    """URL of the maintenance database of a PostgreSQL server for this test session."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        _missing_postgres("the `psycopg` driver is not installed (pip install 'amloop[postgres]')")
+    external = os.environ.get(POSTGRES_URL_ENV)
+    if external:
+        yield make_url(external).set(drivername="postgresql+psycopg")
+        return
+    bindir = _postgres_bindir()
+    if bindir is None:
+        _missing_postgres("no /usr/lib/postgresql/*/bin/initdb found")
+        return
+    server = _LocalPostgres(bindir)
+    try:
+        server.start()
+        yield server.url
+    finally:
+        server.stop()
+
+
+def _libpq(url: URL) -> str:
+    """``postgresql://`` conninfo for psycopg from a SQLAlchemy URL."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: URL) -> Iterator[str]:
+    """URL of a fresh, empty database on the session's PostgreSQL server (dropped afterwards)."""
+    import psycopg
+
+    name = f"amloop_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_libpq(postgres_server), autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield postgres_server.set(database=name).render_as_string(hide_password=False)
+    dispose_engines()
+    with psycopg.connect(_libpq(postgres_server), autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database on each backend: SQLite file, then PostgreSQL (marked ``postgres``)."""
+    return str(request.getfixturevalue(f"{request.param}_url"))
