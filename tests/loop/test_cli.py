@@ -216,3 +216,15 @@ def test_evaluate_runs_an_oracle_on_structure_files(cli, tmp_path):
         unknown.exit_code == 1
         and "unknown oracle type 'vasp-magic'; registered types:" in unknown.output
     )
+
+
+@pytest.mark.postgres
+def test_cli_on_a_shared_postgresql_database(cli, postgres_url, monkeypatch, tmp_path):
+    monkeypatch.setenv("AMLOOP_DATABASE_URL", postgres_url)
+    _init(cli)
+    assert not (tmp_path / "home" / "nifecr" / "campaign.db").exists()  # rows live in PostgreSQL
+    assert cli("inject", str(MEASUREMENTS)).exit_code == 0
+    rows = json.loads(cli("history", "--format", "json").output)
+    assert [row["value"] for row in rows] == pytest.approx([178.0, 183.0, 176.5])
+    assert CampaignStore.campaign_names(postgres_url) == ["nifecr"]
+    assert "183" in cli("status").output
