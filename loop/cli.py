@@ -11,14 +11,16 @@ from typing import Annotated, Any, Literal, TypeVar
 import typer
 import yaml
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from loop.campaigns import CampaignHandle, CampaignLookupError, init_campaign, resolve_campaign
 from loop.export import ExportFormat, export_campaign, write_rows_csv
 from loop.history import best_per_objective, budget_lines, history_rows
 from loop.inject import InjectError, read_measurements
+from loop.seeding import build_seed_set, seed_plan
 from oracles.base import OracleSetupError
-from oracles.registry import create_oracle
+from oracles.registry import create_oracle, oracle_from_config
 from state.config import ConfigError
 from state.database import DatabaseError
 from state.schema import Candidate
@@ -291,6 +293,67 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
             raise typer.BadParameter(f"'{pair}' is not KEY=VALUE", param_hint="--set")
         options[key.strip()] = yaml.safe_load(value) if value.strip() else ""
     return options
+
+
+@app.command()
+@_user_errors
+def seed(
+    campaign: Annotated[
+        str | None, typer.Argument(help="campaign name or folder (default: the current one)")
+    ] = None,
+    n: Annotated[int, typer.Option("--n", min=1, help="number of seed structures")] = 200,
+    orderings: Annotated[int, typer.Option(min=1, help="random orderings per composition")] = 20,
+    step: Annotated[float, typer.Option(help="composition grid step (atomic fraction)")] = 0.1,
+    oracle: Annotated[
+        list[str] | None,
+        typer.Option("--oracle", help="oracle name to score with (default: those <= 60 core-s)"),
+    ] = None,
+) -> None:
+    """Fill a campaign's seed set: random solid solutions scored by the cheap oracles.
+
+    Resumable: running it again continues where it stopped and never redoes an evaluation.
+    """
+    handle = _campaign(campaign)
+    store = handle.store()
+    chosen = [
+        o for o in handle.config.oracles if (o.name in oracle if oracle else o.cost.core_s <= 60)
+    ]
+    if oracle and (unknown := set(oracle) - {o.name for o in chosen}):
+        names = ", ".join(o.name for o in handle.config.oracles)
+        raise ConfigError(f"unknown oracle(s) {', '.join(sorted(unknown))}; configured: {names}")
+    if not chosen:
+        raise ConfigError("no oracle is cheap enough to seed with; name one with --oracle")
+    try:
+        plan = seed_plan(handle.config, n, orderings=orderings, step=step)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    oracles = [(o, oracle_from_config(o)) for o in chosen]
+    with Progress(
+        TextColumn("[bold]seed[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+    ) as bar:
+        task = bar.add_task("", total=len(plan))
+        report = build_seed_set(
+            store,
+            handle.config,
+            plan,
+            oracles,
+            progress=lambda done, total, message: bar.update(
+                task, completed=done, description=message
+            ),
+        )
+    console.print(
+        f"seed set of {handle.name}: {report.planned} planned, {report.evaluated} evaluation(s) "
+        f"run ({report.failed} failed), {report.skipped_done} already done"
+    )
+    for failure in report.failures:
+        console.print(f"  failed: {failure}", markup=False, highlight=False)
+    if report.stopped_reason:
+        console.print(f"[yellow]stopped:[/] {report.stopped_reason}")
 
 
 def _loop_not_built(command: str) -> None:

@@ -6,6 +6,7 @@ import importlib
 from typing import Any
 
 from oracles.base import Oracle, OracleSetupError
+from state.config import OracleConfig
 
 #: Modules that define the built-in oracles; imported on first use of the registry.
 BUILTIN_MODULES: tuple[str, ...] = ("oracles.lammps",)
@@ -50,3 +51,14 @@ def create_oracle(type_name: str, **options: Any) -> Oracle:
         return cls(**options)
     except TypeError as exc:
         raise OracleSetupError(f"bad options for oracle '{type_name}': {exc}") from None
+
+
+def oracle_from_config(config: OracleConfig) -> Oracle:
+    """Instantiate the oracle a campaign config describes (name, fidelity, timeout, options)."""
+    return create_oracle(
+        config.type,
+        name=config.name,
+        fidelity=config.fidelity,
+        timeout_s=config.timeout_s,
+        **config.options,
+    )

@@ -1,0 +1,64 @@
+"""Random solid solutions of seed paper 001: cell sizes, compositions, geometry."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from generator.solid_solution import (
+    atom_counts,
+    composition_grid,
+    mean_metallic_radius,
+    random_solid_solution,
+    supercell_shape,
+)
+
+
+@pytest.mark.parametrize(
+    ("n", "shape"), [(54, (3, 3, 3)), (16, (2, 2, 2)), (128, (4, 4, 4)), (36, (2, 3, 3))]
+)
+def test_supercell_shape(n, shape):
+    assert supercell_shape(n) == shape
+
+
+def test_odd_cell_size_is_refused_with_a_hint():
+    with pytest.raises(ValueError, match="use an even number"):
+        supercell_shape(27)
+
+
+def test_atom_counts_sum_and_round_to_nearest():
+    counts = atom_counts({"Ni": 0.4, "Fe": 0.3, "Cr": 0.3}, 54)
+    assert sum(counts.values()) == 54
+    assert counts == {"Ni": 22, "Fe": 16, "Cr": 16}  # 21.6, 16.2, 16.2
+
+
+@pytest.mark.parametrize(("kind", "neighbours"), [("fcc", 12), ("bcc", 8), ("hcp", 12)])
+def test_lattices_have_their_coordination_and_touching_spheres(kind, neighbours):
+    fractions = {"Ni": 0.5, "Fe": 0.25, "Cr": 0.25}
+    structure = random_solid_solution(fractions, kind, 54, np.random.default_rng(0))
+    assert len(structure) == 54
+    radius = mean_metallic_radius(fractions)
+    shortest = np.sort(structure.distance_matrix[0])[1]
+    assert shortest == pytest.approx(2 * radius, rel=1e-6)  # nearest neighbours touch
+    shell = [n for n in structure.get_neighbors(structure[0], shortest * 1.05)]
+    assert len(shell) == neighbours
+
+
+def test_orderings_differ_but_composition_is_fixed():
+    fractions = {"Ni": 0.4, "Fe": 0.3, "Cr": 0.3}
+    rng = np.random.default_rng(1)
+    first, second = (random_solid_solution(fractions, "fcc", 54, rng) for _ in range(2))
+    assert first.composition == second.composition
+    assert [s.specie for s in first] != [s.specie for s in second]
+
+
+def test_composition_grid_covers_the_simplex_within_bounds():
+    grid = composition_grid(["Ni", "Fe", "Cr"], {}, step=0.1)
+    assert len(grid) == math.comb(12, 2)  # 66 points on a ternary 0.1 grid
+    assert all(sum(c.values()) == pytest.approx(1.0) for c in grid)
+    bounded = composition_grid(["Ni", "Fe", "Cr"], {"Cr": (0.2, 0.4), "Ni": (0.3, 1.0)}, step=0.1)
+    assert bounded and all(
+        0.2 - 1e-9 <= c["Cr"] <= 0.4 + 1e-9 and c["Ni"] >= 0.3 - 1e-9 for c in bounded
+    )
