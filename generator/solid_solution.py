@@ -24,15 +24,16 @@ def two_atom_cell(kind: LatticeKind, radius: float) -> Structure:
     """The 2-atom cell of ``kind`` for atoms of metallic radius ``radius`` (Å).
 
     FCC is its body-centred tetragonal setting (a/√2, a/√2, a), BCC the cubic cell, HCP the
-    ideal (c/a = √(8/3)) hexagonal cell. Sites are placeholders (``X``) to be decorated.
+    ideal (c/a = √(8/3)) hexagonal cell. Both sites hold H as a placeholder, to be decorated.
     """
+    coords: list[list[float]]
     if kind == "fcc":
         a = 2.0 * math.sqrt(2.0) * radius
         lattice = Lattice.tetragonal(a / math.sqrt(2.0), a)
-        coords = [[0, 0, 0], [0.5, 0.5, 0.5]]
+        coords = [[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]]
     elif kind == "bcc":
         lattice = Lattice.cubic(4.0 * radius / math.sqrt(3.0))
-        coords = [[0, 0, 0], [0.5, 0.5, 0.5]]
+        coords = [[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]]
     elif kind == "hcp":
         a = 2.0 * radius
         lattice = Lattice.hexagonal(a, a * math.sqrt(8.0 / 3.0))
