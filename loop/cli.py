@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import functools
 import json
 from collections.abc import Callable
@@ -19,13 +20,15 @@ from loop.export import ExportFormat, export_campaign, write_rows_csv
 from loop.history import best_per_objective, budget_lines, history_rows
 from loop.inject import InjectError, read_measurements
 from loop.seeding import build_seed_set, seed_plan
-from oracles.base import OracleSetupError
+from oracles.base import Oracle, OracleSetupError
+from oracles.experiment import ExperimentOracle
 from oracles.registry import create_oracle, oracle_from_config
+from state.composition import CompositionError, check_in_space, formula, parse_composition
 from state.config import ConfigError
 from state.database import DatabaseError
 from state.schema import Candidate
 from state.settings import Settings
-from state.store import CampaignExists, CampaignNotFound, LockHeld
+from state.store import CampaignExists, CampaignNotFound, CampaignStore, LockHeld
 from state.structures import StructureFileError, read_structures
 
 app = typer.Typer(
@@ -57,6 +60,7 @@ USER_ERRORS = (
     DatabaseError,
     OracleSetupError,
     StructureFileError,
+    CompositionError,
 )
 
 
@@ -218,11 +222,22 @@ def inject(
     except InjectError as exc:
         store.log_event("inject_rejected", str(exc), payload={"file": str(file)})
         raise
-    stored = store.add_measurements(measurements)
+    open_before = _open_request_ids(store)
+    try:
+        stored = store.add_measurements(measurements)
+    except LookupError as exc:
+        store.log_event("inject_rejected", str(exc), payload={"file": str(file)})
+        raise InjectError(f"{file}: {exc}; nothing was stored") from None
     properties = sorted({m.property for m in stored})
     console.print(
         f"[green]stored {len(stored)} measurement(s)[/] of {', '.join(properties)} from {file}; "
         f"used as the top fidelity from iteration {stored[0].iteration} on"
+    )
+    closed = sorted(open_before - _open_request_ids(store))
+    answered = sum(1 for m in stored if m.request_id is not None)
+    console.print(
+        f"{answered} answer(s) to lab requests ({len(stored) - answered} unsolicited); "
+        f"fulfilled: {', '.join(f'#{i}' for i in closed) or 'none'}"
     )
 
 
@@ -254,6 +269,11 @@ def evaluate(
     """Run one oracle on structure files outside any campaign; one record per structure."""
     options = parse_options(settings or [])
     instance = create_oracle(oracle, **options)
+    if not isinstance(instance, Oracle):
+        raise OracleSetupError(
+            f"oracle type '{oracle}' does not compute; experiments are requested with "
+            "`amloop experiments request` and answered with `amloop inject`"
+        )
     records = []
     for path in structures:
         for index, structure in enumerate(read_structures(path)):
@@ -327,7 +347,10 @@ def seed(
         plan = seed_plan(handle.config, n, orderings=orderings, step=step)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    oracles = [(o, oracle_from_config(o)) for o in chosen]
+    sources = [(o, oracle_from_config(o)) for o in chosen]
+    oracles = [(o, source) for o, source in sources if isinstance(source, Oracle)]
+    if not oracles:
+        raise ConfigError("none of the chosen oracles computes; name one with --oracle")
     with Progress(
         TextColumn("[bold]seed[/]"),
         BarColumn(),
@@ -354,6 +377,108 @@ def seed(
         console.print(f"  failed: {failure}", markup=False, highlight=False)
     if report.stopped_reason:
         console.print(f"[yellow]stopped:[/] {report.stopped_reason}")
+
+
+def _open_request_ids(store: CampaignStore) -> set[int]:
+    return {r.id for r in store.lab_requests(status="open") if r.id is not None}
+
+
+experiments = typer.Typer(help="Lab requests: the experiment fidelity.", no_args_is_help=True)
+app.add_typer(experiments, name="experiments")
+
+
+@experiments.command("pending")
+@_user_errors
+def experiments_pending(
+    campaign: CampaignOption = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write CSV here")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="also fulfilled and cancelled")] = False,
+) -> None:
+    """List open lab requests (composition, properties, why they were chosen)."""
+    store = _campaign(campaign).store()
+    requests = store.lab_requests(status=None if show_all else "open")
+    rows = [
+        {
+            "request": request.id,
+            "status": request.status,
+            "formula": formula(request.composition),
+            **{f"x_{el}": round(x, 4) for el, x in sorted(request.composition.items())},
+            "properties": " ".join(request.properties),
+            "reason": request.reason,
+            "requested_at": f"{request.created_at:%Y-%m-%d %H:%M}" if request.created_at else "",
+        }
+        for request in requests
+    ]
+    if output is not None:
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        with output.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        console.print(f"wrote {len(rows)} lab request(s) to {output}")
+        return
+    if not rows:
+        console.print("no open lab requests")
+        return
+    table = Table(title="lab requests")
+    for column in ("request", "status", "formula", "properties", "reason", "requested_at"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            *(
+                str(row[c])
+                for c in ("request", "status", "formula", "properties", "reason", "requested_at")
+            )
+        )
+    console.print(table)
+
+
+@experiments.command("request")
+@_user_errors
+def experiments_request(
+    composition: Annotated[str, typer.Argument(help="e.g. Fe0.2Co0.2Ni0.2Mo0.1B0.1O0.2")],
+    reason: Annotated[str, typer.Option(help="why this composition should be made")],
+    campaign: CampaignOption = None,
+    oracle: Annotated[str | None, typer.Option(help="experiment oracle name")] = None,
+) -> None:
+    """File a lab request by hand (the loop files them when acquisition picks the lab)."""
+    handle = _campaign(campaign)
+    lab = _experiment_oracle(handle, oracle)
+    fractions = parse_composition(composition)
+    check_in_space(fractions, handle.config.elements)
+    request = handle.store().add_lab_request(lab.request(fractions, reason=reason))
+    console.print(
+        f"lab request #{request.id}: {formula(fractions)} for {', '.join(request.properties)}"
+    )
+
+
+@experiments.command("cancel")
+@_user_errors
+def experiments_cancel(
+    request_id: Annotated[int, typer.Argument(help="lab-request id")],
+    reason: Annotated[str, typer.Option(help="why it is cancelled")],
+    campaign: CampaignOption = None,
+) -> None:
+    """Cancel an open lab request."""
+    try:
+        _campaign(campaign).store().cancel_lab_request(request_id, reason)
+    except LookupError as exc:
+        raise CampaignLookupError(str(exc)) from None
+    console.print(f"lab request #{request_id} cancelled")
+
+
+def _experiment_oracle(handle: CampaignHandle, name: str | None) -> ExperimentOracle:
+    labs = {o.name: o for o in handle.config.oracles if o.type == ExperimentOracle.type_name}
+    if not labs:
+        raise ConfigError(f"campaign '{handle.name}' configures no oracle of type experiment")
+    if name is None and len(labs) > 1:
+        raise ConfigError(f"several experiment oracles ({', '.join(labs)}); pick one with --oracle")
+    chosen = labs.get(name) if name else next(iter(labs.values()))
+    if chosen is None:
+        raise ConfigError(f"no experiment oracle '{name}'; configured: {', '.join(labs)}")
+    source = oracle_from_config(chosen)
+    assert isinstance(source, ExperimentOracle)
+    return source
 
 
 def _loop_not_built(command: str) -> None:

@@ -1,7 +1,9 @@
 """Experimental measurements from CSV: validated row by row, stored all-or-nothing.
 
 Columns: ``composition`` (or ``formula``), ``property``, ``value``, ``unit``, ``uncertainty``,
-``source``, and optionally ``structure`` (a CIF/POSCAR/extxyz path, relative to the CSV file).
+``source``, and optionally ``method`` (how it was measured), ``request`` (the lab-request id it
+answers; otherwise it is matched by composition) and ``structure`` (a CIF/POSCAR/extxyz path,
+relative to the CSV file). Lines starting with ``#`` are comments.
 If any row is bad the whole file is rejected with one message per bad row.
 """
 
@@ -19,9 +21,10 @@ from state.config import CampaignConfig
 from state.schema import Measurement
 from state.structures import read_structures
 from state.units import (
-    PROPERTY_DIMENSIONS,
     UnitError,
     canonical_unit,
+    is_known_property,
+    property_dimension,
     to_canonical,
     uncertainty_to_canonical,
 )
@@ -50,7 +53,8 @@ def read_measurements(path: Path, config: CampaignConfig, *, iteration: int) -> 
         raise InjectError(f"measurement file not found: {path}")
     raw = path.read_bytes()
     sha = hashlib.sha256(raw).hexdigest()
-    reader = csv.DictReader(raw.decode("utf-8-sig").splitlines())
+    lines = [line for line in raw.decode("utf-8-sig").splitlines() if not line.startswith("#")]
+    reader = csv.DictReader(lines)
     columns = {c.strip().lower() for c in reader.fieldnames or []}
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if "composition" not in columns and "formula" not in columns:
@@ -58,7 +62,7 @@ def read_measurements(path: Path, config: CampaignConfig, *, iteration: int) -> 
     if missing:
         raise InjectError(
             f"{path}: missing column(s) {', '.join(missing)}; expected columns: composition, "
-            "property, value, unit, uncertainty, source[, structure]"
+            "property, value, unit, uncertainty, source[, method, request, structure]"
         )
     measurements: list[Measurement] = []
     errors: list[str] = []
@@ -89,20 +93,20 @@ def _parse_row(
     fractions = parse_composition(text)
     check_in_space(fractions, config.elements)
     prop = cells["property"]
-    known = sorted(set(PROPERTY_DIMENSIONS) | set(config.objective_properties))
-    if prop not in known:
-        raise ValueError(f"unknown property '{prop}'; use one of: {', '.join(known)}")
+    custom = {o.property: o for o in config.objectives if not is_known_property(o.property)}
+    if prop not in custom:
+        property_dimension(prop)  # UnitError naming the known properties
     raw_value = _number(cells["value"], "value")
     raw_sigma = _number(cells["uncertainty"], "uncertainty") if cells["uncertainty"] else None
     if raw_sigma is not None and raw_sigma < 0:
         raise ValueError(f"uncertainty {raw_sigma} is negative")
     unit = cells["unit"]
-    if prop in PROPERTY_DIMENSIONS:
+    if prop not in custom:
         value = to_canonical(prop, raw_value, unit)
         sigma = uncertainty_to_canonical(prop, raw_sigma, unit) if raw_sigma is not None else None
         canonical = canonical_unit(prop)
     else:  # a campaign-specific property: its objective's unit, taken as written
-        objective = next(o for o in config.objectives if o.property == prop)
+        objective = custom[prop]
         if unit != objective.unit:
             raise ValueError(f"{prop} must be given in {objective.unit}, got '{unit}'")
         value, sigma, canonical = raw_value, raw_sigma, unit
@@ -110,6 +114,9 @@ def _parse_row(
     if not source:
         raise ValueError("source is empty: say where the value comes from (lab, paper, DOI)")
     structure = _structure(cells.get("structure", ""), path, fractions)
+    request = cells.get("request", "").lstrip("#")
+    if request and not request.isdigit():
+        raise ValueError(f"request '{cells['request']}' is not a lab-request id such as 3")
     return Measurement(
         composition=fractions,
         property=prop,
@@ -120,6 +127,8 @@ def _parse_row(
         raw_value=raw_value,
         raw_unit=unit,
         structure=structure,
+        method=cells.get("method") or None,
+        request_id=int(request) if request else None,
         source_file=str(path.resolve()),
         source_file_sha256=sha,
         source_row=number,

@@ -39,21 +39,33 @@ class OracleResult:
     gpu_s: float = 0.0
 
 
-class Oracle(ABC):
-    """Base class of all oracles.
+class FidelitySource:
+    """Anything a campaign configures under ``oracles:``: a source of property values at a
+    fidelity. Computing oracles (:class:`Oracle`) score structures; the lab
+    (:class:`oracles.experiment.ExperimentOracle`) is asked for measurements instead.
+    """
+
+    type_name: ClassVar[str]
+
+    def __init__(self, *, name: str | None = None, fidelity: float = 0.5, timeout_s: float = 600.0):
+        self.name = name or self.type_name
+        self.fidelity = fidelity
+        self.timeout_s = timeout_s
+
+    def provenance(self) -> dict[str, Any]:
+        """Code, version and parameters of this source (extended by subclasses)."""
+        return {"oracle_type": self.type_name, "host": os.uname().nodename}
+
+
+class Oracle(FidelitySource, ABC):
+    """Base class of computing oracles.
 
     Subclasses set :attr:`type_name` (the YAML ``type:``) and :attr:`properties` (property name
     -> unit), and implement :meth:`compute`. :meth:`evaluate` turns the result, or a failure,
     into an :class:`~state.schema.Evaluation` with the measured cost.
     """
 
-    type_name: ClassVar[str]
     properties: ClassVar[dict[str, str]]
-
-    def __init__(self, *, name: str | None = None, fidelity: float = 0.5, timeout_s: float = 600.0):
-        self.name = name or self.type_name
-        self.fidelity = fidelity
-        self.timeout_s = timeout_s
 
     @abstractmethod
     def compute(self, structure: Structure) -> OracleResult:
@@ -97,7 +109,3 @@ class Oracle(ABC):
             started_at=started,
             finished_at=datetime.now(UTC),
         )
-
-    def provenance(self) -> dict[str, Any]:
-        """Code, version and parameters of this oracle (extended by subclasses)."""
-        return {"oracle_type": self.type_name, "host": os.uname().nodename}

@@ -458,14 +458,20 @@ class LammpsOracle(Oracle):
                 f"atoms too close: {closest:.3f} Å < min_distance {self.min_distance} Å"
             )
 
-    def provenance(self) -> dict[str, Any]:
-        """Code, version, potential files with their sha256, and the protocol's parameters."""
+    def potential_provenance(self) -> dict[str, Any]:
+        """Code, version, pair style and potential files with their sha256."""
         return {
-            **super().provenance(),
             "code": "lammps",
             "version": lammps_version(),
             "pair_style": self.pair_style,
             **self._file_provenance,
+        }
+
+    def provenance(self) -> dict[str, Any]:
+        """Code, version, potential files with their sha256, and the protocol's parameters."""
+        return {
+            **super().provenance(),
+            **self.potential_provenance(),
             "parameters": {
                 "method": self.method,
                 "relax_box": self.relax_box,
@@ -509,8 +515,14 @@ def _wrap(frac: np.ndarray) -> np.ndarray:
     return np.where(frac >= 1.0, frac - 1.0, frac)
 
 
-class _Run:
-    """One LAMMPS instance working on one structure."""
+class LammpsSession:
+    """One LAMMPS instance working on one structure: set-up and plumbing shared by protocols.
+
+    The atoms live in LAMMPS's lower-triangular frame :attr:`cell`; ``cell @ rotation`` is the
+    input lattice, so results are rotated back with :attr:`rotation`. Subclasses (the static
+    protocol below, the MD engine of :mod:`oracles.md`) call :meth:`_setup` once, then drive
+    LAMMPS with :meth:`_command` and read it back with the other helpers.
+    """
 
     def __init__(self, oracle: LammpsOracle, structure: Structure):
         self.oracle = oracle
@@ -621,7 +633,9 @@ class _Run:
         """Pressure tensor (GPa) in Voigt order."""
         return np.array([self._thermo(k) for k in _VOIGT_PRESSURE]) * BAR_TO_GPA
 
-    # -- the protocol --
+
+class _Run(LammpsSession):
+    """The static protocol of :class:`LammpsOracle` on one structure."""
 
     def _relax(self) -> None:
         """Relax positions (and the cell unless ``relax_box="none"``) to a converged minimum."""

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import Any, TypeVar
 
-from oracles.base import Oracle, OracleSetupError
+from oracles.base import FidelitySource, OracleSetupError
 from state.config import OracleConfig
 
 #: Modules that define the built-in oracles; imported on first use of the registry.
-BUILTIN_MODULES: tuple[str, ...] = ("oracles.lammps",)
+BUILTIN_MODULES: tuple[str, ...] = ("oracles.lammps", "oracles.md", "oracles.experiment")
 
-_REGISTRY: dict[str, type[Oracle]] = {}
+S = TypeVar("S", bound=FidelitySource)
+
+_REGISTRY: dict[str, type[FidelitySource]] = {}
 
 
-def register(cls: type[Oracle]) -> type[Oracle]:
+def register(cls: type[S]) -> type[S]:
     """Class decorator: make ``cls`` available under ``cls.type_name``."""
     existing = _REGISTRY.get(cls.type_name)
     if existing is not None and existing is not cls:
@@ -34,7 +36,7 @@ def oracle_types() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_oracle(type_name: str, **options: Any) -> Oracle:
+def create_oracle(type_name: str, **options: Any) -> FidelitySource:
     """Instantiate the oracle registered as ``type_name`` with ``options``.
 
     Raises:
@@ -53,7 +55,7 @@ def create_oracle(type_name: str, **options: Any) -> Oracle:
         raise OracleSetupError(f"bad options for oracle '{type_name}': {exc}") from None
 
 
-def oracle_from_config(config: OracleConfig) -> Oracle:
+def oracle_from_config(config: OracleConfig) -> FidelitySource:
     """Instantiate the oracle a campaign config describes (name, fidelity, timeout, options)."""
     return create_oracle(
         config.type,

@@ -7,7 +7,10 @@ The schema is created and upgraded by alembic (``state/migrations``) from the fi
 
 from __future__ import annotations
 
+import fcntl
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -103,14 +106,33 @@ def migrate(engine: Engine) -> None:
     Raises:
         DatabaseError: the database is newer than this version of amloop.
     """
-    current = current_revision(engine)
     head = head_revision()
-    if current == head:
+    if current_revision(engine) == head:
         return
-    known = {rev.revision for rev in ScriptDirectory(str(MIGRATIONS_DIR)).walk_revisions()}
-    if current is not None and current not in known:
-        raise DatabaseError(
-            f"database schema revision {current} is unknown to this amloop version "
-            f"(newest known: {head}); upgrade amloop"
-        )
-    command.upgrade(_alembic_config(engine), "head")
+    with _migration_lock(engine):
+        current = current_revision(engine)  # again: another process may have migrated meanwhile
+        if current == head:
+            return
+        known = {rev.revision for rev in ScriptDirectory(str(MIGRATIONS_DIR)).walk_revisions()}
+        if current is not None and current not in known:
+            raise DatabaseError(
+                f"database schema revision {current} is unknown to this amloop version "
+                f"(newest known: {head}); upgrade amloop"
+            )
+        command.upgrade(_alembic_config(engine), "head")
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """Serialise migrations of one SQLite file across processes (SQLite DDL in alembic is not
+    one transaction). PostgreSQL migrations take an advisory lock in ``migrations/env.py``."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

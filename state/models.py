@@ -112,11 +112,34 @@ class MeasurementRow(Base):
     source: Mapped[str] = mapped_column(Text)
     structure: Mapped[str | None] = mapped_column(Text, nullable=True)
     candidate_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    method: Mapped[str | None] = mapped_column(Text, nullable=True)
+    request_id: Mapped[int | None] = mapped_column(
+        ForeignKey("lab_requests.id", ondelete="SET NULL", name="fk_measurements_request"),
+        nullable=True,
+    )
     source_file: Mapped[str | None] = mapped_column(Text, nullable=True)
     source_file_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     source_row: Mapped[int | None] = mapped_column(Integer, nullable=True)
     iteration: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LabRequestRow(Base):
+    __tablename__ = "lab_requests"
+    __table_args__ = (Index("ix_lab_requests_campaign_status", "campaign_id", "status"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    oracle: Mapped[str] = mapped_column(String(100))
+    formula: Mapped[str] = mapped_column(String(200))
+    composition: Mapped[dict] = mapped_column(JSON)
+    properties: Mapped[list] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    decision: Mapped[dict] = mapped_column(JSON, default=dict)
+    iteration: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    close_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ArtifactRow(Base):

@@ -17,6 +17,7 @@ from state.structures import content_hash
 CandidateOrigin = Literal["seed", "generated", "latent_opt", "local_search", "injected"]
 EvaluationStatus = Literal["pending", "running", "done", "failed"]
 CampaignStatus = Literal["created", "running", "paused", "finished", "failed"]
+LabRequestStatus = Literal["open", "fulfilled", "cancelled"]
 IterationPhase = Literal[
     "acquire", "generate", "filter", "evaluate", "record", "retrain", "done", "failed"
 ]
@@ -107,12 +108,35 @@ class Measurement(_Record):
     raw_unit: str
     structure: Structure | None = None
     candidate_hash: str | None = None
+    method: str | None = None  # how it was measured, e.g. "LSV at 10 mA/cm2"
+    request_id: int | None = None  # the lab request it answers, if any
     source_file: str | None = None
     source_file_sha256: str | None = None
     source_row: int | None = None
     iteration: int = 0  # first loop iteration that can use it
     id: int | None = None
     created_at: datetime | None = None
+
+
+class LabRequest(_Record):
+    """A request to the lab to make and measure a composition (the top fidelity).
+
+    Opened when acquisition picks the experiment fidelity (or by hand); fulfilled when
+    injected measurements answer all its properties; or cancelled.
+    """
+
+    composition: dict[str, float]
+    properties: list[str] = Field(min_length=1)
+    oracle: str = "experiment"
+    reason: str = ""
+    decision: dict[str, Any] = Field(default_factory=dict)  # acquisition value, mean, sigma
+    iteration: int | None = None
+    status: LabRequestStatus = "open"
+    close_reason: str | None = None
+    measurement_ids: list[int] = Field(default_factory=list)
+    id: int | None = None
+    created_at: datetime | None = None
+    closed_at: datetime | None = None
 
 
 class Artifact(_Record):

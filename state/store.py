@@ -31,6 +31,7 @@ from state.models import (
     EvaluationRow,
     EventRow,
     IterationRow,
+    LabRequestRow,
     MeasurementRow,
     utcnow,
 )
@@ -45,6 +46,8 @@ from state.schema import (
     Event,
     IterationPhase,
     IterationRecord,
+    LabRequest,
+    LabRequestStatus,
     LockInfo,
     Measurement,
     PropertyValue,
@@ -314,14 +317,31 @@ class CampaignStore:
         return Cost(core_s=float(eval_core + train_core), gpu_s=float(eval_gpu + train_gpu))
 
     # ----------------------------------------------------------------- measurements
-    def add_measurements(self, measurements: Sequence[Measurement]) -> list[Measurement]:
+    def add_measurements(
+        self, measurements: Sequence[Measurement], *, match_tolerance: float = 0.02
+    ) -> list[Measurement]:
         """Store a batch of measurements in one transaction (all or nothing).
 
         A measurement with a structure also stores that structure as an ``injected`` candidate.
+        A measurement without ``request_id`` answers the open lab request for its property whose
+        composition is within ``match_tolerance`` (largest atomic-fraction difference); a
+        request is fulfilled once every one of its properties has an answer.
+
+        Raises:
+            LookupError: a ``request_id`` that is not an open request of this campaign.
         """
         stored: list[Measurement] = []
         with self.transaction() as session:
+            open_requests = list(
+                session.scalars(
+                    select(LabRequestRow).where(
+                        LabRequestRow.campaign_id == self.campaign_id,
+                        LabRequestRow.status == "open",
+                    )
+                )
+            )
             for measurement in measurements:
+                request = _matching_request(open_requests, measurement, match_tolerance)
                 candidate_hash = measurement.candidate_hash
                 if measurement.structure is not None:
                     candidate = Candidate(
@@ -345,6 +365,8 @@ class CampaignStore:
                         structure_to_json(measurement.structure) if measurement.structure else None
                     ),
                     candidate_hash=candidate_hash,
+                    method=measurement.method,
+                    request_id=request.id if request is not None else None,
                     source_file=measurement.source_file,
                     source_file_sha256=measurement.source_file_sha256,
                     source_row=measurement.source_row,
@@ -353,6 +375,7 @@ class CampaignStore:
                 session.add(row)
                 session.flush()
                 stored.append(_measurement_record(row))
+            self._close_answered_requests(session, open_requests)
             files = sorted({m.source_file or "?" for m in measurements})
             self._event(
                 session,
@@ -372,6 +395,100 @@ class CampaignStore:
                 _measurement_record(row)
                 for row in session.scalars(query.order_by(MeasurementRow.id))
             ]
+
+    # ----------------------------------------------------------------- lab requests
+    def add_lab_request(self, request: LabRequest) -> LabRequest:
+        """Open a lab request; an open request for the same formula and oracle is reused."""
+        name = formula(request.composition)
+        with self.transaction() as session:
+            row = session.scalars(
+                select(LabRequestRow).where(
+                    LabRequestRow.campaign_id == self.campaign_id,
+                    LabRequestRow.status == "open",
+                    LabRequestRow.formula == name,
+                    LabRequestRow.oracle == request.oracle,
+                )
+            ).first()
+            if row is None:
+                row = LabRequestRow(
+                    campaign_id=self.campaign_id,
+                    oracle=request.oracle,
+                    formula=name,
+                    composition=request.composition,
+                    properties=request.properties,
+                    reason=request.reason,
+                    decision=request.decision,
+                    iteration=request.iteration,
+                    status="open",
+                )
+                session.add(row)
+                session.flush()
+                self._event(
+                    session,
+                    "lab_request",
+                    f"lab request #{row.id}: {name} for {', '.join(request.properties)}",
+                    iteration=request.iteration,
+                )
+            return self._lab_request_record(session, row)
+
+    def lab_requests(self, *, status: LabRequestStatus | None = None) -> list[LabRequest]:
+        """Lab requests (with one status if given), oldest first."""
+        query = select(LabRequestRow).where(LabRequestRow.campaign_id == self.campaign_id)
+        if status is not None:
+            query = query.where(LabRequestRow.status == status)
+        with self.transaction() as session:
+            rows = list(session.scalars(query.order_by(LabRequestRow.id)))
+            return [self._lab_request_record(session, row) for row in rows]
+
+    def cancel_lab_request(self, request_id: int, reason: str) -> LabRequest:
+        """Cancel an open lab request.
+
+        Raises:
+            LookupError: no such request in this campaign, or it is not open any more.
+        """
+        with self.transaction() as session:
+            row = session.get(LabRequestRow, request_id)
+            if row is None or row.campaign_id != self.campaign_id:
+                raise LookupError(f"no lab request #{request_id} in campaign '{self.name}'")
+            if row.status != "open":
+                raise LookupError(f"lab request #{request_id} is {row.status}, not open")
+            row.status, row.close_reason, row.closed_at = "cancelled", reason, utcnow()
+            self._event(session, "lab_request_cancelled", f"#{request_id}: {reason}")
+            session.flush()
+            return self._lab_request_record(session, row)
+
+    def _close_answered_requests(self, session: Session, requests: list[LabRequestRow]) -> None:
+        session.flush()
+        for row in requests:
+            answered = set(
+                session.scalars(
+                    select(MeasurementRow.property).where(MeasurementRow.request_id == row.id)
+                )
+            )
+            if row.status == "open" and set(row.properties) <= answered:
+                row.status, row.close_reason, row.closed_at = "fulfilled", "measured", utcnow()
+                self._event(session, "lab_request_fulfilled", f"lab request #{row.id} measured")
+
+    def _lab_request_record(self, session: Session, row: LabRequestRow) -> LabRequest:
+        ids = session.scalars(
+            select(MeasurementRow.id)
+            .where(MeasurementRow.request_id == row.id)
+            .order_by(MeasurementRow.id)
+        )
+        return LabRequest(
+            id=row.id,
+            composition=row.composition,
+            properties=row.properties,
+            oracle=row.oracle,
+            reason=row.reason,
+            decision=row.decision,
+            iteration=row.iteration,
+            status=row.status,  # type: ignore[arg-type]
+            close_reason=row.close_reason,
+            measurement_ids=list(ids),
+            created_at=_aware(row.created_at),
+            closed_at=_aware(row.closed_at),
+        )
 
     # ----------------------------------------------------------------- iterations
     def start_iteration(
@@ -670,6 +787,29 @@ def _safe(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _matching_request(
+    requests: list[LabRequestRow], measurement: Measurement, tolerance: float
+) -> LabRequestRow | None:
+    """The lab request ``measurement`` answers: given by id, else the first open one for its
+    property whose composition is within ``tolerance``."""
+    if measurement.request_id is not None:
+        for row in requests:
+            if row.id == measurement.request_id:
+                return row
+        raise LookupError(f"lab request #{measurement.request_id} is not an open request")
+    for row in requests:
+        if measurement.property not in row.properties:
+            continue
+        elements = set(row.composition) | set(measurement.composition)
+        difference = max(
+            abs(row.composition.get(el, 0.0) - measurement.composition.get(el, 0.0))
+            for el in elements
+        )
+        if difference <= tolerance:
+            return row
+    return None
+
+
 def _candidate_record(row: CandidateRow) -> Candidate:
     return Candidate(
         id=row.id,
@@ -721,6 +861,8 @@ def _measurement_record(row: MeasurementRow) -> Measurement:
         source=row.source,
         structure=structure_from_json(row.structure) if row.structure else None,
         candidate_hash=row.candidate_hash,
+        method=row.method,
+        request_id=row.request_id,
         source_file=row.source_file,
         source_file_sha256=row.source_file_sha256,
         source_row=row.source_row,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from pymatgen.core import Element
+
 
 @dataclass(frozen=True)
 class UnitSpec:
@@ -138,14 +140,34 @@ def _accepted_units(dimension: str) -> str:
     return ", ".join(sorted({u for u, spec in table.items() if spec.dimension == dimension and u}))
 
 
+#: Properties that also exist per element, as ``<name>_<element>`` (``diffusivity_Li``).
+PER_ELEMENT_PROPERTIES = ("diffusivity", "activation_energy", "d_band_center")
+
+
 def property_dimension(prop: str) -> str:
-    """Dimension a property is stored in; raises :class:`UnitError` for unknown properties."""
-    try:
+    """Dimension a property is stored in (``diffusivity_Li`` is a per-element diffusivity).
+
+    Raises:
+        UnitError: unknown property.
+    """
+    if prop in PROPERTY_DIMENSIONS:
         return PROPERTY_DIMENSIONS[prop]
-    except KeyError:
-        raise UnitError(
-            f"unknown property '{prop}'; known properties: {', '.join(sorted(PROPERTY_DIMENSIONS))}"
-        ) from None
+    base, _, element = prop.rpartition("_")
+    if base in PER_ELEMENT_PROPERTIES and Element.is_valid_symbol(element):
+        return PROPERTY_DIMENSIONS[base]
+    raise UnitError(
+        f"unknown property '{prop}'; known properties: {', '.join(sorted(PROPERTY_DIMENSIONS))} "
+        f"(and per element: {', '.join(f'{p}_<El>' for p in PER_ELEMENT_PROPERTIES)})"
+    )
+
+
+def is_known_property(prop: str) -> bool:
+    """Whether ``prop`` has a stored unit (listed, or a per-element form of a listed one)."""
+    try:
+        property_dimension(prop)
+    except UnitError:
+        return False
+    return True
 
 
 def canonical_unit(prop: str) -> str:
