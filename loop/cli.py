@@ -22,6 +22,7 @@ from loop.inject import InjectError, read_measurements
 from loop.seeding import build_seed_set, seed_plan
 from oracles.base import Oracle, OracleSetupError
 from oracles.experiment import ExperimentOracle
+from oracles.md import MDOracle
 from oracles.registry import create_oracle, oracle_from_config
 from state.composition import CompositionError, check_in_space, formula, parse_composition
 from state.config import ConfigError
@@ -351,6 +352,8 @@ def seed(
     oracles = [(o, source) for o, source in sources if isinstance(source, Oracle)]
     if not oracles:
         raise ConfigError("none of the chosen oracles computes; name one with --oracle")
+    md_configs = [o for o in handle.config.oracles if o.type == MDOracle.type_name]
+    md = oracle_from_config(md_configs[0]) if md_configs else None
     with Progress(
         TextColumn("[bold]seed[/]"),
         BarColumn(),
@@ -365,6 +368,7 @@ def seed(
             handle.config,
             plan,
             oracles,
+            md=md if isinstance(md, MDOracle) else None,
             progress=lambda done, total, message: bar.update(
                 task, completed=done, description=message
             ),

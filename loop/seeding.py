@@ -1,9 +1,13 @@
 """The seed set: structures a campaign starts from, scored by its cheap oracles.
 
 Crystalline campaigns get random solid solutions on a composition grid (seed paper 001:
-20 orderings per composition, 54-atom cells). The plan is a pure function of the config and
-its seed, so an interrupted build re-creates the same plan and only runs what is missing:
-finished and failed evaluations are kept, never redone.
+20 orderings per composition, 54-atom cells); amorphous campaigns get melt-quenched cells
+(seed paper 003, MPMorph protocol) made with the campaign's ``md`` oracle settings.
+
+The plan is a list of recipes (composition + lattice + seed), a pure function of the config,
+so an interrupted build re-creates the same plan: structures already made are found by their
+recipe key in the candidates' provenance, finished and failed evaluations are kept, and only
+what is missing runs.
 """
 
 from __future__ import annotations
@@ -13,16 +17,36 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from pymatgen.core import Structure
 
 from generator.solid_solution import composition_grid, random_solid_solution
 from loop.budget import budget_exhausted_reason
-from oracles.base import Oracle
+from oracles.base import Oracle, OracleFailed
+from oracles.md import MDOracle, melt_quench
+from state.composition import formula
 from state.config import CampaignConfig, OracleConfig
 from state.schema import Candidate
 from state.store import CampaignStore
 
-#: Called after each structure: (structures finished, total, last message).
+#: Called after each recipe: (recipes finished, total, last message).
 ProgressCallback = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class SeedRecipe:
+    """How to make one seed structure, reproducibly."""
+
+    composition: dict[str, float]
+    lattice: str  # fcc | bcc | hcp | amorphous
+    n_atoms: int
+    seed: tuple[int, int, int]  # (campaign seed, grid index, replica)
+
+    @property
+    def key(self) -> str:
+        """Stable identifier, stored in the candidate's provenance."""
+        return f"{self.lattice}:{formula(self.composition)}:{self.n_atoms}:" + "-".join(
+            map(str, self.seed)
+        )
 
 
 @dataclass
@@ -30,6 +54,7 @@ class SeedReport:
     """What one seed build did."""
 
     planned: int = 0
+    structures_made: int = 0
     evaluated: int = 0
     skipped_done: int = 0
     failed: int = 0
@@ -39,61 +64,110 @@ class SeedReport:
 
 def seed_plan(
     config: CampaignConfig, n: int, *, orderings: int = 20, step: float = 0.1
-) -> list[Candidate]:
-    """``n`` seed candidates: ``orderings`` random orderings per grid composition.
+) -> list[SeedRecipe]:
+    """``n`` seed recipes: ``orderings`` replicas (random orderings, or independent
+    melt-quenches) per grid composition.
 
     Grid compositions (multiples of ``step`` inside the campaign's bounds) are visited in an
-    order shuffled by ``config.seed``; each composition has its own seeded generator, so a
-    larger ``n`` extends a smaller plan instead of replacing it. When the grid has fewer than
-    ``n / orderings`` points, each composition gets more orderings.
+    order shuffled by ``config.seed``, so a larger ``n`` extends a smaller plan instead of
+    replacing it. When the grid has fewer than ``n / orderings`` points, each composition gets
+    more replicas.
 
     Raises:
-        ValueError: amorphous campaigns (they need melt-quenched seeds) or an empty grid.
+        ValueError: no grid composition satisfies the bounds.
     """
-    kind = config.cell.lattice
-    if kind == "amorphous":
-        raise ValueError(
-            "amorphous campaigns are seeded with melt-quenched cells, which need the MD oracle "
-            "(issue '[3 of 10]'); set cell.lattice to fcc, bcc or hcp for a crystalline seed set"
-        )
     grid = composition_grid(config.elements, dict(config.bounds), step=step)
     if not grid:
         raise ValueError(f"no composition on a {step:g} grid satisfies the bounds {config.bounds}")
     visit = np.random.default_rng(config.seed).permutation(len(grid))
     per_composition = max(orderings, math.ceil(n / len(grid)))
-    plan: list[Candidate] = []
-    for index in visit[: math.ceil(n / per_composition)]:
-        rng = np.random.default_rng([config.seed, int(index)])
-        for _ in range(per_composition):
-            structure = random_solid_solution(grid[index], kind, config.cell.n_atoms, rng)
-            plan.append(Candidate(structure=structure, origin="seed"))
+    plan = [
+        SeedRecipe(
+            grid[index],
+            config.cell.lattice,
+            config.cell.n_atoms,
+            (config.seed, int(index), replica),
+        )
+        for index in visit[: math.ceil(n / per_composition)]
+        for replica in range(per_composition)
+    ]
     return plan[:n]
+
+
+def make_structure(recipe: SeedRecipe, md: MDOracle | None = None) -> Structure:
+    """The structure a recipe describes (melt-quenched with ``md``'s engine when amorphous).
+
+    Raises:
+        ValueError: an amorphous recipe without an MD oracle.
+        OracleFailed: the melt-quench failed.
+    """
+    rng = np.random.default_rng(list(recipe.seed))
+    if recipe.lattice != "amorphous":
+        return random_solid_solution(recipe.composition, recipe.lattice, recipe.n_atoms, rng)  # type: ignore[arg-type]
+    if md is None:
+        raise ValueError(
+            "amorphous seed cells are melt-quenched with the campaign's md oracle: configure an "
+            "oracle of type md (engine + potential or calculator)"
+        )
+    return melt_quench(
+        recipe.composition,
+        recipe.n_atoms,
+        md.make_engine,
+        md.protocol,
+        seed=int(rng.integers(2**31)),
+        timeout_s=md.timeout_s,
+    )
 
 
 def build_seed_set(
     store: CampaignStore,
     config: CampaignConfig,
-    plan: list[Candidate],
+    plan: list[SeedRecipe],
     oracles: list[tuple[OracleConfig, Oracle]],
     *,
+    md: MDOracle | None = None,
     progress: ProgressCallback | None = None,
 ) -> SeedReport:
-    """Store ``plan`` and score every candidate with each oracle, resuming where a previous
-    build stopped; stops cleanly when the budget would be exceeded.
+    """Make the plan's structures and score each with every oracle, resuming where a previous
+    build stopped; stops cleanly when the budget would be exceeded. A structure whose
+    melt-quench fails is reported (and logged) and retried by the next build.
     """
     report = SeedReport(planned=len(plan))
     for _, oracle in oracles:
         check = getattr(oracle, "check_elements", None)
         if check is not None:
             check(config.elements)  # OracleSetupError before any budget is spent
+    made = {
+        c.provenance["seed_recipe"]: c
+        for c in store.candidates()
+        if c.origin == "seed" and "seed_recipe" in c.provenance
+    }
     finished = {
         (e.candidate_hash, e.oracle) for e in store.evaluations() if e.status in ("done", "failed")
     }
-    for index, candidate in enumerate(plan, start=1):
-        stored = store.add_candidate(candidate)
-        message = stored.formula
+    for index, recipe in enumerate(plan, start=1):
+        candidate = made.get(recipe.key)
+        if candidate is None:
+            try:
+                structure = make_structure(recipe, md)
+            except OracleFailed as exc:
+                report.failed += 1
+                report.failures.append(f"{recipe.key}: {exc}")
+                store.log_event(
+                    "seed_failed", f"{recipe.key}: {exc}", payload={"recipe": recipe.key}
+                )
+                continue
+            candidate = store.add_candidate(
+                Candidate(
+                    structure=structure,
+                    origin="seed",
+                    provenance={"seed_recipe": recipe.key, "builder": _builder(recipe)},
+                )
+            )
+            report.structures_made += 1
+        message = candidate.formula
         for oracle_config, oracle in oracles:
-            if (stored.content_hash, oracle.name) in finished:
+            if (candidate.content_hash, oracle.name) in finished:
                 report.skipped_done += 1
                 continue
             reason = budget_exhausted_reason(store, config, oracle_config)
@@ -101,13 +175,19 @@ def build_seed_set(
                 report.stopped_reason = reason
                 store.log_event("seed_stopped", f"seed build stopped: {reason}")
                 return report
-            store.claim_evaluation(stored.content_hash, oracle.name, oracle.fidelity)
-            evaluation = store.record_evaluation(oracle.evaluate(stored))
+            store.claim_evaluation(candidate.content_hash, oracle.name, oracle.fidelity)
+            evaluation = store.record_evaluation(oracle.evaluate(candidate))
             report.evaluated += 1
             if evaluation.status == "failed":
                 report.failed += 1
-                report.failures.append(f"{stored.formula} {oracle.name}: {evaluation.error}")
-            message = f"{stored.formula} {oracle.name}: {evaluation.status}"
+                report.failures.append(f"{candidate.formula} {oracle.name}: {evaluation.error}")
+            message = f"{candidate.formula} {oracle.name}: {evaluation.status}"
         if progress is not None:
             progress(index, len(plan), message)
     return report
+
+
+def _builder(recipe: SeedRecipe) -> str:
+    if recipe.lattice == "amorphous":
+        return "melt-quench (oracles.md, MPMorph protocol)"
+    return f"random {recipe.lattice} solid solution (generator.solid_solution)"

@@ -172,9 +172,9 @@ def fit_diffusivities(
     first, last = fit_lags(positions.shape[0], n_blocks, fit_window)
     lags_ps = np.arange(first, last + 1) * interval_ps
     positions = remove_drift(positions, np.asarray(masses, dtype=float))
-    symbols = np.asarray(symbols)
-    groups = {el: symbols == el for el in dict.fromkeys(symbols.tolist())}
-    groups["all"] = np.ones(len(symbols), dtype=bool)
+    labels = np.asarray(symbols)
+    groups = {el: labels == el for el in dict.fromkeys(symbols)}
+    groups["all"] = np.ones(len(labels), dtype=bool)
 
     whole = mean_squared_displacement(positions, last)[first:]
     blocks = [

@@ -489,7 +489,8 @@ def simulate(
             frames[i] = engine.get_positions()
             if not np.all(np.isfinite(frames[i])):
                 raise OracleFailed(f"NaN in the positions after {done} steps")
-    return Trace(ends * engine.timestep_fs / 1000.0, *columns, positions=frames)
+    time_ps = ends * engine.timestep_fs / 1000.0
+    return Trace(time_ps, columns[0], columns[1], columns[2], columns[3], positions=frames)
 
 
 def maxwell_boltzmann(
@@ -1232,7 +1233,11 @@ class MDOracle(Oracle):
         engine.set_configuration(*start)
         engine.set_velocities(maxwell_boltzmann(engine.masses, temperature, rng))
         engine.set_thermostat(temperature, self.thermostat_damping_fs)
-        common = {"every": every, "temperature_K": temperature, "deadline": deadline}
+        common: dict[str, Any] = {
+            "every": every,
+            "temperature_K": temperature,
+            "deadline": deadline,
+        }
         simulate(engine, steps_for(self.equilibration_ps, engine), **common)
         search = None
         if self.volume_search:

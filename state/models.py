@@ -68,6 +68,7 @@ class CandidateRow(Base):
     iteration: Mapped[int | None] = mapped_column(Integer, nullable=True)
     generator_checkpoint: Mapped[str | None] = mapped_column(String(64), nullable=True)
     parent_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    provenance: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # how it was made
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

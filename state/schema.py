@@ -56,6 +56,7 @@ class Candidate(_Record):
     iteration: int | None = None
     generator_checkpoint: str | None = None  # sha256 of the generator Artifact
     parent_hash: str | None = None
+    provenance: dict[str, Any] = Field(default_factory=dict)  # builder, parameters, seed
     id: int | None = None
     created_at: datetime | None = None
 

@@ -732,6 +732,7 @@ class CampaignStore:
                 iteration=candidate.iteration,
                 generator_checkpoint=candidate.generator_checkpoint,
                 parent_hash=candidate.parent_hash,
+                provenance=candidate.provenance,
                 created_at=utcnow(),
             )
             .on_conflict_do_nothing(index_elements=["campaign_id", "content_hash"])
@@ -821,6 +822,7 @@ def _candidate_record(row: CandidateRow) -> Candidate:
         iteration=row.iteration,
         generator_checkpoint=row.generator_checkpoint,
         parent_hash=row.parent_hash,
+        provenance=row.provenance or {},
         created_at=_aware(row.created_at),
     )
 
