@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -74,16 +75,24 @@ def atom_counts(fractions: Mapping[str, float], n_atoms: int) -> dict[str, int]:
     return {el: c for el, c in counts.items() if c > 0}
 
 
+def element_radius(symbol: str) -> float:
+    """Metallic radius of ``symbol`` (Å); its atomic radius where no metallic one is tabulated.
+
+    Raises:
+        ValueError: pymatgen knows neither radius.
+    """
+    element = Element(symbol)
+    with warnings.catch_warnings():  # pymatgen warns where a radius is not tabulated
+        warnings.simplefilter("ignore", UserWarning)
+        radius = element.metallic_radius or element.atomic_radius
+    if not radius:
+        raise ValueError(f"no metallic or atomic radius known for {symbol}")
+    return float(radius)
+
+
 def mean_metallic_radius(fractions: Mapping[str, float]) -> float:
     """Composition-weighted metallic radius (Å); atomic radius where none is tabulated."""
-    total = 0.0
-    for symbol, x in fractions.items():
-        element = Element(symbol)
-        radius = element.metallic_radius or element.atomic_radius
-        if not radius:
-            raise ValueError(f"no metallic or atomic radius known for {symbol}")
-        total += x * float(radius)
-    return total
+    return sum(x * element_radius(symbol) for symbol, x in fractions.items())
 
 
 def random_solid_solution(

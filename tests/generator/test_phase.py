@@ -1,0 +1,25 @@
+"""Phase labels from bond-angle histograms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from generator.phase import classify_phase
+from generator.solid_solution import random_solid_solution
+
+
+@pytest.mark.parametrize("kind", ["fcc", "bcc", "hcp"])
+def test_ideal_lattices(kind: str) -> None:
+    structure = random_solid_solution({"Ni": 0.5, "Fe": 0.5}, kind, 54, np.random.default_rng(0))  # type: ignore[arg-type]
+    assert classify_phase(structure) == kind
+
+
+def test_thermal_noise_keeps_the_lattice_random_packing_is_amorphous() -> None:
+    rng = np.random.default_rng(1)
+    fcc = random_solid_solution({"Ni": 1.0}, "fcc", 108, rng)
+    noisy = Structure(fcc.lattice, fcc.species, fcc.frac_coords + rng.normal(0, 0.004, (108, 3)))
+    assert classify_phase(noisy) == "fcc"
+    gas = Structure(Lattice.cubic(10.0), ["Ni"] * 90, rng.random((90, 3)))
+    assert classify_phase(gas) == "amorphous"
