@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from loop import generator_cli
 from loop.campaigns import CampaignHandle, CampaignLookupError, init_campaign, resolve_campaign
 from loop.export import ExportFormat, export_campaign, write_rows_csv
 from loop.history import best_per_objective, budget_lines, history_rows
@@ -77,6 +78,18 @@ def _user_errors(command: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+generator_app = typer.Typer(
+    help="Train, sample and optimise the Cond-CDVAE generator.", no_args_is_help=True
+)
+for _name, _command in (
+    ("train", generator_cli.train),
+    ("sample", generator_cli.sample),
+    ("optimize", generator_cli.optimize),
+):
+    generator_app.command(_name)(_user_errors(_command))
+app.add_typer(generator_app, name="generator")
 
 
 def _campaign(name: str | None) -> CampaignHandle:

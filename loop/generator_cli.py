@@ -1,0 +1,166 @@
+"""The commands behind ``amloop generator train|sample|optimize`` (registered in loop/cli.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+import typer
+from ase.io import write as ase_write
+from pymatgen.core import Structure
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from generator.cdvae import CondCDVAE
+from generator.config import CondCDVAEConfig
+from generator.data import read_training_data
+from generator.sample import Condition
+from loop.campaigns import resolve_campaign
+from state.composition import parse_composition
+from state.schema import Candidate
+from state.settings import Settings
+from state.structures import read_structures
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise typer.BadParameter(f"'{text}' is not a comma-separated list of numbers") from None
+
+
+def campaign_training_data(
+    campaign: str | None,
+) -> tuple[list[tuple[Structure, dict[str, float]]], list[str]]:
+    """``(structure, properties)`` of every finished evaluation of a campaign (relaxed
+    structures where the oracle relaxed), and the campaign's elements."""
+    handle = resolve_campaign(campaign, Settings())
+    store = handle.store()
+    candidates = {c.content_hash: c for c in store.candidates()}
+    data = []
+    for evaluation in store.evaluations(status="done"):
+        structure = evaluation.relaxed_structure or candidates[evaluation.candidate_hash].structure
+        data.append((structure, {k: v.value for k, v in evaluation.properties.items()}))
+    return data, handle.config.elements
+
+
+def write_candidates(candidates: list[Candidate], output: Path) -> None:
+    """Write candidates to an extxyz file with their hash, origin and PDM target."""
+    frames = []
+    for candidate in candidates:
+        atoms = AseAtomsAdaptor.get_atoms(candidate.structure)
+        atoms.info.update(content_hash=candidate.content_hash, origin=candidate.origin)
+        if candidate.pdm_target is not None:
+            atoms.info["pdm_target"] = np.asarray(candidate.pdm_target)
+        frames.append(atoms)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    ase_write(output, frames, format="extxyz")
+
+
+def train(
+    output: Annotated[Path, typer.Option("--out", "-o", help="checkpoint folder to write")],
+    data: Annotated[Path | None, typer.Option(help="extxyz with properties in atoms.info")] = None,
+    campaign: Annotated[
+        str | None, typer.Option("--campaign", "-c", help="train on a campaign's results")
+    ] = None,
+    elements: Annotated[
+        str | None, typer.Option(help="all elements the model must know, e.g. Fe,Co,Ni")
+    ] = None,
+    properties: Annotated[
+        str | None, typer.Option(help="property heads, e.g. bulk_modulus")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(min=1)] = None,
+    preset: Annotated[
+        Literal["paper", "tiny"], typer.Option(help="paper = Table S1 sizes")
+    ] = "paper",
+    resume: Annotated[bool, typer.Option(help="continue an interrupted training in --out")] = False,
+    seed: int = 0,
+) -> None:
+    """Train a Cond-CDVAE on an extxyz file or on a campaign's finished evaluations."""
+    if (data is None) == (campaign is None):
+        raise typer.BadParameter("give exactly one of --data or --campaign")
+    if data is not None:
+        pairs = read_training_data(data, properties.split(",") if properties else None)
+        known: list[str] = []
+    else:
+        pairs, known = campaign_training_data(campaign)
+    if not pairs:
+        raise typer.BadParameter("no training structures found")
+    config = CondCDVAEConfig.tiny() if preset == "tiny" else CondCDVAEConfig()
+    model = CondCDVAE(config, seed=seed)
+    history = model.fit(
+        pairs,
+        epochs=epochs,
+        checkpoint_dir=output,
+        resume=resume,
+        progress=True,
+        elements=elements.split(",") if elements else (known or None),
+        property_names=properties.split(",") if properties else None,
+    )
+    model.save(output)
+    typer.echo(
+        f"trained on {len(pairs)} structures: best validation loss {history.best_val_loss:.4g} "
+        f"at epoch {history.best_epoch}; checkpoint {output} (sha256 {str(model.checkpoint_sha256)[:12]})"
+    )
+
+
+def sample(
+    checkpoint: Annotated[Path, typer.Option(help="checkpoint folder")],
+    composition: Annotated[str, typer.Option(help="e.g. Fe0.2Co0.2Ni0.2Mo0.1B0.1O0.2")],
+    pdm_target: Annotated[str | None, typer.Option(help="PDM vector, comma-separated")] = None,
+    n: Annotated[int, typer.Option("-n", min=1, help="structures to sample")] = 8,
+    n_atoms: Annotated[int | None, typer.Option(help="atoms per cell (default: predicted)")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o")] = Path("samples.extxyz"),
+    seed: int = 0,
+) -> None:
+    """Sample structures for one composition (+ PDM target); prints the PDM error of each."""
+    model = CondCDVAE.load(checkpoint)
+    fractions = parse_composition(composition)
+    target = _floats(pdm_target) if pdm_target else None
+    if target is not None and len(target) != len(model.pdm_labels):
+        raise typer.BadParameter(
+            f"the PDM target needs {len(model.pdm_labels)} values ({', '.join(model.pdm_labels)})"
+        )
+    candidates = model.sample([Condition(fractions, target)], n, seed=seed, n_atoms=n_atoms)
+    write_candidates(candidates, output)
+    for index, candidate in enumerate(candidates):
+        pdm = model.pdm(candidate.structure)
+        reference = np.asarray(candidate.pdm_target) if candidate.pdm_target is not None else None
+        error = "" if reference is None else f"  PDM MAE {np.abs(pdm - reference).mean():.3f}"
+        typer.echo(
+            f"{index}: {candidate.structure.composition.formula} ({len(candidate.structure)} atoms){error}"
+        )
+    typer.echo(f"wrote {len(candidates)} structures to {output}")
+
+
+def optimize(
+    checkpoint: Annotated[Path, typer.Option(help="checkpoint folder")],
+    start: Annotated[Path, typer.Option(help="structures to start from (CIF/POSCAR/extxyz)")],
+    property_name: Annotated[str, typer.Option("--property", help="property head to optimise")],
+    goal: Annotated[Literal["maximize", "minimize", "target"], typer.Option()] = "maximize",
+    target: Annotated[float | None, typer.Option(help="value for goal=target")] = None,
+    decode_at: Annotated[
+        str, typer.Option(help="Adam steps at which to decode")
+    ] = "200,500,1000,1500,2500",
+    output: Annotated[Path, typer.Option("--output", "-o")] = Path("optimized.extxyz"),
+    seed: int = 0,
+) -> None:
+    """Move latent vectors along the property head (Adam, lr 1e-3) and decode at chosen steps."""
+    model = CondCDVAE.load(checkpoint)
+    steps = [int(x) for x in _floats(decode_at)]
+    result = model.optimize_latent(
+        read_structures(start),
+        property_name=property_name,
+        goal=goal,
+        target=target,
+        decode_at=steps,
+        seed=seed,
+    )
+    decoded = [c for step in sorted(result.candidates) for c in result.candidates[step]]
+    write_candidates(decoded, output)
+    for step in sorted(result.candidates):
+        predicted = result.predicted[step]
+        typer.echo(
+            f"step {step}: predicted {property_name} per start: {np.array2string(predicted, precision=4)}"
+        )
+    typer.echo(f"wrote {len(decoded)} structures to {output}")
