@@ -21,7 +21,6 @@ from pymatgen.core import Element, Structure
 from generator.base import Generator, LatentOptimization, TrainingData
 from generator.config import CondCDVAEConfig
 from generator.data import Crystal, CrystalBatch, DataSpec, featurise
-from generator.device import resolve_device
 from generator.latent import DEFAULT_DECODE_AT, Goal, optimize_latent
 from generator.model import CondCDVAEModel
 from generator.pdm import pdm_labels
@@ -34,6 +33,7 @@ from generator.sample import (
     seeded_generator,
 )
 from generator.train import TrainingHistory, split_indices, train
+from state.device import resolve_device
 from state.schema import Candidate, CandidateOrigin
 from state.structures import content_hash
 

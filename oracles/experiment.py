@@ -48,7 +48,9 @@ class ExperimentOracle(FidelitySource):
         names = properties.split(",") if isinstance(properties, str) else list(properties)
         self.measured = [p.strip() for p in names if p.strip()]
         if not self.measured:
-            raise OracleSetupError("an experiment oracle needs `properties` (what the lab measures)")
+            raise OracleSetupError(
+                "an experiment oracle needs `properties` (what the lab measures)"
+            )
         try:
             self.units = {prop: canonical_unit(prop) for prop in self.measured}
         except UnitError as exc:

@@ -41,6 +41,7 @@ from ase.units import GPa as EV_PER_A3_PER_GPA
 from pymatgen.core import Element, Lattice, Structure
 
 from oracles.base import Oracle, OracleFailed, OracleResult, OracleSetupError
+from oracles.gates import check_min_distance
 from oracles.registry import register
 from state.schema import PropertyValue
 
@@ -439,24 +440,12 @@ class LammpsOracle(Oracle):
             raise OracleFailed("structure has partially occupied sites; LAMMPS needs one atom each")
         type_elements = sorted({site.specie.symbol for site in structure})
         self.check_elements(type_elements)
-        self._check_distances(structure)
+        check_min_distance(structure, self.min_distance)
         run = _Run(self, structure)
         try:
             return run.execute(type_elements)
         finally:
             run.lmp.close()
-
-    def _check_distances(self, structure: Structure) -> None:
-        """Refuse overlapping atoms (periodic images included) before starting LAMMPS."""
-        centres, neighbours, images, distances = structure.get_neighbor_list(
-            self.min_distance, exclude_self=False
-        )
-        itself = (centres == neighbours) & np.all(images == 0, axis=1)
-        if np.any(~itself):
-            closest = float(distances[~itself].min())
-            raise OracleFailed(
-                f"atoms too close: {closest:.3f} Å < min_distance {self.min_distance} Å"
-            )
 
     def potential_provenance(self) -> dict[str, Any]:
         """Code, version, pair style and potential files with their sha256."""

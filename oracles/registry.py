@@ -9,7 +9,12 @@ from oracles.base import FidelitySource, OracleSetupError
 from state.config import OracleConfig
 
 #: Modules that define the built-in oracles; imported on first use of the registry.
-BUILTIN_MODULES: tuple[str, ...] = ("oracles.lammps", "oracles.md", "oracles.experiment")
+BUILTIN_MODULES: tuple[str, ...] = (
+    "oracles.lammps",
+    "oracles.md",
+    "oracles.experiment",
+    "oracles.mlp",
+)
 
 S = TypeVar("S", bound=FidelitySource)
 

@@ -13,10 +13,10 @@ from pymatgen.core import Structure
 
 from generator.cdvae import HPARAMS_FILE, WEIGHTS_FILE, CondCDVAE
 from generator.config import CondCDVAEConfig
-from generator.device import resolve_device
 from generator.push_apart import min_pair_distance
 from generator.sample import Condition
 from generator.solid_solution import atom_counts, random_solid_solution
+from state.device import resolve_device
 from state.structures import content_hash
 
 NIFECR = {"Ni": 0.5, "Fe": 0.3, "Cr": 0.2}

@@ -47,7 +47,10 @@ def test_request_then_inject_table_s2_fulfils_it(cli, tmp_path):
     exported = tmp_path / "requests.csv"
     assert cli("experiments", "pending", "-o", str(exported)).exit_code == 0
     (row,) = csv.DictReader(exported.open())
-    assert float(row["x_O"]) == pytest.approx(61.98 / 100.01, abs=1e-4) and row["properties"] == "overpotential"
+    assert (
+        float(row["x_O"]) == pytest.approx(61.98 / 100.01, abs=1e-4)
+        and row["properties"] == "overpotential"
+    )
 
     injected = cli("inject", str(DATA / "feconimobo_table_s2.csv"))
     assert injected.exit_code == 0, injected.output

@@ -1,4 +1,4 @@
-"""Which torch device the generator runs on: ``AMLOOP_DEVICE`` / :class:`state.settings.Settings`.
+"""Which torch device amloop runs models on (generator, MLP oracles): ``AMLOOP_DEVICE`` / :class:`state.settings.Settings`.
 
 ``auto`` picks the first CUDA device when torch sees one, else the CPU; ``cpu`` and ``cuda[:N]``
 are taken as given (a CUDA request without CUDA is an error, not a silent fallback).
