@@ -17,7 +17,7 @@ from rich.table import Table
 
 from loop import generator_cli
 from loop.campaigns import CampaignHandle, CampaignLookupError, init_campaign, resolve_campaign
-from loop.export import ExportFormat, export_campaign, write_rows_csv
+from loop.export import ExportFormat, export_campaign, write_extxyz, write_rows_csv
 from loop.history import best_per_objective, budget_lines, history_rows
 from loop.inject import InjectError, read_measurements
 from loop.seeding import build_seed_set, seed_plan
@@ -279,6 +279,10 @@ def evaluate(
         list[str] | None, typer.Option("--set", help="oracle option KEY=VALUE (repeatable)")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON records")] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="write relaxed/quenched structures (extxyz)"),
+    ] = None,
 ) -> None:
     """Run one oracle on structure files outside any campaign; one record per structure."""
     options = parse_options(settings or [])
@@ -297,6 +301,14 @@ def evaluate(
                 check(sorted({el.symbol for el in structure.composition.elements}))
             evaluation = instance.evaluate(Candidate(structure=structure, origin="injected"))
             records.append((label, evaluation))
+    if output is not None:
+        final = [
+            Candidate(structure=e.relaxed_structure, origin="injected")
+            for _, e in records
+            if e.relaxed_structure is not None
+        ]
+        write_extxyz(final, output)
+        console.print(f"wrote {len(final)} relaxed/quenched structure(s) to {output}")
     if as_json:
         payload = [
             {"file": label, **evaluation.model_dump(mode="json", exclude={"relaxed_structure"})}

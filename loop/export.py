@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 from typing import Literal, TextIO
 
+import numpy as np
 from ase.io import write as ase_write
 from pymatgen.io.ase import AseAtomsAdaptor
 from pymatgen.io.cif import CifWriter
 
 from loop.history import HistoryRow, history_rows
+from state.schema import Candidate
 from state.store import CampaignStore
 
 ExportFormat = Literal["extxyz", "cif", "csv"]
@@ -36,19 +38,8 @@ def export_campaign(store: CampaignStore, fmt: ExportFormat, output: Path) -> in
             info[f"{evaluation.oracle}.{name}"] = value.value
             info[f"{evaluation.oracle}.{name}.unit"] = value.unit
     if fmt == "extxyz":
-        frames = []
-        for candidate in candidates:
-            atoms = AseAtomsAdaptor.get_atoms(candidate.structure)
-            atoms.info.update(
-                content_hash=candidate.content_hash,
-                origin=candidate.origin,
-                iteration=-1 if candidate.iteration is None else candidate.iteration,
-                **results[candidate.content_hash],
-            )
-            frames.append(atoms)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        ase_write(output, frames, format="extxyz")
-        return len(frames)
+        write_extxyz(candidates, output, results)
+        return len(candidates)
     output.mkdir(parents=True, exist_ok=True)
     for candidate in candidates:
         name = (
@@ -56,6 +47,29 @@ def export_campaign(store: CampaignStore, fmt: ExportFormat, output: Path) -> in
         )
         CifWriter(candidate.structure).write_file(output / name)
     return len(candidates)
+
+
+def write_extxyz(
+    candidates: list[Candidate],
+    output: Path,
+    info: dict[str, dict[str, float | str]] | None = None,
+) -> None:
+    """Write candidates as extxyz frames with hash, origin, iteration, PDM target and any extra
+    ``info`` (per content hash) in ``atoms.info``."""
+    frames = []
+    for candidate in candidates:
+        atoms = AseAtomsAdaptor.get_atoms(candidate.structure)
+        atoms.info.update(
+            content_hash=candidate.content_hash,
+            origin=candidate.origin,
+            iteration=-1 if candidate.iteration is None else candidate.iteration,
+            **(info or {}).get(candidate.content_hash, {}),
+        )
+        if candidate.pdm_target is not None:
+            atoms.info["pdm_target"] = np.asarray(candidate.pdm_target)
+        frames.append(atoms)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    ase_write(output, frames, format="extxyz")
 
 
 def write_rows_csv(rows: list[HistoryRow], output: Path) -> None:

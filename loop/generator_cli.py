@@ -7,17 +7,15 @@ from typing import Annotated, Literal
 
 import numpy as np
 import typer
-from ase.io import write as ase_write
 from pymatgen.core import Structure
-from pymatgen.io.ase import AseAtomsAdaptor
 
 from generator.cdvae import CondCDVAE
 from generator.config import CondCDVAEConfig
 from generator.data import read_training_data
 from generator.sample import Condition
 from loop.campaigns import resolve_campaign
+from loop.export import write_extxyz
 from state.composition import parse_composition
-from state.schema import Candidate
 from state.settings import Settings
 from state.structures import read_structures
 
@@ -42,19 +40,6 @@ def campaign_training_data(
         structure = evaluation.relaxed_structure or candidates[evaluation.candidate_hash].structure
         data.append((structure, {k: v.value for k, v in evaluation.properties.items()}))
     return data, handle.config.elements
-
-
-def write_candidates(candidates: list[Candidate], output: Path) -> None:
-    """Write candidates to an extxyz file with their hash, origin and PDM target."""
-    frames = []
-    for candidate in candidates:
-        atoms = AseAtomsAdaptor.get_atoms(candidate.structure)
-        atoms.info.update(content_hash=candidate.content_hash, origin=candidate.origin)
-        if candidate.pdm_target is not None:
-            atoms.info["pdm_target"] = np.asarray(candidate.pdm_target)
-        frames.append(atoms)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    ase_write(output, frames, format="extxyz")
 
 
 def train(
@@ -122,7 +107,7 @@ def sample(
             f"the PDM target needs {len(model.pdm_labels)} values ({', '.join(model.pdm_labels)})"
         )
     candidates = model.sample([Condition(fractions, target)], n, seed=seed, n_atoms=n_atoms)
-    write_candidates(candidates, output)
+    write_extxyz(candidates, output)
     for index, candidate in enumerate(candidates):
         pdm = model.pdm(candidate.structure)
         reference = np.asarray(candidate.pdm_target) if candidate.pdm_target is not None else None
@@ -157,7 +142,7 @@ def optimize(
         seed=seed,
     )
     decoded = [c for step in sorted(result.candidates) for c in result.candidates[step]]
-    write_candidates(decoded, output)
+    write_extxyz(decoded, output)
     for step in sorted(result.candidates):
         predicted = result.predicted[step]
         typer.echo(

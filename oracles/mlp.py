@@ -67,6 +67,7 @@ from pymatgen.core import Element, Lattice, Structure
 
 from oracles.base import Oracle, OracleFailed, OracleResult, OracleSetupError
 from oracles.gates import check_min_distance
+from oracles.md import register_calculator
 from oracles.registry import register
 from state.device import resolve_device as resolve_torch_device
 from state.schema import Candidate, Cost, Evaluation, PropertyValue
@@ -937,3 +938,9 @@ class MLPOracle(Oracle):
                 "reference_protocol": REFERENCE_PROTOCOL,
             },
         }
+
+
+# The universal potentials as MD calculators (``md`` oracle: ``engine: ase, calculator: chgnet``);
+# each MD run gets a fresh calculator, not the relaxation oracle's shared one.
+register_calculator("chgnet", lambda: _load_chgnet(resolve_device()).calculator)
+register_calculator("7net-0", lambda: _load_sevennet(resolve_device()).calculator)

@@ -208,6 +208,23 @@ def test_evaluate_runs_an_oracle_on_structure_files(cli, tmp_path):
     assert bulk["unit"] == "GPa" and 170 < bulk["value"] < 190  # Foiles-Baskes-Daw Ni: ~180 GPa
     assert record["provenance"]["oracle_type"] == "lammps"
 
+    relaxed = tmp_path / "relaxed.extxyz"
+    written = cli(
+        "evaluate",
+        "--oracle",
+        "lammps",
+        "--set",
+        "potential=Ni_u3.eam",
+        "-o",
+        str(relaxed),
+        str(cif),
+    )
+    assert written.exit_code == 0 and "wrote 1 relaxed" in written.output
+    (atoms,) = ase_read(relaxed, index=":")
+    assert atoms.get_volume() / len(atoms) == pytest.approx(
+        3.52**3 / 4, rel=0.01
+    )  # Ni_u3: a = 3.52 Å
+
     uncovered = cli("evaluate", "--oracle", "lammps", "--set", "potential=Fe_mm.eam.fs", str(cif))
     assert uncovered.exit_code == 1
     assert "has no parameters for Ni" in uncovered.output

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from loop.cli import app
 from oracles.base import OracleFailed, OracleSetupError
 from oracles.gates import check_min_distance, energy_gate
+from oracles.md import MDOracle
 from oracles.mlp import (
     MATGL_FILES,
     Backend,
@@ -415,3 +416,25 @@ def test_cli_evaluates_with_the_mlp_oracle(tmp_path, cache_dir, monkeypatch):
     assert record["status"] == "done"
     assert record["properties"]["formation_energy_per_atom"]["value"] < 0
     assert record["provenance"]["code"] == "chgnet"
+
+
+@pytest.mark.slow
+def test_md_oracle_runs_with_the_mlp_as_calculator():
+    cu = Structure(
+        Lattice.cubic(3.61), ["Cu"] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+    )
+    cu.make_supercell((2, 1, 1))
+    md = MDOracle(
+        engine="ase",
+        calculator="chgnet",
+        temperatures=300,
+        equilibration_ps=0.02,
+        production_ps=0.2,
+        sample_interval_fs=2,
+        volume_search=False,
+    )
+    evaluation = md.evaluate(Candidate(structure=cu, origin="seed"))
+    assert evaluation.status == "done", evaluation.error
+    assert evaluation.properties["diffusivity"].unit == "cm^2/s"
+    assert evaluation.properties["diffusivity"].value < 1e-5  # a crystal at 300 K barely moves
+    assert "chgnet" in evaluation.provenance["calculator"].lower()
