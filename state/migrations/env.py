@@ -11,8 +11,10 @@ engine = context.config.attributes["engine"]
 
 with engine.connect() as connection:
     if connection.dialect.name == "postgresql":
-        # Serialise concurrent migrations of one database (two processes opening it at once).
-        connection.execute(text("SELECT pg_advisory_lock(7140001)"))
+        # Serialise concurrent migrations of one database (two processes opening it at once);
+        # a transaction-level lock is released only by the commit below, after the new schema
+        # and its version row are visible to the next process.
+        connection.execute(text("SELECT pg_advisory_xact_lock(7140001)"))
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
@@ -20,6 +22,4 @@ with engine.connect() as connection:
     )
     with context.begin_transaction():
         context.run_migrations()
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_unlock(7140001)"))
-        connection.commit()
+    connection.commit()
