@@ -30,7 +30,7 @@ from generator.data import DataSpec, composition_vector
 from generator.graph import cart_to_frac, frac_to_cart, lattice_from_parameters
 from generator.model import CondCDVAEModel, denoises_types
 from generator.push_apart import push_apart
-from generator.solid_solution import atom_counts
+from state.composition import atom_counts
 
 #: Cell angles predicted by the lattice head are clipped to this range (degrees).
 ANGLE_RANGE = (60.0, 120.0)

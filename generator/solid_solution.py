@@ -16,6 +16,8 @@ from typing import Literal
 import numpy as np
 from pymatgen.core import Element, Lattice, Structure
 
+from state.composition import atom_counts
+
 LatticeKind = Literal["fcc", "bcc", "hcp"]
 #: Atoms in the 2-atom cell each lattice is built from.
 ATOMS_PER_CELL = 2
@@ -63,16 +65,6 @@ def supercell_shape(n_atoms: int) -> tuple[int, int, int]:
         if cells % (a * b) == 0 and cells // (a * b) >= b
     ]
     return min(shapes, key=lambda s: (max(s) - min(s), s))
-
-
-def atom_counts(fractions: Mapping[str, float], n_atoms: int) -> dict[str, int]:
-    """Integer atom counts closest to ``fractions`` (largest-remainder rounding), summing to n."""
-    exact = {el: x * n_atoms for el, x in fractions.items()}
-    counts = {el: math.floor(v) for el, v in exact.items()}
-    missing = n_atoms - sum(counts.values())
-    for el in sorted(exact, key=lambda e: (exact[e] - counts[e], e), reverse=True)[:missing]:
-        counts[el] += 1
-    return {el: c for el, c in counts.items() if c > 0}
 
 
 def element_radius(symbol: str) -> float:

@@ -64,6 +64,7 @@ from oracles.diffusion import (
 )
 from oracles.lammps import BAR_TO_GPA, LammpsOracle, LammpsSession
 from oracles.registry import register
+from state.composition import CompositionError, atom_counts
 from state.schema import PropertyValue
 
 logger = logging.getLogger(__name__)
@@ -798,20 +799,6 @@ def run_melt_quench(
 # ============================================================================ random packing
 
 
-def atom_counts(composition: Mapping[str, float], n_atoms: int) -> dict[str, int]:
-    """Whole numbers of atoms closest to ``composition`` summing to ``n_atoms`` (largest
-    remainders get the leftover atoms)."""
-    total = sum(composition.values())
-    if total <= 0 or n_atoms < 2 or any(x < 0 for x in composition.values()):
-        raise OracleSetupError("need positive fractions and at least 2 atoms")
-    exact = {el: n_atoms * x / total for el, x in composition.items()}
-    counts = {el: math.floor(x) for el, x in exact.items()}
-    leftover = n_atoms - sum(counts.values())
-    for el in sorted(exact, key=lambda e: counts[e] - exact[e])[:leftover]:
-        counts[el] += 1
-    return {el: n for el, n in counts.items() if n > 0}
-
-
 def estimate_volume_per_atom(composition: Mapping[str, float]) -> float:
     """Volume per atom (Å³): the mole-fraction average of the elements' molar volumes.
 
@@ -862,7 +849,10 @@ def random_packing(
     """
     if seed < 0:
         raise OracleSetupError(f"the packing seed must be non-negative, not {seed}")
-    counts = atom_counts(composition, n_atoms)
+    try:
+        counts = atom_counts(composition, n_atoms)
+    except CompositionError as exc:
+        raise OracleSetupError(str(exc)) from None
     volume = (volume_per_atom_A3 or estimate_volume_per_atom(composition)) * n_atoms
     side = volume ** (1.0 / 3.0)
     tolerance = min(tolerance_A, 0.8 * (volume / n_atoms) ** (1.0 / 3.0))

@@ -75,3 +75,24 @@ def check_in_space(fractions: Mapping[str, float], elements: Iterable[str]) -> N
 def formula(fractions: Mapping[str, float], *, decimals: int = 3) -> str:
     """A reduced, human-readable formula for atomic fractions, e.g. ``Cr0.3Fe0.3Ni0.4``."""
     return "".join(f"{el}{round(x, decimals):g}" for el, x in sorted(fractions.items()) if x > 0)
+
+
+def atom_counts(composition: Mapping[str, float], n_atoms: int) -> dict[str, int]:
+    """Whole numbers of atoms closest to ``composition`` (fractions or amounts, normalised here)
+    summing to ``n_atoms``; the largest remainders get the leftover atoms (ties: by symbol).
+
+    Raises:
+        CompositionError: negative or all-zero amounts, or fewer than one atom.
+    """
+    total = sum(composition.values())
+    if total <= 0 or n_atoms < 1 or any(x < 0 for x in composition.values()):
+        raise CompositionError(
+            f"cannot distribute {n_atoms} atoms over {dict(composition)}: need non-negative "
+            "amounts with a positive sum and at least one atom"
+        )
+    exact = {el: n_atoms * x / total for el, x in composition.items()}
+    counts = {el: math.floor(x) for el, x in exact.items()}
+    leftover = n_atoms - sum(counts.values())
+    for el in sorted(exact, key=lambda e: (counts[e] - exact[e], e))[:leftover]:
+        counts[el] += 1
+    return {el: n for el, n in counts.items() if n > 0}

@@ -21,9 +21,10 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from generator.push_apart import push_apart
-from generator.solid_solution import atom_counts, composition_grid, random_solid_solution
+from generator.solid_solution import composition_grid, random_solid_solution
 from oracles.base import OracleFailed
 from oracles.lammps import LammpsOracle
+from state.composition import atom_counts
 
 OUTPUT = Path(__file__).with_name("nifecr_relaxed.extxyz")
 ELEMENTS = ("Ni", "Fe", "Cr")

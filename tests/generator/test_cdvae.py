@@ -15,7 +15,8 @@ from generator.cdvae import HPARAMS_FILE, WEIGHTS_FILE, CondCDVAE
 from generator.config import CondCDVAEConfig
 from generator.push_apart import min_pair_distance
 from generator.sample import Condition
-from generator.solid_solution import atom_counts, random_solid_solution
+from generator.solid_solution import random_solid_solution
+from state.composition import atom_counts
 from state.device import resolve_device
 from state.structures import content_hash
 

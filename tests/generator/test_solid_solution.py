@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from generator.solid_solution import (
-    atom_counts,
     composition_grid,
     mean_metallic_radius,
     random_solid_solution,
     supercell_shape,
 )
+from state.composition import atom_counts
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,6 @@ from oracles.md import (
     LammpsEngine,
     MDOracle,
     MeltQuench,
-    atom_counts,
     birch_murnaghan_pressure,
     fit_pressure_volume,
     maxwell_boltzmann,
@@ -55,6 +54,7 @@ from oracles.md import (
     simulate,
 )
 from oracles.registry import create_oracle, oracle_types
+from state.composition import atom_counts
 from state.schema import Candidate
 
 FCC = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
@@ -155,7 +155,7 @@ def test_pressure_volume_fit_finds_the_zero_pressure_volume() -> None:
 
 def test_atom_counts_round_to_the_total() -> None:
     assert atom_counts({"Cu": 64, "Zr": 36}, 100) == {"Cu": 64, "Zr": 36}
-    assert atom_counts({"Cu": 1, "Zr": 1, "Al": 1}, 32) == {"Cu": 11, "Zr": 11, "Al": 10}
+    assert atom_counts({"Cu": 1, "Zr": 1, "Al": 1}, 32) == {"Al": 11, "Cu": 11, "Zr": 10}
     assert sum(atom_counts({"Li": 0.4, "P": 0.1, "S": 0.5}, 54).values()) == 54
 
 
