@@ -14,6 +14,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "oracles.md",
     "oracles.experiment",
     "oracles.mlp",
+    "oracles.dft",
 )
 
 S = TypeVar("S", bound=FidelitySource)

@@ -33,6 +33,7 @@ CANONICAL_UNITS: dict[str, str] = {
     "length": "Å",
     "density": "g/cm^3",
     "current_density": "mA/cm^2",
+    "density_of_states": "states/eV/atom",
     "dimensionless": "1",
 }
 
@@ -79,6 +80,8 @@ UNITS: dict[str, UnitSpec] = {
     "ma/cm^2": UnitSpec("current_density", 1.0),
     "a/cm^2": UnitSpec("current_density", 1e3),
     "a/m^2": UnitSpec("current_density", 0.1),
+    # density of states
+    "states/ev/atom": UnitSpec("density_of_states", 1.0),
     # dimensionless
     "1": UnitSpec("dimensionless", 1.0),
     "": UnitSpec("dimensionless", 1.0),
@@ -106,6 +109,8 @@ PROPERTY_DIMENSIONS: dict[str, str] = {
     "energy_above_hull": "energy_per_atom",
     "activation_energy": "energy",
     "d_band_center": "energy",
+    "d_band_width": "energy",
+    "dos_at_fermi": "density_of_states",
     "diffusivity": "diffusivity",
     "glass_transition_temperature": "temperature",
     "overpotential": "potential",
@@ -141,7 +146,7 @@ def _accepted_units(dimension: str) -> str:
 
 
 #: Properties that also exist per element, as ``<name>_<element>`` (``diffusivity_Li``).
-PER_ELEMENT_PROPERTIES = ("diffusivity", "activation_energy", "d_band_center")
+PER_ELEMENT_PROPERTIES = ("diffusivity", "activation_energy", "d_band_center", "d_band_width")
 
 
 def property_dimension(prop: str) -> str:
