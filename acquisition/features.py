@@ -1,0 +1,234 @@
+"""Training data of the surrogates, read from a campaign store.
+
+Each point is one property value of one composition at one fidelity. Its feature vector is
+
+``x = [x_e for e in elements] + [PDM entries] + [fidelity]``, shape ``(d,)`` with
+``d = n + n (n + 1) / 2 + 1`` for ``n`` campaign elements (``d = n + 1`` without PDM):
+
+- composition: atomic fractions on the campaign's elements, summing to 1;
+- PDM: :func:`generator.pdm.pdm` of the evaluated structure (the oracle's relaxed structure when
+  it returned one, else the candidate's), with per-structure cutoffs. A measurement without a
+  structure has no PDM; it gets the **mean PDM of the points that have one** (zeros when none
+  has), a neutral imputation that keeps the matrix NaN-free and lets the composition dimensions
+  carry the measurement;
+- fidelity: the evaluation's fidelity (the oracle's, in ``[0, 1]``); measurements are ``1.0``.
+
+Targets are the objectives' property values in the objective's unit (converted with
+:func:`state.units.to_canonical` when the unit differs), with the variance ``σ²`` where an
+uncertainty was reported. Failed evaluations are not dropped: they and the done ones form the
+feasibility labels (``1`` = the oracle succeeded).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pymatgen.core import Structure
+
+from generator.data import composition_vector
+from generator.pdm import pdm, pdm_labels
+from state.config import CampaignConfig
+from state.store import CampaignStore
+from state.units import UnitError, to_canonical, uncertainty_to_canonical
+
+#: Fidelity of an experimental measurement (the most trusted source).
+MEASUREMENT_FIDELITY = 1.0
+
+
+@dataclass
+class ObjectiveData:
+    """Training points of one objective.
+
+    Attributes:
+        X: Features, shape ``(k, d)``.
+        Y: Property values in the objective's unit, shape ``(k,)``.
+        Yvar: Variances ``σ²`` (unit²), shape ``(k,)``, NaN where no uncertainty was reported.
+    """
+
+    X: np.ndarray
+    Y: np.ndarray
+    Yvar: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.Y)
+
+
+@dataclass
+class TrainingSet:
+    """Features and targets of a campaign (see the module docstring for the layout).
+
+    Attributes:
+        elements: The campaign's elements, the order of the composition dimensions.
+        feature_names: Names of the ``d`` feature dimensions.
+        objectives: Property name → its training points.
+        feasibility_X: Features of every finished oracle call, shape ``(f, d)``.
+        feasibility_y: ``1.0`` where the call succeeded, ``0.0`` where it failed, shape ``(f,)``.
+    """
+
+    elements: list[str]
+    feature_names: list[str]
+    objectives: dict[str, ObjectiveData]
+    feasibility_X: np.ndarray
+    feasibility_y: np.ndarray
+
+    @property
+    def n_elements(self) -> int:
+        """Number of composition dimensions (the first ones)."""
+        return len(self.elements)
+
+    @property
+    def pdm_slice(self) -> slice:
+        """Columns of the PDM entries (empty without PDM)."""
+        return slice(self.n_elements, self.dim - 1)
+
+    @property
+    def fidelity_index(self) -> int:
+        """Column of the fidelity (the last one)."""
+        return self.dim - 1
+
+    @property
+    def dim(self) -> int:
+        """Number of feature dimensions ``d``."""
+        return len(self.feature_names)
+
+    @property
+    def use_pdm(self) -> bool:
+        """Whether the features include the PDM."""
+        return self.dim > self.n_elements + 1
+
+    def all_X(self) -> np.ndarray:
+        """Distinct feature rows over all objectives, shape ``(u, d)``."""
+        rows = [data.X for data in self.objectives.values() if len(data)]
+        if not rows:
+            return np.zeros((0, self.dim))
+        return np.unique(np.concatenate(rows), axis=0)
+
+
+@dataclass
+class _Point:
+    composition: np.ndarray
+    pdm: np.ndarray | None
+    fidelity: float
+    values: dict[str, tuple[float, float]]  # property -> (value, variance or NaN)
+
+
+def _in_unit(
+    prop: str, value: float, unit: str, sigma: float | None, target: str
+) -> tuple[float, float]:
+    if unit != target:
+        try:
+            value = to_canonical(prop, value, unit)
+            sigma = None if sigma is None else uncertainty_to_canonical(prop, sigma, unit)
+        except UnitError:
+            raise ValueError(
+                f"{prop}: value in '{unit}' cannot be converted to the objective's '{target}'"
+            ) from None
+    return value, (math.nan if sigma is None else sigma**2)
+
+
+def build_training_set(
+    store: CampaignStore, config: CampaignConfig, *, use_pdm: bool = True
+) -> TrainingSet:
+    """Training set of ``config``'s objectives from ``store``'s done evaluations and measurements.
+
+    Args:
+        store: The campaign's store.
+        config: The campaign's config (elements, objectives and their units).
+        use_pdm: Include the PDM vector in the features (``False``: composition-only baseline).
+
+    Returns:
+        The :class:`TrainingSet`; objectives without data have zero rows.
+    """
+    elements = list(config.elements)
+    units = {o.property: o.unit or "" for o in config.objectives}
+    candidates = {c.content_hash: c for c in store.candidates()}
+
+    def pdm_of(structure: Structure | None) -> np.ndarray | None:
+        if not use_pdm or structure is None:
+            return None
+        return np.asarray(pdm(structure, elements), dtype=float)
+
+    points: list[_Point] = []
+    feasibility: list[tuple[np.ndarray, np.ndarray | None, float, float]] = []
+    for evaluation in store.evaluations():
+        if evaluation.status not in ("done", "failed"):
+            continue
+        candidate = candidates.get(evaluation.candidate_hash)
+        if candidate is None:
+            continue
+        composition = composition_vector(candidate.composition, elements)
+        structure = evaluation.relaxed_structure or candidate.structure
+        success = evaluation.status == "done"
+        if not success:
+            feasibility.append((composition, pdm_of(candidate.structure), evaluation.fidelity, 0.0))
+            continue
+        values = {
+            prop: _in_unit(prop, pv.value, pv.unit, pv.uncertainty, units[prop])
+            for prop, pv in evaluation.properties.items()
+            if prop in units and math.isfinite(pv.value)
+        }
+        point = _Point(composition, pdm_of(structure), evaluation.fidelity, values)
+        points.append(point)
+        feasibility.append((composition, point.pdm, evaluation.fidelity, 1.0))
+    for measurement in store.measurements():
+        if measurement.property not in units or not math.isfinite(measurement.value):
+            continue
+        value = _in_unit(
+            measurement.property,
+            measurement.value,
+            measurement.unit,
+            measurement.uncertainty,
+            units[measurement.property],
+        )
+        points.append(
+            _Point(
+                composition_vector(measurement.composition, elements),
+                pdm_of(measurement.structure),
+                MEASUREMENT_FIDELITY,
+                {measurement.property: value},
+            )
+        )
+
+    n_pdm = len(pdm_labels(elements)) if use_pdm else 0
+    known = [p.pdm for p in points if p.pdm is not None]
+    mean_pdm = np.mean(known, axis=0) if known else np.zeros(n_pdm)
+
+    def row(composition: np.ndarray, pdm_vec: np.ndarray | None, fidelity: float) -> np.ndarray:
+        pdm_part = (pdm_vec if pdm_vec is not None else mean_pdm) if use_pdm else np.zeros(0)
+        return np.concatenate([composition, pdm_part, [fidelity]])
+
+    feature_names = [*elements, *(pdm_labels(elements) if use_pdm else []), "fidelity"]
+    objectives: dict[str, ObjectiveData] = {}
+    for prop in units:
+        mine = [p for p in points if prop in p.values]
+        objectives[prop] = ObjectiveData(
+            X=np.array([row(p.composition, p.pdm, p.fidelity) for p in mine]).reshape(
+                len(mine), len(feature_names)
+            ),
+            Y=np.array([p.values[prop][0] for p in mine], dtype=float),
+            Yvar=np.array([p.values[prop][1] for p in mine], dtype=float),
+        )
+    fx = [row(c, p, f) for c, p, f, _ in feasibility]
+    return TrainingSet(
+        elements=elements,
+        feature_names=feature_names,
+        objectives=objectives,
+        feasibility_X=np.array(fx).reshape(len(fx), len(feature_names)),
+        feasibility_y=np.array([label for *_, label in feasibility], dtype=float),
+    )
+
+
+def feature_row(
+    composition: Mapping[str, float],
+    elements: Sequence[str],
+    pdm_vector: Sequence[float] | None,
+    fidelity: float = MEASUREMENT_FIDELITY,
+) -> np.ndarray:
+    """One feature vector, shape ``(d,)``: fractions over ``elements``, the PDM, the fidelity."""
+    parts = [composition_vector(composition, elements)]
+    if pdm_vector is not None:
+        parts.append(np.asarray(pdm_vector, dtype=float))
+    return np.concatenate([*parts, [fidelity]])

@@ -1,0 +1,149 @@
+"""Gaussian-process surrogates of the objectives: one BoTorch ``SingleTaskGP`` per objective.
+
+Inputs are normalised to the unit cube with :class:`~botorch.models.transforms.input.Normalize`
+over fixed bounds (composition ``[0, 1]``, PDM entries their training range, fidelity ``[0, 1]``),
+so a prediction at fidelity 1.0 stays in range even when all data come from cheaper oracles.
+Outcomes are standardised (:class:`~botorch.models.transforms.outcome.Standardize`).
+
+Multi-fidelity treatment (simple): the fidelity is one more input dimension of the GP's kernel,
+so cheap and expensive values of the same property inform each other as far as the learnt
+length scale along fidelity allows; predictions and acquisition are made at fidelity 1.0
+(experiment, the most trusted source). Noise is heteroscedastic (``train_Yvar``) for an
+objective whose every point reports an uncertainty; otherwise a homoscedastic noise is learnt.
+
+The models work in *maximisation* space: a minimised objective's values are negated before
+fitting, so that every BoTorch acquisition function maximises; :meth:`Surrogate.predict` turns
+predictions back into the property's sign and unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+import numpy as np
+import torch
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import ModelListGP, SingleTaskGP
+from botorch.models.model import Model
+from botorch.models.transforms.input import Normalize
+from botorch.models.transforms.outcome import Standardize
+from botorch.posteriors import GPyTorchPosterior
+from gpytorch.mlls import ExactMarginalLogLikelihood
+from torch import Tensor
+
+from acquisition.features import TrainingSet
+from state.config import CampaignConfig
+
+DTYPE = torch.float64
+#: Smallest width of a PDM dimension's normalisation range (coordination numbers).
+MIN_PDM_RANGE = 1e-3
+
+
+@dataclass
+class Surrogate:
+    """Fitted GPs of a campaign's objectives.
+
+    Attributes:
+        model: A ``SingleTaskGP`` (one objective) or ``ModelListGP`` (several), with outputs in
+            maximisation space (minimised objectives negated), shape of the output ``(m,)``.
+        properties: Objective property names, the order of the model's outputs.
+        signs: ``+1`` for maximised, ``-1`` for minimised objectives, shape ``(m,)``.
+        bounds: Input bounds used for normalisation, shape ``(2, d)``.
+        fidelity_index: Column of the fidelity in the inputs.
+    """
+
+    model: Model
+    properties: list[str]
+    signs: Tensor
+    bounds: Tensor
+    fidelity_index: int
+
+    def predict(self, X: Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior mean and standard deviation in the properties' units.
+
+        Args:
+            X: Features, shape ``(n, d)``; the fidelity column is overwritten with 1.0.
+
+        Returns:
+            ``(mean, sigma)``, each of shape ``(n, m)`` (``m`` objectives, order of
+            :attr:`properties`); ``sigma`` is the latent function's σ (without observation
+            noise).
+        """
+        X = torch.as_tensor(X, dtype=DTYPE).clone()
+        X[..., self.fidelity_index] = 1.0
+        with torch.no_grad():
+            posterior = cast(GPyTorchPosterior, self.model.posterior(X))
+            mean = posterior.mean * self.signs
+            sigma = posterior.variance.clamp_min(0.0).sqrt()
+        return mean.numpy(), sigma.numpy()
+
+
+def input_bounds(training: TrainingSet, config: CampaignConfig) -> Tensor:
+    """Normalisation box of the inputs, shape ``(2, d)``: element bounds from ``config``
+    (widened to cover the data), PDM entries over their training range (at least
+    :data:`MIN_PDM_RANGE` wide), fidelity ``[0, 1]``."""
+    lower = np.zeros(training.dim)
+    upper = np.ones(training.dim)
+    for k, element in enumerate(training.elements):
+        lower[k], upper[k] = config.element_bounds(element)
+    X = training.all_X()
+    if len(X):  # data outside the config's bounds (e.g. seed structures) widen the box
+        n = training.n_elements
+        lower[:n] = np.minimum(lower[:n], X[:, :n].min(axis=0))
+        upper[:n] = np.maximum(upper[:n], X[:, :n].max(axis=0))
+    pdm = training.pdm_slice
+    if training.use_pdm and len(X):
+        lower[pdm] = X[:, pdm].min(axis=0)
+        upper[pdm] = np.maximum(X[:, pdm].max(axis=0), lower[pdm] + MIN_PDM_RANGE)
+    return torch.tensor(np.stack([lower, upper]), dtype=DTYPE)
+
+
+def fit_surrogate(training: TrainingSet, config: CampaignConfig) -> Surrogate:
+    """Fit one GP per objective of ``config`` on ``training`` (maximum marginal likelihood).
+
+    Args:
+        training: The campaign's training set; each objective needs at least one point.
+        config: The campaign's config (objective directions and element bounds).
+
+    Returns:
+        The fitted :class:`Surrogate`.
+
+    Raises:
+        ValueError: an objective has no training point.
+    """
+    bounds = input_bounds(training, config)
+    models: list[SingleTaskGP] = []
+    signs = []
+    for objective in config.objectives:
+        data = training.objectives[objective.property]
+        if len(data) == 0:
+            raise ValueError(f"objective '{objective.property}' has no data to fit a surrogate on")
+        sign = 1.0 if objective.direction == "maximize" else -1.0
+        signs.append(sign)
+        X = torch.tensor(data.X, dtype=DTYPE)
+        Y = torch.tensor(sign * data.Y, dtype=DTYPE).unsqueeze(-1)
+        heteroscedastic = bool(np.all(np.isfinite(data.Yvar)))
+        Yvar = (
+            torch.tensor(data.Yvar, dtype=DTYPE).clamp_min(1e-12).unsqueeze(-1)
+            if heteroscedastic
+            else None
+        )
+        model = SingleTaskGP(
+            X,
+            Y,
+            train_Yvar=Yvar,
+            input_transform=Normalize(d=training.dim, bounds=bounds),
+            outcome_transform=Standardize(m=1),
+        )
+        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+        model.eval()
+        models.append(model)
+    combined: Model = models[0] if len(models) == 1 else ModelListGP(*models)
+    return Surrogate(
+        model=combined,
+        properties=list(config.objective_properties),
+        signs=torch.tensor(signs, dtype=DTYPE),
+        bounds=bounds,
+        fidelity_index=training.fidelity_index,
+    )

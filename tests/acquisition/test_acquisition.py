@@ -1,0 +1,208 @@
+"""Surrogates and proposals on real data: 36 Ni-Fe-Cr cells relaxed by the LAMMPS oracle
+(``tests/data/nifecr_relaxed.extxyz``, 2NN-MEAM bulk and shear moduli)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pymatgen.core import Structure
+
+from acquisition.features import build_training_set
+from acquisition.propose import propose
+from acquisition.surrogate import fit_surrogate
+from generator.data import read_training_data
+from state.config import CampaignConfig
+from state.database import dispose_engines
+from state.schema import Candidate, Evaluation, Measurement, PropertyValue
+from state.store import CampaignStore
+
+DATA = Path(__file__).parents[1] / "data" / "nifecr_relaxed.extxyz"
+ELEMENTS = ["Ni", "Fe", "Cr"]
+BOUNDS = {"Cr": (0.0, 0.6)}
+
+
+def config_dict(objectives: list[dict[str, Any]], **acquisition: Any) -> dict[str, Any]:
+    return {
+        "name": "t",
+        "elements": ELEMENTS,
+        "bounds": {k: list(v) for k, v in BOUNDS.items()},
+        "objectives": objectives,
+        "oracles": [{"name": "lammps", "type": "lammps", "fidelity": 0.6}],
+        "budget": {"evaluations": {"lammps": 100}},
+        "acquisition": {"batch_size": 3, **acquisition},
+    }
+
+
+BULK = {"property": "bulk_modulus", "direction": "maximize"}
+SHEAR = {"property": "shear_modulus", "direction": "maximize"}
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[tuple[Structure, dict[str, float]]]:
+    return read_training_data(DATA)
+
+
+def make_store(
+    tmp_path: Path, frames: list[tuple[Structure, dict[str, float]]], config: dict[str, Any]
+) -> tuple[CampaignStore, CampaignConfig]:
+    store = CampaignStore.create(f"sqlite:///{tmp_path}/c.db", "t", config)
+    for structure, values in frames:
+        candidate = store.add_candidate(Candidate(structure=structure, origin="seed"))
+        store.record_evaluation(
+            Evaluation(
+                candidate_hash=candidate.content_hash,
+                oracle="lammps",
+                fidelity=0.6,
+                status="done",
+                properties={
+                    name: PropertyValue(value=values[name], unit="GPa")
+                    for name in ("bulk_modulus", "shear_modulus")
+                },
+            )
+        )
+    return store, CampaignConfig.model_validate(config)
+
+
+@pytest.fixture(autouse=True)
+def _dispose() -> Any:
+    yield
+    dispose_engines()
+
+
+def check_feasible(proposals: list[Any]) -> None:
+    for proposal in proposals:
+        fractions = np.array([proposal.composition[el] for el in ELEMENTS])
+        assert fractions.sum() == pytest.approx(1.0, abs=1e-6)
+        assert np.all(fractions >= -1e-6)
+        assert proposal.composition["Cr"] <= 0.6 + 1e-6
+        assert proposal.fidelity == 1.0
+
+
+def test_gp_predicts_held_out_points(tmp_path: Path, frames: list) -> None:
+    train, test = frames[::3] + frames[1::3], frames[2::3]
+    store, config = make_store(tmp_path, train, config_dict([BULK]))
+    training = build_training_set(store, config)
+    n_distinct = len(store.candidates())  # two frames may relax to the same structure
+    assert training.objectives["bulk_modulus"].X.shape == (n_distinct, 3 + 6 + 1)
+    surrogate = fit_surrogate(training, config)
+    (tmp_path / "held").mkdir()
+    test_store, _ = make_store(tmp_path / "held", test, config_dict([BULK]))
+    held = build_training_set(test_store, config).objectives["bulk_modulus"]
+    mean, sigma = surrogate.predict(held.X)
+    rmse = float(np.sqrt(np.mean((mean[:, 0] - held.Y) ** 2)))
+    assert rmse < float(np.std(held.Y))
+    assert np.all(sigma > 0)
+
+
+def test_proposals_feasible_distinct_and_deterministic(tmp_path: Path, frames: list) -> None:
+    store, config = make_store(tmp_path, frames[:15], config_dict([BULK]))
+    first = propose(store, config, seed=1)
+    assert len(first) == 3
+    check_feasible(first)
+    points = np.array([[p.composition[el] for el in ELEMENTS] for p in first])
+    assert (
+        np.min(np.linalg.norm(points[:, None] - points[None], axis=-1)[np.triu_indices(3, 1)])
+        > 1e-4
+    )
+    assert all(p.reason.startswith("qLogNEI") and p.pdm_target is not None for p in first)
+    assert all(set(p.mean) == {"bulk_modulus"} and p.sigma["bulk_modulus"] > 0 for p in first)
+    again = propose(store, config, seed=1)
+    assert [p.composition for p in again] == [p.composition for p in first]
+
+
+def test_measurement_changes_prediction(tmp_path: Path, frames: list) -> None:
+    store, config = make_store(tmp_path, frames[:15], config_dict([BULK]))
+    structure, values = frames[20]
+    composition = {
+        el.symbol: float(x) for el, x in structure.composition.fractional_composition.items()
+    }
+    before = fit_surrogate(build_training_set(store, config), config)
+    x = build_training_set(store, config).all_X()[:1].copy()
+    x[0, :3] = [composition.get(el, 0.0) for el in ELEMENTS]
+    value = values["bulk_modulus"] + 30.0  # an experiment far above the simulations
+    store.add_measurements(
+        [
+            Measurement(
+                composition=composition,
+                property="bulk_modulus",
+                value=value,
+                unit="GPa",
+                uncertainty=1.0,
+                source="lab",
+                raw_value=value,
+                raw_unit="GPa",
+            )
+        ]
+    )
+    training = build_training_set(store, config)
+    assert training.objectives["bulk_modulus"].X[-1, -1] == 1.0  # top fidelity
+    after = fit_surrogate(training, config)
+    x[0, 3:9] = training.objectives["bulk_modulus"].X[-1, 3:9]  # the imputed (mean) PDM
+    shift = after.predict(x)[0][0, 0] - before.predict(x)[0][0, 0]
+    assert shift > 5.0
+
+
+def test_space_filling_with_too_few_points(tmp_path: Path, frames: list) -> None:
+    store, config = make_store(tmp_path, frames[:2], config_dict([BULK]))
+    proposals = propose(store, config, q=4, seed=0)
+    check_feasible(proposals)
+    assert all(p.reason.startswith("space-filling: too few data") for p in proposals)
+    assert [p.composition for p in propose(store, config, q=4, seed=0)] == [
+        p.composition for p in proposals
+    ]
+
+
+def test_random_strategy(tmp_path: Path, frames: list) -> None:
+    store, config = make_store(tmp_path, frames[:10], config_dict([BULK], strategy="random"))
+    proposals = propose(store, config, q=5, seed=3)
+    check_feasible(proposals)
+    assert all(p.reason.startswith("random") for p in proposals)
+    assert len({tuple(p.composition.values()) for p in proposals}) == 5
+
+
+def test_two_objectives_use_qlognehvi(tmp_path: Path, frames: list) -> None:
+    store, config = make_store(tmp_path, frames[:12], config_dict([BULK, SHEAR]))
+    proposals = propose(store, config, q=2, seed=0)
+    assert len(proposals) == 2
+    check_feasible(proposals)
+    assert all(p.reason.startswith("qLogNEHVI") for p in proposals)
+    assert all(set(p.mean) == {"bulk_modulus", "shear_modulus"} for p in proposals)
+
+
+def test_failures_and_uncertainties(tmp_path: Path, frames: list) -> None:
+    store, config = make_store(tmp_path, [], config_dict([BULK]))
+    for structure, values in frames[:6]:
+        candidate = store.add_candidate(Candidate(structure=structure, origin="seed"))
+        store.record_evaluation(
+            Evaluation(
+                candidate_hash=candidate.content_hash,
+                oracle="lammps",
+                fidelity=0.6,
+                status="done",
+                properties={
+                    "bulk_modulus": PropertyValue(
+                        value=values["bulk_modulus"], unit="GPa", uncertainty=2.0
+                    )
+                },
+            )
+        )
+    failed = store.add_candidate(Candidate(structure=frames[7][0], origin="seed"))
+    store.record_evaluation(
+        Evaluation(
+            candidate_hash=failed.content_hash,
+            oracle="lammps",
+            fidelity=0.6,
+            status="failed",
+            error="lost atoms",
+        )
+    )
+    training = build_training_set(store, config)
+    assert training.feasibility_y.tolist().count(0.0) == 1
+    assert training.feasibility_X.shape == (7, 10)
+    assert np.allclose(training.objectives["bulk_modulus"].Yvar, 4.0)
+    surrogate = fit_surrogate(training, config)  # heteroscedastic: train_Yvar given
+    mean, _ = surrogate.predict(training.objectives["bulk_modulus"].X)
+    assert np.all(np.isfinite(mean))
