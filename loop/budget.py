@@ -16,19 +16,14 @@ def budget_exhausted_reason(
     """
     budget = config.budget
     spent = store.spent()
-    if budget.core_hours is not None:
-        limit_s = budget.core_hours * 3600.0
-        if spent.core_s + oracle.cost.core_s > limit_s:
+    for label, unit, used_s, limit_h, need_s in (
+        ("core-hour", "core", spent.core_s, budget.core_hours, oracle.cost.core_s),
+        ("GPU-hour", "GPU", spent.gpu_s, budget.gpu_hours, oracle.cost.gpu_s),
+    ):
+        if limit_h is not None and used_s + need_s > limit_h * 3600.0:
             return (
-                f"core-hour budget: {spent.core_s / 3600:.4g} of {budget.core_hours:g} core-h "
-                f"spent; a {oracle.name} call needs ~{oracle.cost.core_s:g} core-s"
-            )
-    if budget.gpu_hours is not None:
-        limit_s = budget.gpu_hours * 3600.0
-        if spent.gpu_s + oracle.cost.gpu_s > limit_s:
-            return (
-                f"GPU-hour budget: {spent.gpu_s / 3600:.4g} of {budget.gpu_hours:g} GPU-h "
-                f"spent; a {oracle.name} call needs ~{oracle.cost.gpu_s:g} GPU-s"
+                f"{label} budget: {used_s / 3600:.4g} of {limit_h:g} {unit}-h spent; "
+                f"a {oracle.name} call needs ~{need_s:g} {unit}-s"
             )
     cap = budget.evaluations.get(oracle.name)
     if cap is not None and store.evaluation_counts().get(oracle.name, 0) >= cap:
