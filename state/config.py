@@ -144,6 +144,42 @@ class AcquisitionConfig(BaseModel):
     patience: int = Field(3, ge=1, description="iterations without improvement before stopping")
 
 
+class QualityGateConfig(BaseModel):
+    """Checks a generated structure must pass before any oracle budget is spent on it.
+
+    Seed 001 keeps a structure only if its MLP energy is not above the seed set's maximum;
+    seed 002 (Dismai-Bench) judges disordered structures by their distance to the training set.
+    """
+
+    model_config = _STRICT
+    min_distance: float = Field(1.5, gt=0, description="closest pair after push-apart, Å")
+    energy_oracle: str | None = Field(
+        None, description="name of an mlp oracle whose unrelaxed energy is gated (eV/atom)"
+    )
+    max_energy_above_reference: float | None = Field(
+        0.0, description="eV/atom allowed above the highest energy among the seed structures"
+    )
+    max_rdf_distance: float | None = Field(
+        None, ge=0, description="largest RDF distance to the training set's average RDF"
+    )
+    max_motif_distance: float | None = Field(
+        None, ge=0, description="largest CrystalNN motif-fingerprint distance to the training set"
+    )
+
+
+class ExecutionConfig(BaseModel):
+    """Where the loop's work runs: this process, or a Dask cluster through prefect-dask."""
+
+    model_config = _STRICT
+    executor: Literal["local", "dask"] = "local"
+    dask_address: str | None = Field(
+        None, description="scheduler address (tcp://host:8786); none starts a LocalCluster"
+    )
+    n_workers: int = Field(2, ge=1, description="LocalCluster workers (one thread each)")
+    max_iterations: int | None = Field(None, ge=1, description="stop after this many iterations")
+    oracle_retries: int = Field(1, ge=0, description="retries of an oracle call that timed out")
+
+
 class CampaignConfig(BaseModel):
     """Everything that defines a campaign's science; stored with the campaign."""
 
@@ -160,6 +196,8 @@ class CampaignConfig(BaseModel):
     budget: BudgetConfig
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     acquisition: AcquisitionConfig = Field(default_factory=AcquisitionConfig)
+    quality: QualityGateConfig = Field(default_factory=QualityGateConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     seed: int = 0
 
     @field_validator("elements")
@@ -202,6 +240,12 @@ class CampaignConfig(BaseModel):
                     f"'{objective.oracle}', which is not configured; use one of the configured "
                     f"oracles ({', '.join(names)}) or add it under oracles"
                 )
+        gate_oracle = self.quality.energy_oracle
+        if gate_oracle is not None and gate_oracle not in names:
+            raise ValueError(
+                f"quality.energy_oracle: names oracle '{gate_oracle}', which is not configured; "
+                f"use one of the configured oracles ({', '.join(names)}) or remove it"
+            )
         for name in self.budget.evaluations:
             if name not in names:
                 raise ValueError(
