@@ -8,7 +8,6 @@ run also keeps its resume file ``training.pt`` there.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,16 +33,13 @@ from generator.sample import (
 )
 from generator.train import TrainingHistory, split_indices, train
 from state.device import resolve_device
+from state.files import sha256_file
 from state.schema import Candidate, CandidateOrigin
 from state.structures import content_hash
 
 HPARAMS_FILE = "hparams.json"
 WEIGHTS_FILE = "model.pt"
 FORMAT_VERSION = 1
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class CondCDVAE(Generator):
@@ -420,7 +416,7 @@ class CondCDVAE(Generator):
         self._write_hparams(path)
         weights = path / WEIGHTS_FILE
         torch.save(self.model.state_dict(), weights)
-        self.checkpoint_sha256 = _sha256(weights)
+        self.checkpoint_sha256 = sha256_file(weights)
         return weights
 
     @classmethod
@@ -447,7 +443,7 @@ class CondCDVAE(Generator):
         model = generator.build(DataSpec.from_dict(stored["spec"]))
         model.load_state_dict(torch.load(weights, map_location=generator.device, weights_only=True))
         model.eval()
-        generator.checkpoint_sha256 = _sha256(weights)
+        generator.checkpoint_sha256 = sha256_file(weights)
         return generator
 
 

@@ -21,9 +21,9 @@ from loop.export import ExportFormat, export_campaign, write_extxyz, write_rows_
 from loop.history import best_per_objective, budget_lines, history_rows
 from loop.inject import InjectError, read_measurements
 from loop.seeding import build_seed_set, seed_plan
+from loop.steps import seed_sources
 from oracles.base import Oracle, OracleSetupError
 from oracles.experiment import ExperimentOracle
-from oracles.md import MDOracle
 from oracles.registry import create_oracle, oracle_from_config
 from state.composition import CompositionError, check_in_space, formula, parse_composition
 from state.config import ConfigError
@@ -361,24 +361,11 @@ def seed(
     """
     handle = _campaign(campaign)
     store = handle.store()
-    chosen = [
-        o for o in handle.config.oracles if (o.name in oracle if oracle else o.cost.core_s <= 60)
-    ]
-    if oracle and (unknown := set(oracle) - {o.name for o in chosen}):
-        names = ", ".join(o.name for o in handle.config.oracles)
-        raise ConfigError(f"unknown oracle(s) {', '.join(sorted(unknown))}; configured: {names}")
-    if not chosen:
-        raise ConfigError("no oracle is cheap enough to seed with; name one with --oracle")
+    oracles, md = seed_sources(handle.config, oracle)
     try:
         plan = seed_plan(handle.config, n, orderings=orderings, step=step)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    sources = [(o, oracle_from_config(o)) for o in chosen]
-    oracles = [(o, source) for o, source in sources if isinstance(source, Oracle)]
-    if not oracles:
-        raise ConfigError("none of the chosen oracles computes; name one with --oracle")
-    md_configs = [o for o in handle.config.oracles if o.type == MDOracle.type_name]
-    md = oracle_from_config(md_configs[0]) if md_configs else None
     with Progress(
         TextColumn("[bold]seed[/]"),
         BarColumn(),
@@ -393,7 +380,7 @@ def seed(
             handle.config,
             plan,
             oracles,
-            md=md if isinstance(md, MDOracle) else None,
+            md=md,
             progress=lambda done, total, message: bar.update(
                 task, completed=done, description=message
             ),

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import io
 import json
 import math
@@ -70,6 +69,7 @@ from oracles.gates import check_min_distance
 from oracles.md import register_calculator
 from oracles.registry import register
 from state.device import resolve_device as resolve_torch_device
+from state.files import sha256_file
 from state.schema import Candidate, Cost, Evaluation, PropertyValue
 
 #: The universal potential used when no ``model`` is given.
@@ -99,10 +99,6 @@ def resolve_device(device: str | None = None) -> str:
         return str(resolve_torch_device(device))
     except ValueError as exc:
         raise OracleSetupError(f"{exc} (AMLOOP_DEVICE or device=...)") from None
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _package_version(name: str) -> str:
@@ -163,7 +159,7 @@ def _load_chgnet(device: str) -> Backend:
     with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints its device
         model = CHGNet.load(model_name="0.3.0", use_device=device, verbose=False)
         calculator = CHGNetCalculator(model, use_device=device)
-    sha = _sha256(weights[0])
+    sha = sha256_file(weights[0])
 
     def batch_energies(structures: Sequence[Structure], batch_size: int) -> list[float]:
         predictions = model.predict_structure(list(structures), task="e", batch_size=batch_size)
@@ -204,7 +200,7 @@ def _load_sevennet(device: str) -> Backend:
         )
     with contextlib.redirect_stdout(io.StringIO()):
         calculator = SevenNetCalculator(str(weights), device=device)
-    sha = _sha256(weights)
+    sha = sha256_file(weights)
     return Backend(
         calculator=calculator,
         elements=frozenset(Element.from_Z(z).symbol for z in calculator.type_map),
@@ -246,7 +242,7 @@ def _load_matgl(directory: str, device: str) -> Backend:
             "(energy, forces, stress) can relax structures"
         )
     potential = potential.to(device)
-    sha = _sha256(path / "state.pt")
+    sha = sha256_file(path / "state.pt")
     return Backend(
         calculator=PESCalculator(potential, stress_unit="eV/A3"),
         elements=frozenset(potential.model.element_types),

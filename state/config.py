@@ -126,6 +126,9 @@ class GeneratorConfig(BaseModel):
 
     model_config = _STRICT
     type: str = "cond_cdvae"
+    preset: Literal["paper", "tiny"] = Field(
+        "paper", description="network size: paper = Table S1 sizes, tiny = CPU smoke runs"
+    )
     samples_per_proposal: int = Field(4, ge=1)
     latent_steps: int = Field(200, ge=0, description="Adam steps on the property head")
     latent_lr: float = Field(1e-3, gt=0)
@@ -142,6 +145,21 @@ class AcquisitionConfig(BaseModel):
     n_initial: int = Field(8, ge=1, description="seed structures when the campaign has none")
     strategy: Literal["qLogNEI", "qLogNEHVI", "qUCB", "random"] = "qLogNEI"
     patience: int = Field(3, ge=1, description="iterations without improvement before stopping")
+    features: Literal["composition+pdm", "composition"] = Field(
+        "composition+pdm", description="surrogate inputs; 'composition' is the no-PDM baseline"
+    )
+    max_elements: int | None = Field(
+        None, ge=1, description="most elements with a fraction > 0 per proposal (cardinality)"
+    )
+    pdm_margin: float = Field(
+        0.1, ge=0, description="widening of the observed C_ab / x_b range, fraction of the range"
+    )
+    max_points: int = Field(
+        2000, ge=50, description="exact-GP limit per objective; above, a documented subsample"
+    )
+    lab_request_core_s: float = Field(
+        1e6, gt=0, description="core-s equivalent of a lab request without a configured cost"
+    )
 
 
 class QualityGateConfig(BaseModel):

@@ -1,0 +1,278 @@
+"""The closed loop as a Prefect flow: ``campaign_flow`` drives :mod:`loop.steps` until the budget
+is spent, the iteration limit is reached or the objective stalls.
+
+Every step is a Prefect task; oracle calls are fanned out with ``.map`` on the task runner the
+config's ``execution`` section picks: a one-worker thread pool (``local``; oracles such as LAMMPS
+run their own threads, and one call at a time keeps the measured core-seconds honest), or a Dask
+cluster through prefect-dask (``dask``: a ``LocalCluster`` of ``n_workers`` single-threaded
+processes, or the scheduler at ``dask_address``, e.g. one started by dask-jobqueue on SLURM).
+
+Tasks take plain arguments (database URL, campaign name, oracle config as a dict), so a Dask
+worker on another host opens the same store (PostgreSQL for multi-host runs). Only transient
+database errors are retried; oracle failures are stored as data by the steps.
+
+The flow holds the campaign lock, refreshed by a heartbeat thread; a process that dies leaves a
+stale lock that the next ``amloop resume`` takes over.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.task_runners import ThreadPoolTaskRunner
+from sqlalchemy.exc import OperationalError
+
+from loop import steps
+from loop.steps import CampaignRun, EvaluationTask
+from state.config import CampaignConfig, OracleConfig
+from state.store import CampaignStore, LockHeld, default_lock_owner
+
+#: Seconds between lock heartbeats.
+HEARTBEAT_S = 10.0
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """Limits of one run that override the campaign's config."""
+
+    max_iterations: int | None = None
+    core_hours: float | None = None
+
+    def apply(self, config: CampaignConfig) -> CampaignConfig:
+        """``config`` with these limits in place of its own."""
+        execution = config.execution.model_copy(
+            update={"max_iterations": self.max_iterations or config.execution.max_iterations}
+        )
+        budget = config.budget.model_copy(
+            update={"core_hours": self.core_hours or config.budget.core_hours}
+        )
+        return config.model_copy(update={"execution": execution, "budget": budget})
+
+
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only database hiccups (a locked SQLite file, a dropped connection)."""
+    try:
+        state.result()
+    except OperationalError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def _open(database_url: str, campaign: str, directory: str, limits: RunLimits) -> CampaignRun:
+    store = CampaignStore.open(database_url, campaign)
+    config = limits.apply(CampaignConfig.model_validate(store.info().config))
+    return CampaignRun(store, config, Path(directory))
+
+
+@task(name="seed", retries=2, retry_condition_fn=_transient)
+def seed_task(database_url: str, campaign: str, directory: str, limits: RunLimits) -> str:
+    """Build the seed set (resumable)."""
+    run = _open(database_url, campaign, directory, limits)
+    report = steps.seed(run)
+    return (
+        f"seed set: {report.planned} planned, {report.evaluated} evaluated "
+        f"({report.failed} failed), {report.skipped_done} already done"
+        + (f"; stopped: {report.stopped_reason}" if report.stopped_reason else "")
+    )
+
+
+@task(name="acquire", retries=2, retry_condition_fn=_transient)
+def acquire_task(
+    database_url: str, campaign: str, directory: str, limits: RunLimits, index: int
+) -> list[dict[str, Any]]:
+    """Propose the iteration's conditions (stored once)."""
+    from dataclasses import asdict
+
+    run = _open(database_url, campaign, directory, limits)
+    return [asdict(p) for p in steps.acquire(run, index)]
+
+
+@task(name="generate", retries=2, retry_condition_fn=_transient)
+def generate_task(
+    database_url: str, campaign: str, directory: str, limits: RunLimits, index: int
+) -> list[str]:
+    """Train/fine-tune the generator if needed, sample, latent-optimise and gate; returns the
+    hashes of the candidates that passed the quality gate."""
+    run = _open(database_url, campaign, directory, limits)
+    proposals = steps.acquire(run, index)
+    model = steps.ensure_generator(run, index)
+    candidates = steps.generate(run, index, proposals, model)
+    return [c.content_hash for c in steps.gate(run, index, candidates)]
+
+
+@task(name="evaluate", retries=2, retry_condition_fn=_transient)
+def evaluate_task(
+    database_url: str,
+    campaign: str,
+    directory: str,
+    limits: RunLimits,
+    oracle: dict[str, Any],
+    candidate_hash: str,
+    index: int,
+) -> str:
+    """One oracle call on one candidate; returns its status (``skipped`` when over budget)."""
+    steps.set_torch_threads()
+    run = _open(database_url, campaign, directory, limits)
+    evaluation = steps.evaluate(
+        run.store, run.config, OracleConfig.model_validate(oracle), candidate_hash, index
+    )
+    return "skipped" if evaluation is None else evaluation.status
+
+
+@task(name="retrain", retries=2, retry_condition_fn=_transient)
+def retrain_task(
+    database_url: str, campaign: str, directory: str, limits: RunLimits, index: int
+) -> str:
+    """Fine-tune the generator on everything scored so far, for iteration ``index + 1``."""
+    run = _open(database_url, campaign, directory, limits)
+    if (reason := steps.training_budget_reason(run)) is not None:
+        return f"retraining skipped: {reason}"
+    model = steps.ensure_generator(run, index + 1, trained_in=index)
+    return f"generator {model.checkpoint_sha256}"
+
+
+def _fan_out(
+    tasks: list[EvaluationTask], run: CampaignRun, args: tuple[str, str, str, RunLimits], index: int
+) -> dict[str, int]:
+    if not tasks:
+        return {}
+    configs = {o.name: o.model_dump(mode="json") for o in run.config.oracles}
+    futures = evaluate_task.map(
+        *(unmapped(value) for value in args),
+        [configs[t.oracle] for t in tasks],
+        [t.candidate_hash for t in tasks],
+        unmapped(index),
+    )
+    counts: dict[str, int] = {}
+    for status in (future.result() for future in futures):
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+@contextmanager
+def _held_lock(store: CampaignStore, stale_after_s: float) -> Iterator[threading.Event]:
+    """Hold the campaign lock with a heartbeat thread; the yielded event is set if the lock is
+    lost (taken over by another process)."""
+    owner = default_lock_owner()
+    store.acquire_lock(owner, stale_after_s=stale_after_s)
+    lost, stop = threading.Event(), threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            try:
+                store.heartbeat(owner)
+            except LockHeld:
+                lost.set()
+                return
+            except OperationalError:
+                continue
+
+    thread = threading.Thread(target=beat, name="amloop-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield lost
+    finally:
+        stop.set()
+        thread.join()
+        store.release_lock(owner)
+
+
+@flow(name="amloop-campaign", task_runner=ThreadPoolTaskRunner(max_workers=1))  # type: ignore[arg-type]
+def campaign_flow(
+    database_url: str,
+    campaign: str,
+    directory: str,
+    limits: RunLimits | None = None,
+    stale_after_s: float = 120.0,
+) -> str:
+    """Run campaign ``campaign`` until it should stop; returns why it stopped.
+
+    Re-running it on the same campaign resumes from the store: nothing finished is redone.
+    """
+    logger = get_run_logger()
+    limits = limits or RunLimits()
+    args = (database_url, campaign, directory, limits)
+    run = _open(*args)
+    with _held_lock(run.store, stale_after_s) as lost:
+        run.store.set_status("running")
+        requeued = run.store.requeue_running()
+        if requeued:
+            logger.info("re-queued %d evaluation(s) left running by a dead process", requeued)
+        logger.info(seed_task(*args))
+        while (reason := steps.stop_reason(run, run.config.execution.max_iterations)) is None:
+            if lost.is_set():
+                raise LockHeld(f"campaign '{campaign}' was taken over by another process")
+            index = steps.current_iteration(run.store).index
+            logger.info("iteration %d", index)
+            acquire_task(*args, index)
+            survivors = generate_task(*args, index)
+            started = time.perf_counter()
+            candidates = [c for h in survivors if (c := run.store.candidate(h)) is not None]
+            cheap = _fan_out(steps.cheap_tasks(run, candidates), run, args, index)
+            proposals = steps.acquire(run, index)
+            dear = _fan_out(
+                steps.expensive_tasks(run, index, proposals, candidates), run, args, index
+            )
+            best = steps.record(run, index, {"evaluate": time.perf_counter() - started})
+            logger.info("iteration %d: cheap %s, expensive %s, best %s", index, cheap, dear, best)
+            started = time.perf_counter()
+            logger.info(retrain_task(*args, index))
+            retrain_s = time.perf_counter() - started
+            run.store.update_iteration(
+                index,
+                phase="done",
+                metadata={"timings_s": {**steps.timings(run, index), "retrain": retrain_s}},
+            )
+        run.store.log_event("stopped", reason)
+        run.store.set_status("finished")
+        logger.info("campaign %s stopped: %s", campaign, reason)
+        return reason
+
+
+def task_runner(config: CampaignConfig) -> Any:
+    """The Prefect task runner the config's ``execution`` section asks for."""
+    execution = config.execution
+    if execution.executor == "local":
+        return ThreadPoolTaskRunner(max_workers=1)
+    from prefect_dask import DaskTaskRunner
+
+    if execution.dask_address:
+        return DaskTaskRunner(address=execution.dask_address)
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": execution.n_workers,
+            "threads_per_worker": 1,
+            "processes": True,
+            "dashboard_address": None,
+        }
+    )
+
+
+def run_campaign(
+    database_url: str,
+    campaign: str,
+    directory: Path,
+    limits: RunLimits,
+    *,
+    stale_after_s: float = 120.0,
+) -> str:
+    """Run (or resume) a campaign with the task runner its config asks for; returns why it
+    stopped."""
+    config = limits.apply(
+        CampaignConfig.model_validate(CampaignStore.open(database_url, campaign).info().config)
+    )
+    configured = campaign_flow.with_options(task_runner=task_runner(config))
+    return configured(database_url, campaign, str(directory), limits, stale_after_s)

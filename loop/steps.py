@@ -1,0 +1,679 @@
+"""The steps of a campaign, free of any workflow engine (``loop.flows`` wraps them in Prefect).
+
+One iteration runs the phases ``acquire -> generate -> filter -> evaluate -> record -> retrain
+-> done``. The store is the only state: every step reads what it needs from the store and writes
+its results there before it returns, and every step is idempotent, so a process killed at any
+moment is resumed by running the same steps again:
+
+- proposals are stored in the iteration's metadata the first time and re-read afterwards;
+- generator checkpoints live in ``<campaign>/generator/iter-NNN`` (``model.pt`` marks a finished
+  training; an interrupted one continues from its resume file);
+- sampling is seeded by the campaign seed and the iteration, so regenerating after a crash gives
+  the same structures, and candidates are keyed by content hash (stored once);
+- an evaluation is keyed by (candidate, oracle, fidelity); finished and failed ones are never
+  redone, ``running`` ones left by a dead process are re-queued (:meth:`requeue_running`).
+
+Oracle failures are data (a ``failed`` evaluation with its reason), never exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from pymatgen.core import Structure
+
+from acquisition.propose import Proposal, propose
+from generator.cdvae import CondCDVAE
+from generator.config import CondCDVAEConfig
+from generator.sample import Condition
+from loop.budget import budget_exhausted_reason
+from loop.history import best_per_objective
+from loop.seeding import ProgressCallback, SeedReport, build_seed_set, seed_plan
+from oracles.base import FidelitySource, Oracle
+from oracles.experiment import ExperimentOracle
+from oracles.gates import check_min_distance, energy_gate
+from oracles.md import MDOracle
+from oracles.registry import oracle_from_config
+from state.config import CampaignConfig, ConfigError, OracleConfig
+from state.files import sha256_file
+from state.schema import Artifact, Candidate, Cost, Evaluation, IterationRecord
+from state.store import CampaignStore
+
+#: Oracles at most this expensive per call (core-s) score every seed and generated structure;
+#: dearer ones run only where a proposal asks for them.
+CHEAP_CORE_S = 60.0
+#: Oracle name under which quality-gate verdicts are stored (fidelity 0, ``failed`` = rejected).
+GATE_ORACLE = "quality_gate"
+#: Files marking a finished generator training in its checkpoint folder.
+MODEL_FILE = "model.pt"
+TRAINING_COST_FILE = "training_cost.json"
+
+
+@dataclass
+class CampaignRun:
+    """A campaign being driven: its store, its (possibly overridden) config and its folder."""
+
+    store: CampaignStore
+    config: CampaignConfig
+    directory: Path
+
+    def generator_dir(self, index: int) -> Path:
+        """Checkpoint folder of the generator used in iteration ``index``."""
+        return self.directory / "generator" / f"iter-{index:03d}"
+
+
+# ----------------------------------------------------------------------------- oracles
+
+_ORACLES: dict[str, FidelitySource] = {}
+
+
+def oracle_instance(oracle_config: OracleConfig) -> FidelitySource:
+    """The oracle an :class:`OracleConfig` describes, built once per process (potentials and
+    ML models are loaded once)."""
+    key = oracle_config.model_dump_json()
+    if key not in _ORACLES:
+        _ORACLES[key] = oracle_from_config(oracle_config)
+    return _ORACLES[key]
+
+
+def is_cheap(oracle_config: OracleConfig) -> bool:
+    """Whether an oracle scores every structure (computes, and costs <= ``CHEAP_CORE_S``)."""
+    return oracle_config.type != ExperimentOracle.type_name and (
+        oracle_config.cost.core_s <= CHEAP_CORE_S
+    )
+
+
+def oracle_config(config: CampaignConfig, name: str) -> OracleConfig:
+    """The configured oracle called ``name``.
+
+    Raises:
+        KeyError: no such oracle.
+    """
+    for candidate in config.oracles:
+        if candidate.name == name:
+            return candidate
+    raise KeyError(
+        f"no oracle '{name}' in the campaign; configured: {[o.name for o in config.oracles]}"
+    )
+
+
+def evaluate(
+    store: CampaignStore,
+    config: CampaignConfig,
+    oracle_cfg: OracleConfig,
+    candidate_hash: str,
+    iteration: int | None,
+) -> Evaluation | None:
+    """Run one oracle on one stored candidate and store the result (done or failed).
+
+    Returns the stored evaluation; the finished one when it was finished before (nothing is
+    redone); ``None`` when the call does not fit in the budget (nothing is stored).
+    """
+    existing = [
+        e
+        for e in store.evaluations(oracle=oracle_cfg.name)
+        if e.candidate_hash == candidate_hash and e.status in ("done", "failed")
+    ]
+    if existing:
+        return existing[0]
+    reason = budget_exhausted_reason(store, config, oracle_cfg)
+    if reason is not None:
+        store.log_event("budget_skip", reason, iteration=iteration)
+        return None
+    oracle = oracle_instance(oracle_cfg)
+    if not isinstance(oracle, Oracle):
+        raise TypeError(f"oracle '{oracle_cfg.name}' ({oracle_cfg.type}) does not compute")
+    candidate = store.candidate(candidate_hash)
+    if candidate is None:
+        raise LookupError(f"candidate {candidate_hash[:12]} is not in the store")
+    if (
+        store.claim_evaluation(candidate_hash, oracle.name, oracle.fidelity, iteration=iteration)
+        is None
+    ):
+        return evaluate(store, config, oracle_cfg, candidate_hash, iteration)  # finished meanwhile
+    result = oracle.evaluate(candidate)
+    result.iteration = iteration
+    stored = store.record_evaluation(result)
+    pdos_file = stored.provenance.get("pdos_file")
+    if stored.status == "done" and pdos_file and Path(pdos_file).is_file():
+        store.add_artifact(
+            Artifact(
+                kind="pdos",
+                path=str(pdos_file),
+                sha256=sha256_file(Path(pdos_file)),
+                iteration=iteration,
+                metadata={"candidate_hash": candidate_hash, "oracle": oracle.name},
+            )
+        )
+    return stored
+
+
+# ----------------------------------------------------------------------------- seeding
+
+
+def seed_sources(
+    config: CampaignConfig, names: Sequence[str] | None = None
+) -> tuple[list[tuple[OracleConfig, Oracle]], MDOracle | None]:
+    """The oracles that score seed structures (``names``, default: the cheap ones) and the MD
+    oracle that melt-quenches amorphous seeds (``None`` when none is configured).
+
+    Raises:
+        ConfigError: an unknown name, or no chosen oracle computes.
+    """
+    known = {o.name for o in config.oracles}
+    if names and (unknown := set(names) - known):
+        raise ConfigError(
+            f"unknown oracle(s) {', '.join(sorted(unknown))}; configured: {', '.join(known)}"
+        )
+    chosen = [o for o in config.oracles if (o.name in names if names else is_cheap(o))]
+    oracles = [(o, source) for o in chosen if isinstance(source := oracle_instance(o), Oracle)]
+    if not oracles:
+        raise ConfigError(
+            f"no oracle to score seed structures with: none of {', '.join(o.name for o in chosen)}"
+            f" computes at <= {CHEAP_CORE_S:g} core-s per call; name one explicitly"
+        )
+    md_configs = [o for o in config.oracles if o.type == MDOracle.type_name]
+    md = oracle_instance(md_configs[0]) if md_configs else None
+    return oracles, md if isinstance(md, MDOracle) else None
+
+
+def seed(run: CampaignRun, progress: ProgressCallback | None = None) -> SeedReport:
+    """Build (or finish building) the campaign's seed set of ``acquisition.n_initial``
+    structures, spread over compositions, scored by the cheap oracles."""
+    n = run.config.acquisition.n_initial
+    plan = seed_plan(run.config, n, orderings=max(1, n // 8))
+    oracles, md = seed_sources(run.config)
+    return build_seed_set(run.store, run.config, plan, oracles, md=md, progress=progress)
+
+
+# ----------------------------------------------------------------------------- iterations
+
+
+def current_iteration(store: CampaignStore) -> IterationRecord:
+    """The unfinished iteration to continue, or a new one."""
+    iterations = store.iterations()
+    if iterations and iterations[-1].phase not in ("done", "failed"):
+        return iterations[-1]
+    return store.start_iteration(store.next_iteration_index())
+
+
+def iteration_seed(config: CampaignConfig, index: int) -> int:
+    """Seed of every random choice of iteration ``index``."""
+    return config.seed * 100_003 + index
+
+
+def acquire(run: CampaignRun, index: int) -> list[Proposal]:
+    """The iteration's proposals: stored ones when acquisition already ran, else new ones."""
+    record = next(r for r in run.store.iterations() if r.index == index)
+    if "proposals" in record.metadata:
+        return [Proposal(**p) for p in record.metadata["proposals"]]
+    started = time.perf_counter()
+    proposals = propose(
+        run.store,
+        run.config,
+        q=run.config.acquisition.batch_size,
+        seed=iteration_seed(run.config, index),
+    )
+    run.store.update_iteration(
+        index,
+        phase="generate",
+        metadata={
+            "proposals": [asdict(p) for p in proposals],
+            "timings_s": {"acquire": time.perf_counter() - started},
+        },
+    )
+    return proposals
+
+
+def training_pairs(store: CampaignStore) -> list[tuple[Structure, dict[str, float]]]:
+    """``(structure, properties)`` per scored candidate: the relaxed structure where an oracle
+    relaxed it, with the values of every oracle that scored it (canonical units)."""
+    candidates = {c.content_hash: c for c in store.candidates()}
+    merged: dict[str, tuple[Structure, dict[str, float]]] = {}
+    for evaluation in sorted(store.evaluations(status="done"), key=lambda e: e.fidelity):
+        if not evaluation.properties:
+            continue
+        structure, values = merged.get(
+            evaluation.candidate_hash, (candidates[evaluation.candidate_hash].structure, {})
+        )
+        if evaluation.relaxed_structure is not None:
+            structure = evaluation.relaxed_structure
+        values.update({k: v.value for k, v in evaluation.properties.items()})
+        merged[evaluation.candidate_hash] = (structure, values)
+    return list(merged.values())
+
+
+def ensure_generator(
+    run: CampaignRun, index: int, *, trained_in: int | None = None, progress: bool = False
+) -> CondCDVAE:
+    """The generator of iteration ``index``: loaded when trained already, else trained (from
+    scratch for iteration 0, fine-tuned from iteration ``index - 1`` otherwise) on everything
+    scored so far, resuming an interrupted training. The training cost is added to iteration
+    ``trained_in`` (default ``index``), once."""
+    folder = run.generator_dir(index)
+    settings = run.config.generator
+    if not (folder / MODEL_FILE).is_file():
+        data = training_pairs(run.store)
+        if len(data) < 2:
+            raise RuntimeError(
+                f"the generator needs at least 2 scored structures to train on, the campaign "
+                f"has {len(data)}; seed it first (amloop seed) or inject structures"
+            )
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        previous = run.generator_dir(index - 1)
+        if index > 0 and (previous / MODEL_FILE).is_file():
+            model = CondCDVAE.load(previous)
+            model.finetune(
+                data,
+                epochs=max(settings.finetune_epochs, 1),
+                checkpoint_dir=folder,
+                resume=(folder / "training.pt").is_file(),
+                progress=progress,
+            )
+        else:
+            preset = CondCDVAEConfig.tiny() if settings.preset == "tiny" else CondCDVAEConfig()
+            model = CondCDVAE(preset, seed=run.config.seed)
+            model.fit(
+                data,
+                epochs=max(settings.train_epochs, 1),
+                checkpoint_dir=folder,
+                resume=(folder / "training.pt").is_file(),
+                progress=progress,
+                elements=run.config.elements,
+            )
+        model.save(folder)
+        gpu_s = (time.perf_counter() - wall0) if model.device.type == "cuda" else 0.0
+        cost = {"core_s": time.process_time() - cpu0, "gpu_s": gpu_s, "n_structures": len(data)}
+        (folder / TRAINING_COST_FILE).write_text(json.dumps(cost))
+    registered = {a.path for a in run.store.artifacts(kind="generator_checkpoint")}
+    if str(folder) not in registered:  # cost and checkpoint recorded once
+        cost = json.loads((folder / TRAINING_COST_FILE).read_text())
+        digest = sha256_file(folder / MODEL_FILE)
+        run.store.update_iteration(
+            index if trained_in is None else trained_in,
+            metadata={"trained_generator": {"for_iteration": index, "sha256": digest, **cost}},
+            training_cost=Cost(core_s=cost["core_s"], gpu_s=cost["gpu_s"]),
+        )
+        run.store.add_artifact(
+            Artifact(
+                kind="generator_checkpoint",
+                path=str(folder),
+                sha256=digest,
+                iteration=index,
+                metadata={"trained_on": cost["n_structures"], "preset": settings.preset},
+            )
+        )
+    return CondCDVAE.load(folder)
+
+
+def generate(
+    run: CampaignRun, index: int, proposals: Sequence[Proposal], model: CondCDVAE
+) -> list[Candidate]:
+    """Sample structures for every proposal and move the best known structures up the property
+    head (latent-space optimisation); all are stored as candidates of iteration ``index``."""
+    started = time.perf_counter()
+    settings = run.config.generator
+    seed = iteration_seed(run.config, index)
+    pdm_length = len(model.pdm_labels)
+    conditions = [
+        Condition(
+            composition=p.composition,
+            pdm_target=p.pdm_target
+            if p.pdm_target is not None and len(p.pdm_target) == pdm_length
+            else None,
+            n_atoms=run.config.cell.n_atoms,
+        )
+        for p in proposals
+    ]
+    sampled = model.sample(conditions, settings.samples_per_proposal, seed=seed)
+    stored = []
+    for k, candidate in enumerate(sampled):
+        proposal = proposals[k // settings.samples_per_proposal]
+        candidate.iteration = index
+        candidate.provenance = {
+            "builder": "generator.sample",
+            "proposal_index": k // settings.samples_per_proposal,
+            "proposal": asdict(proposal),
+            "seed": seed,
+        }
+        stored.append(run.store.add_candidate(candidate))
+    stored.extend(_latent_candidates(run, index, model, seed))
+    run.store.update_iteration(
+        index,
+        phase="filter",
+        metadata={"timings_s": {**timings(run, index), "generate": time.perf_counter() - started}},
+    )
+    return stored
+
+
+def timings(run: CampaignRun, index: int) -> dict[str, float]:
+    record = next(r for r in run.store.iterations() if r.index == index)
+    return dict(record.metadata.get("timings_s", {}))
+
+
+def _latent_candidates(
+    run: CampaignRun, index: int, model: CondCDVAE, seed: int
+) -> list[Candidate]:
+    settings = run.config.generator
+    objective = run.config.objectives[0]
+    if settings.latent_steps == 0 or objective.property not in model.spec.properties:
+        return []
+    starts = best_structures(run, run.config.acquisition.batch_size)
+    if not starts:
+        return []
+    result = model.optimize_latent(
+        [structure for _, structure in starts],
+        property_name=objective.property,
+        goal=objective.direction,
+        decode_at=[settings.latent_steps],
+        seed=seed,
+        lr=settings.latent_lr,
+    )
+    stored = []
+    for step, candidates in result.candidates.items():
+        for candidate, (parent_hash, _) in zip(candidates, starts, strict=True):
+            candidate.iteration = index
+            candidate.parent_hash = parent_hash
+            candidate.provenance = {
+                "builder": "generator.optimize_latent",
+                "property": objective.property,
+                "goal": objective.direction,
+                "adam_steps": step,
+                "seed": seed,
+            }
+            stored.append(run.store.add_candidate(candidate))
+    return stored
+
+
+def best_structures(run: CampaignRun, n: int) -> list[tuple[str, Structure]]:
+    """``(candidate hash, relaxed structure)`` of the ``n`` best scored candidates for the first
+    objective."""
+    objective = run.config.objectives[0]
+    sign = 1.0 if objective.direction == "maximize" else -1.0
+    scored = [
+        (sign * e.properties[objective.property].value, e)
+        for e in run.store.evaluations(status="done")
+        if objective.property in e.properties
+    ]
+    scored.sort(key=lambda pair: pair[0], reverse=True)
+    chosen: dict[str, Structure] = {}
+    for _, evaluation in scored:
+        if evaluation.candidate_hash in chosen:
+            continue
+        structure = evaluation.relaxed_structure
+        if structure is None:
+            candidate = run.store.candidate(evaluation.candidate_hash)
+            assert candidate is not None
+            structure = candidate.structure
+        chosen[evaluation.candidate_hash] = structure
+        if len(chosen) == n:
+            break
+    return list(chosen.items())
+
+
+# ----------------------------------------------------------------------------- gates
+
+
+def gate(run: CampaignRun, index: int, candidates: Sequence[Candidate]) -> list[Candidate]:
+    """Apply the quality gate to the iteration's candidates; returns the survivors.
+
+    Each verdict is stored once as a ``quality_gate`` evaluation (``failed`` with the reason when
+    rejected). With ``quality.energy_oracle`` set, that oracle scores the structure first and
+    seed 001's energy rule applies: relaxed energy per atom at most the seed set's highest plus
+    ``max_energy_above_reference`` (and the unrelaxed energy at most 10 eV above it, per cell).
+    """
+    verdicts: dict[str, str] = {
+        e.candidate_hash: e.status for e in run.store.evaluations(oracle=GATE_ORACLE)
+    }
+    reference = seed_energy_max(run)
+    survivors = []
+    for candidate in candidates:
+        status = verdicts.get(candidate.content_hash) or _gate_one(run, index, candidate, reference)
+        if status == "done":
+            survivors.append(candidate)
+    run.store.update_iteration(
+        index,
+        phase="evaluate",
+        metadata={"gate": {"candidates": len(candidates), "passed": len(survivors)}},
+    )
+    return survivors
+
+
+def seed_energy_max(run: CampaignRun) -> float | None:
+    """Highest relaxed energy per atom (eV/atom) of the seed structures under the gate's energy
+    oracle, or ``None`` when there is no energy gate or no such value yet."""
+    name = run.config.quality.energy_oracle
+    if name is None or run.config.quality.max_energy_above_reference is None:
+        return None
+    seeds = {c.content_hash for c in run.store.candidates() if c.origin == "seed"}
+    energies = [
+        e.properties["energy_per_atom"].value
+        for e in run.store.evaluations(oracle=name, status="done")
+        if e.candidate_hash in seeds and "energy_per_atom" in e.properties
+    ]
+    return max(energies) if energies else None
+
+
+def _gate_one(run: CampaignRun, index: int, candidate: Candidate, reference: float | None) -> str:
+    quality = run.config.quality
+    cpu0 = time.process_time()
+    reason: str | None = None
+    metrics: dict[str, Any] = {}
+    try:
+        check_min_distance(candidate.structure, quality.min_distance)
+    except ValueError as exc:
+        reason = str(exc)
+    gate_cost = Cost(core_s=time.process_time() - cpu0)  # the energy oracle's call is its own
+    if reason is None and reference is not None and quality.energy_oracle is not None:
+        evaluation = evaluate(
+            run.store,
+            run.config,
+            oracle_config(run.config, quality.energy_oracle),
+            candidate.content_hash,
+            index,
+        )
+        if evaluation is None:
+            return "skipped"  # out of budget: decided on a later run
+        if evaluation.status != "done" or "energy_per_atom" not in evaluation.properties:
+            reason = f"energy oracle {quality.energy_oracle} failed: {evaluation.error}"
+        else:
+            relaxed = evaluation.properties["energy_per_atom"].value
+            raw = float(evaluation.provenance.get("raw_energy_per_atom_eV", relaxed))
+            threshold = reference + (quality.max_energy_above_reference or 0.0)
+            kept, why = energy_gate(
+                relaxed,
+                raw,
+                training_max_energy_per_atom=threshold,
+                natoms=len(candidate.structure),
+            )
+            metrics = {"energy_per_atom_eV": relaxed, "threshold_eV_per_atom": threshold}
+            reason = None if kept else why
+    run.store.record_evaluation(
+        Evaluation(
+            candidate_hash=candidate.content_hash,
+            oracle=GATE_ORACLE,
+            fidelity=0.0,
+            status="failed" if reason else "done",
+            error=reason,
+            cost=gate_cost,
+            provenance=metrics,
+            iteration=index,
+            attempts=1,
+        )
+    )
+    return "failed" if reason else "done"
+
+
+# ----------------------------------------------------------------------------- evaluation plan
+
+
+@dataclass(frozen=True)
+class EvaluationTask:
+    """One oracle call the iteration wants: which oracle on which candidate."""
+
+    oracle: str
+    candidate_hash: str
+
+
+def cheap_tasks(run: CampaignRun, survivors: Sequence[Candidate]) -> list[EvaluationTask]:
+    """Every cheap oracle (except the gate's energy oracle, which ran already) on every
+    survivor."""
+    return [
+        EvaluationTask(o.name, c.content_hash)
+        for c in survivors
+        for o in run.config.oracles
+        if is_cheap(o) and o.name != run.config.quality.energy_oracle
+    ]
+
+
+def expensive_tasks(
+    run: CampaignRun, index: int, proposals: Sequence[Proposal], survivors: Sequence[Candidate]
+) -> list[EvaluationTask]:
+    """The dear oracles the proposals chose, each on its proposal's best survivor (by the
+    first objective among the cheap results); experiment choices become lab requests."""
+    objective = run.config.objectives[0]
+    sign = 1.0 if objective.direction == "maximize" else -1.0
+    values: dict[str, float] = {}
+    for evaluation in run.store.evaluations(iteration=index, status="done"):
+        if objective.property in evaluation.properties:
+            values[evaluation.candidate_hash] = (
+                sign * evaluation.properties[objective.property].value
+            )
+    tasks = []
+    for k, proposal in enumerate(proposals):
+        if proposal.oracle is None:
+            continue
+        chosen = oracle_config(run.config, proposal.oracle)
+        if is_cheap(chosen):
+            continue
+        if chosen.type == ExperimentOracle.type_name:
+            request_lab(run, index, proposal)
+            continue
+        own = [c for c in survivors if c.provenance.get("proposal_index") == k]
+        if own:
+            best = max(own, key=lambda c: values.get(c.content_hash, -math.inf))
+            tasks.append(EvaluationTask(chosen.name, best.content_hash))
+    return tasks
+
+
+def request_lab(run: CampaignRun, index: int, proposal: Proposal) -> None:
+    """File a lab request for a proposal (once per iteration and composition)."""
+    lab = oracle_instance(oracle_config(run.config, proposal.oracle or ""))
+    assert isinstance(lab, ExperimentOracle)
+    for request in run.store.lab_requests():
+        if request.iteration == index and _same(request.composition, proposal.composition):
+            return
+    run.store.add_lab_request(
+        lab.request(
+            proposal.composition,
+            reason=proposal.reason,
+            decision={"score": proposal.score, "mean": proposal.mean, "sigma": proposal.sigma},
+            iteration=index,
+        )
+    )
+
+
+def _same(a: dict[str, float], b: dict[str, float], tolerance: float = 1e-6) -> bool:
+    return all(abs(a.get(el, 0.0) - b.get(el, 0.0)) <= tolerance for el in {*a, *b})
+
+
+# ----------------------------------------------------------------------------- record and stop
+
+
+def record(run: CampaignRun, index: int, phase_seconds: dict[str, float]) -> dict[str, float]:
+    """Store the best value per objective after iteration ``index``; returns it."""
+    best = {b.property: b.value for b in best_per_objective(run.store, run.config)}
+    counts: dict[str, int] = {}
+    for evaluation in run.store.evaluations(iteration=index):
+        counts[evaluation.status] = counts.get(evaluation.status, 0) + 1
+    run.store.update_iteration(
+        index,
+        phase="retrain",
+        metadata={
+            "best": best,
+            "evaluations": counts,
+            "timings_s": {**timings(run, index), **phase_seconds},
+        },
+    )
+    return best
+
+
+def stop_reason(run: CampaignRun, max_iterations: int | None) -> str | None:
+    """Why the campaign should not start another iteration, or ``None``."""
+    cheap = [o for o in run.config.oracles if is_cheap(o)]
+    reasons = [budget_exhausted_reason(run.store, run.config, o) for o in cheap]
+    if cheap and all(reasons):
+        return f"budget spent: {reasons[0]}"
+    done = [r for r in run.store.iterations() if r.phase == "done"]
+    if max_iterations is not None and len(done) >= max_iterations:
+        return f"{len(done)} iteration(s) done (limit {max_iterations})"
+    patience = run.config.acquisition.patience
+    if len(done) > patience:
+        history = [r.metadata.get("best", {}) for r in done]
+        if not any(
+            _improved(run.config, history[-patience - 1], later) for later in history[-patience:]
+        ):
+            return f"no improvement in the last {patience} iteration(s) (acquisition.patience)"
+    return None
+
+
+def _improved(config: CampaignConfig, before: dict[str, float], after: dict[str, float]) -> bool:
+    for objective in config.objectives:
+        old, new = before.get(objective.property), after.get(objective.property)
+        if new is None:
+            continue
+        if old is None:
+            return True
+        sign = 1.0 if objective.direction == "maximize" else -1.0
+        if sign * (new - old) > 1e-9 * max(abs(old), 1.0):
+            return True
+    return False
+
+
+def training_budget_reason(run: CampaignRun) -> str | None:
+    """Why the generator may not be trained now (core- or GPU-hours spent), or ``None``."""
+    spent, budget = run.store.spent(), run.config.budget
+    if budget.core_hours is not None and spent.core_s >= budget.core_hours * 3600.0:
+        return f"core-hour budget spent ({spent.core_s / 3600:.4g} of {budget.core_hours:g} h)"
+    if budget.gpu_hours is not None and spent.gpu_s >= budget.gpu_hours * 3600.0:
+        return f"GPU-hour budget spent ({spent.gpu_s / 3600:.4g} of {budget.gpu_hours:g} h)"
+    return None
+
+
+def set_torch_threads(n: int | None = None) -> None:
+    """Use ``n`` torch threads (default: 1 per process; oracles run their own threads)."""
+    torch.set_num_threads(n or 1)
+
+
+__all__ = [
+    "CHEAP_CORE_S",
+    "GATE_ORACLE",
+    "CampaignRun",
+    "EvaluationTask",
+    "acquire",
+    "best_structures",
+    "cheap_tasks",
+    "current_iteration",
+    "ensure_generator",
+    "evaluate",
+    "expensive_tasks",
+    "gate",
+    "generate",
+    "is_cheap",
+    "oracle_config",
+    "oracle_instance",
+    "record",
+    "seed",
+    "seed_sources",
+    "stop_reason",
+    "timings",
+    "training_budget_reason",
+    "training_pairs",
+]
