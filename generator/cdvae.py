@@ -33,7 +33,7 @@ from generator.sample import (
 )
 from generator.train import TrainingHistory, split_indices, train
 from state.device import resolve_device
-from state.files import sha256_file
+from state.files import atomic_path, sha256_file
 from state.schema import Candidate, CandidateOrigin
 from state.structures import content_hash
 
@@ -309,7 +309,8 @@ class CondCDVAE(Generator):
         Returns:
             ``len(conditions) * n`` ``"generated"`` candidates, grouped by condition, each with
             the exact integer composition closest to its condition's fractions and no two atoms
-            closer than ``config.min_distance``.
+            closer than ``config.min_distance`` (except cells push-apart could not separate,
+            returned as decoded).
         """
         model, spec = self.model, self.spec
         model.eval()
@@ -405,7 +406,8 @@ class CondCDVAE(Generator):
             "config": self.config.to_dict(),
             "spec": self.spec.to_dict(),
         }
-        (path / HPARAMS_FILE).write_text(json.dumps(payload, indent=2))
+        with atomic_path(path / HPARAMS_FILE) as partial:
+            partial.write_text(json.dumps(payload, indent=2))
 
     def save(self, path: Path) -> Path:
         """Write ``hparams.json`` and ``model.pt`` into folder ``path``; returns ``model.pt``.
@@ -415,7 +417,8 @@ class CondCDVAE(Generator):
         """
         self._write_hparams(path)
         weights = path / WEIGHTS_FILE
-        torch.save(self.model.state_dict(), weights)
+        with atomic_path(weights) as partial:
+            torch.save(self.model.state_dict(), partial)
         self.checkpoint_sha256 = sha256_file(weights)
         return weights
 

@@ -10,7 +10,8 @@ start in random order; where type denoising is on, the types are re-assigned aft
 level so that the decoder's type log-probabilities are maximised over permutations of that fixed
 multiset (``scipy.optimize.linear_sum_assignment``), which lets the decoder order the atoms
 without ever changing the composition. Finally :func:`generator.push_apart.push_apart`
-separates atoms closer than the configured minimum distance.
+separates atoms closer than the configured minimum distance (a cell it cannot separate in 100
+rounds is returned as decoded, for the caller's quality gate to reject with the reason).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from torch import Tensor
 from generator.data import DataSpec, composition_vector
 from generator.graph import cart_to_frac, frac_to_cart, lattice_from_parameters
 from generator.model import CondCDVAEModel, denoises_types
-from generator.push_apart import push_apart
+from generator.push_apart import PushApartError, push_apart
 from state.composition import atom_counts
 
 #: Cell angles predicted by the lattice head are clipped to this range (degrees).
@@ -277,7 +278,10 @@ def _decode_chunk(
             frac[atoms].double().cpu().numpy(),
         )
         seed = int(torch.randint(1 << 31, (1,), generator=generator, device=device))
-        structures.append(push_apart(raw, settings.min_distance, seed=seed))
+        try:
+            structures.append(push_apart(raw, settings.min_distance, seed=seed))
+        except PushApartError:  # kept as decoded; the loop's quality gate rejects it
+            structures.append(raw)
     return structures
 
 

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from generator.config import CondCDVAEConfig
 from generator.data import Crystal, CrystalBatch
 from generator.model import CondCDVAEModel
+from state.files import atomic_path
 
 logger = logging.getLogger(__name__)
 #: Name of the resume file inside a checkpoint folder.
@@ -199,17 +200,17 @@ def train(
             )
             bar.update(task, advance=1, status=f"train {train_loss:.3f} val {val_loss:.3f}")
             if resume_path is not None:
-                resume_path.parent.mkdir(parents=True, exist_ok=True)
-                torch.save(
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": optimiser.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "best_model": best_state,
-                        "bad_epochs": bad_epochs,
-                        "history": history.to_dict(),
-                    },
-                    resume_path,
-                )
+                with atomic_path(resume_path) as partial:
+                    torch.save(
+                        {
+                            "model": model.state_dict(),
+                            "optimizer": optimiser.state_dict(),
+                            "scheduler": scheduler.state_dict(),
+                            "best_model": best_state,
+                            "bad_epochs": bad_epochs,
+                            "history": history.to_dict(),
+                        },
+                        partial,
+                    )
     model.load_state_dict(best_state)
     return history

@@ -15,7 +15,7 @@ import yaml
 from oracles.registry import oracle_types
 from state.config import CampaignConfig, load_config, parse_config
 from state.settings import Settings
-from state.store import CampaignStore
+from state.store import CampaignExists, CampaignStore
 
 CURRENT_FILE = "CURRENT"
 CONFIG_FILE = "config.yaml"
@@ -49,11 +49,15 @@ def init_campaign(config_path: Path, settings: Settings) -> CampaignHandle:
     config = load_config(config_path, oracle_types=oracle_types())
     directory = settings.campaign_dir(config.name)
     url = settings.database_url_for(config.name)
-    store = CampaignStore.create(url, config.name, config.model_dump(mode="json"))
     directory.mkdir(parents=True, exist_ok=True)
+    if config.name in CampaignStore.campaign_names(url):
+        raise CampaignExists(f"campaign '{config.name}' already exists; pick another name")
+    # the config before the store: a process killed in between leaves a folder that
+    # `amloop run CONFIG` completes, never a store without its config
     (directory / CONFIG_FILE).write_text(
         yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     )
+    store = CampaignStore.create(url, config.name, config.model_dump(mode="json"))
     store.log_event("config", f"config read from {config_path}", payload={"path": str(config_path)})
     _write_current(settings, config.name)
     return CampaignHandle(config.name, directory, url, config)

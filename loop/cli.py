@@ -15,11 +15,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from loop import generator_cli
+from loop import generator_cli, run_cli
 from loop.campaigns import CampaignHandle, CampaignLookupError, init_campaign, resolve_campaign
 from loop.export import ExportFormat, export_campaign, write_extxyz, write_rows_csv
 from loop.history import best_per_objective, budget_lines, history_rows
 from loop.inject import InjectError, read_measurements
+from loop.quality_cli import quality_command
+from loop.report import write_report
 from loop.seeding import build_seed_set, seed_plan
 from loop.steps import seed_sources
 from oracles.base import Oracle, OracleSetupError
@@ -272,6 +274,23 @@ def export(
 
 @app.command()
 @_user_errors
+def report(
+    campaign: Annotated[
+        str | None, typer.Argument(help="campaign name or folder (default: the current one)")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="output folder (default: <campaign folder>/report)"),
+    ] = None,
+) -> None:
+    """Write the campaign report: report.md and report.html with PNG figures."""
+    handle = _campaign(campaign)
+    path = write_report(handle.store(), output or handle.directory / "report")
+    console.print(f"wrote {path} and {path.with_name('report.html')}")
+
+
+@app.command()
+@_user_errors
 def evaluate(
     structures: Annotated[list[Path], typer.Argument(help="CIF, POSCAR or extxyz files")],
     oracle: Annotated[str, typer.Option("--oracle", help="registered oracle type, e.g. lammps")],
@@ -497,24 +516,6 @@ def _experiment_oracle(handle: CampaignHandle, name: str | None) -> ExperimentOr
     return source
 
 
-def _loop_not_built(command: str) -> None:
-    errors.print(
-        f"error: `amloop {command}` drives the closed loop, which is not built yet; "
-        "it lands with the loop issue ('[8 of 10] The closed loop'). Until then: "
-        "init, status, history, inject and export work.",
-        markup=False,
-        soft_wrap=True,
-    )
-    raise typer.Exit(1)
-
-
-@app.command()
-def run(campaign: CampaignOption = None) -> None:
-    """Run the campaign's closed loop until its budget is spent."""
-    _loop_not_built("run")
-
-
-@app.command()
-def resume(campaign: CampaignOption = None) -> None:
-    """Resume an interrupted campaign from its last committed step."""
-    _loop_not_built("resume")
+app.command()(_user_errors(run_cli.run))
+app.command("quality")(_user_errors(quality_command))
+app.command()(_user_errors(run_cli.resume))

@@ -22,7 +22,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +32,18 @@ from pymatgen.core import Structure
 from acquisition.propose import Proposal, propose
 from generator.cdvae import CondCDVAE
 from generator.config import CondCDVAEConfig
+from generator.quality_gate import QualityGate
 from generator.sample import Condition
 from loop.budget import budget_exhausted_reason
 from loop.history import best_per_objective
 from loop.seeding import ProgressCallback, SeedReport, build_seed_set, seed_plan
 from oracles.base import FidelitySource, Oracle
 from oracles.experiment import ExperimentOracle
-from oracles.gates import check_min_distance, energy_gate
+from oracles.gates import energy_gate
 from oracles.md import MDOracle
 from oracles.registry import oracle_from_config
 from state.config import CampaignConfig, ConfigError, OracleConfig
-from state.files import sha256_file
+from state.files import atomic_path, sha256_file
 from state.schema import Artifact, Candidate, Cost, Evaluation, IterationRecord
 from state.store import CampaignStore
 
@@ -288,10 +289,11 @@ def ensure_generator(
                 progress=progress,
                 elements=run.config.elements,
             )
-        model.save(folder)
         gpu_s = (time.perf_counter() - wall0) if model.device.type == "cuda" else 0.0
         cost = {"core_s": time.process_time() - cpu0, "gpu_s": gpu_s, "n_structures": len(data)}
-        (folder / TRAINING_COST_FILE).write_text(json.dumps(cost))
+        with atomic_path(folder / TRAINING_COST_FILE) as partial:
+            partial.write_text(json.dumps(cost))
+        model.save(folder)  # model.pt last: it marks the training finished
     registered = {a.path for a in run.store.artifacts(kind="generator_checkpoint")}
     if str(folder) not in registered:  # cost and checkpoint recorded once
         cost = json.loads((folder / TRAINING_COST_FILE).read_text())
@@ -332,6 +334,8 @@ def generate(
         )
         for p in proposals
     ]
+    # push apart to the gate's closest distance, so that passing structures need no change
+    model.config = replace(model.config, min_distance=run.config.quality.min_distance)
     sampled = model.sample(conditions, settings.samples_per_proposal, seed=seed)
     stored = []
     for k, candidate in enumerate(sampled):
@@ -425,19 +429,26 @@ def gate(run: CampaignRun, index: int, candidates: Sequence[Candidate]) -> list[
     """Apply the quality gate to the iteration's candidates; returns the survivors.
 
     Each verdict is stored once as a ``quality_gate`` evaluation (``failed`` with the reason when
-    rejected). With ``quality.energy_oracle`` set, that oracle scores the structure first and
+    rejected). The structural checks of :class:`generator.quality_gate.QualityGate` (push-apart,
+    closest pair, RDF and motif distances to the seed set) come first; then, with
+    ``quality.energy_oracle`` set, that oracle scores the structure and
     seed 001's energy rule applies: relaxed energy per atom at most the seed set's highest plus
     ``max_energy_above_reference`` (and the unrelaxed energy at most 10 eV above it, per cell).
     """
     verdicts: dict[str, str] = {
         e.candidate_hash: e.status for e in run.store.evaluations(oracle=GATE_ORACLE)
     }
-    reference = seed_energy_max(run)
-    survivors = []
-    for candidate in candidates:
-        status = verdicts.get(candidate.content_hash) or _gate_one(run, index, candidate, reference)
-        if status == "done":
-            survivors.append(candidate)
+    pending = [c for c in candidates if c.content_hash not in verdicts]
+    if pending:
+        structural = QualityGate.from_reference(
+            run.config.quality, [s for _, s in seed_structures(run)], elements=run.config.elements
+        )
+        reference = seed_energy_max(run)
+        for candidate in pending:
+            verdicts[candidate.content_hash] = _gate_one(
+                run, index, candidate, structural, reference
+            )
+    survivors = [c for c in candidates if verdicts.get(c.content_hash) == "done"]
     run.store.update_iteration(
         index,
         phase="evaluate",
@@ -461,15 +472,32 @@ def seed_energy_max(run: CampaignRun) -> float | None:
     return max(energies) if energies else None
 
 
-def _gate_one(run: CampaignRun, index: int, candidate: Candidate, reference: float | None) -> str:
+def seed_structures(run: CampaignRun) -> list[tuple[str, Structure]]:
+    """``(candidate hash, structure)`` of the seed set, relaxed where an oracle relaxed it."""
+    relaxed = {
+        e.candidate_hash: e.relaxed_structure
+        for e in run.store.evaluations(status="done")
+        if e.relaxed_structure is not None
+    }
+    return [
+        (c.content_hash, relaxed.get(c.content_hash) or c.structure)
+        for c in run.store.candidates()
+        if c.origin == "seed"
+    ]
+
+
+def _gate_one(
+    run: CampaignRun,
+    index: int,
+    candidate: Candidate,
+    structural: QualityGate,
+    reference: float | None,
+) -> str:
     quality = run.config.quality
     cpu0 = time.process_time()
-    reason: str | None = None
-    metrics: dict[str, Any] = {}
-    try:
-        check_min_distance(candidate.structure, quality.min_distance)
-    except ValueError as exc:
-        reason = str(exc)
+    verdict = structural.check(candidate.structure)
+    reason = verdict.reason
+    metrics: dict[str, Any] = dict(verdict.metrics)
     gate_cost = Cost(core_s=time.process_time() - cpu0)  # the energy oracle's call is its own
     if reason is None and reference is not None and quality.energy_oracle is not None:
         evaluation = evaluate(
@@ -493,7 +521,7 @@ def _gate_one(run: CampaignRun, index: int, candidate: Candidate, reference: flo
                 training_max_energy_per_atom=threshold,
                 natoms=len(candidate.structure),
             )
-            metrics = {"energy_per_atom_eV": relaxed, "threshold_eV_per_atom": threshold}
+            metrics |= {"energy_per_atom_eV": relaxed, "threshold_eV_per_atom": threshold}
             reason = None if kept else why
     run.store.record_evaluation(
         Evaluation(

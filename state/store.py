@@ -72,6 +72,21 @@ def default_lock_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def _owner_process_is_dead(owner: str) -> bool:
+    """Whether a ``host:pid:...`` lock owner is a process of this host that has exited."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def _aware(moment: datetime | None) -> datetime | None:
     """SQLite returns naive datetimes; everything amloop stores is UTC."""
     if moment is None or moment.tzinfo is not None:
@@ -620,7 +635,8 @@ class CampaignStore:
     # ----------------------------------------------------------------- lock
     def acquire_lock(self, owner: str, *, stale_after_s: float) -> LockInfo:
         """Take the campaign lock: free, ours already, or stale (no heartbeat for
-        ``stale_after_s`` seconds, so its holder is presumed dead and is taken over).
+        ``stale_after_s`` seconds, or held by a process of this host that no longer exists), so
+        its holder is presumed dead and is taken over.
 
         Raises:
             LockHeld: a live process holds it.
@@ -631,16 +647,16 @@ class CampaignStore:
             previous = session.get_one(CampaignRow, self.campaign_id)
             previous_owner = previous.lock_owner
             previous_beat = _aware(previous.lock_heartbeat_at)
+            takeable = [
+                CampaignRow.lock_owner.is_(None),
+                CampaignRow.lock_owner == owner,
+                CampaignRow.lock_heartbeat_at < cutoff,
+            ]
+            if previous_owner is not None and _owner_process_is_dead(previous_owner):
+                takeable.append(CampaignRow.lock_owner == previous_owner)
             result = session.execute(
                 update(CampaignRow)
-                .where(
-                    CampaignRow.id == self.campaign_id,
-                    or_(
-                        CampaignRow.lock_owner.is_(None),
-                        CampaignRow.lock_owner == owner,
-                        CampaignRow.lock_heartbeat_at < cutoff,
-                    ),
-                )
+                .where(CampaignRow.id == self.campaign_id, or_(*takeable))
                 .values(lock_owner=owner, lock_acquired_at=now, lock_heartbeat_at=now)
                 .execution_options(synchronize_session=False)
             )

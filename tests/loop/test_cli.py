@@ -166,14 +166,6 @@ def test_export_formats(cli, tmp_path):
     assert "190.5" in table.read_text()
 
 
-@pytest.mark.parametrize("command", ["run", "resume"])
-def test_run_and_resume_say_the_loop_is_not_built_yet(cli, command):
-    _init(cli)
-    result = cli(command)
-    assert result.exit_code == 1
-    assert "not built yet" in result.output
-
-
 def test_campaign_option_and_missing_campaign(cli):
     result = cli("status")
     assert result.exit_code == 1
