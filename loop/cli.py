@@ -163,6 +163,9 @@ def history(
     fmt: Annotated[
         Literal["table", "csv", "json"], typer.Option("--format", help="output format")
     ] = "table",
+    details: Annotated[
+        bool, typer.Option(help="show each result's provenance in the table")
+    ] = False,
 ) -> None:
     """Every oracle result, failure and measurement, per iteration (table, CSV or JSON)."""
     handle = _campaign(campaign)
@@ -212,7 +215,7 @@ def history(
             row.status,
             row.property,
             f"{value} {row.unit}".strip(),
-            row.reason or row.provenance,
+            row.reason or (row.provenance if details else ""),
         )
     console.print(table)
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -141,6 +143,7 @@ def evaluate(
         return evaluate(store, config, oracle_cfg, candidate_hash, iteration)  # finished meanwhile
     result = oracle.evaluate(candidate)
     result.iteration = iteration
+    result.provenance["worker"] = f"{socket.gethostname()}:{os.getpid()}"
     stored = store.record_evaluation(result)
     pdos_file = stored.provenance.get("pdos_file")
     if stored.status == "done" and pdos_file and Path(pdos_file).is_file():

@@ -145,4 +145,41 @@ def test_kill_9_at_a_random_moment_then_resume(trial, finished_campaign, tmp_pat
     )
     got, want = _fingerprint(resumed), _fingerprint(handle.store())
     for key in want:
-        assert got[key] == want[key], (key, sorted(set(map(str, got[key])) ^ set(map(str, want[key]))))
+        assert got[key] == want[key], (
+            key,
+            sorted(set(map(str, got[key])) ^ set(map(str, want[key]))),
+        )
+
+
+def test_oracle_calls_fan_out_over_a_dask_cluster(tmp_path, monkeypatch, prefect_api_url):
+    """execution.executor = dask: oracle tasks run in the worker processes of a LocalCluster."""
+    import yaml
+
+    data = yaml.safe_load(CONFIG.read_text())
+    data["name"] = "loop-dask"
+    data["quality"].pop("energy_oracle")  # every survivor goes to the mapped oracle tasks
+    data["execution"] = {"executor": "dask", "n_workers": 2, "max_iterations": 1}
+    config = tmp_path / "dask.yaml"
+    config.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("AMLOOP_HOME", str(tmp_path / "home"))
+    handle = init_campaign(config, Settings())
+    reason = run_campaign(handle.database_url, handle.name, handle.directory, RunLimits())
+    assert reason == "1 iteration(s) done (limit 1)"
+    mapped = [e for e in handle.store().evaluations(iteration=0) if e.oracle == "lammps_meam"]
+    assert mapped
+    workers = {e.provenance["worker"] for e in mapped}
+    assert f":{os.getpid()}" not in " ".join(workers)  # not this process: the Dask workers
+    assert all(e.status in ("done", "failed") for e in mapped)
+
+
+def test_prefect_yaml_deployments_point_at_the_campaign_flow():
+    import yaml
+    from prefect.flows import load_flow_from_entrypoint
+
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    pools = {d["work_pool"]["name"] for d in spec["deployments"]}
+    assert pools == {"amloop-cpu", "amloop-gpu"}
+    for deployment in spec["deployments"]:
+        flow = load_flow_from_entrypoint(str(REPO / deployment["entrypoint"]))
+        assert flow.name == "amloop-campaign"
+        assert set(deployment["parameters"]) <= set(flow.parameters.properties)
