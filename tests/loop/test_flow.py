@@ -151,8 +151,12 @@ def test_kill_9_at_a_random_moment_then_resume(trial, finished_campaign, tmp_pat
         )
 
 
-def test_oracle_calls_fan_out_over_a_dask_cluster(tmp_path, monkeypatch, prefect_api_url):
-    """execution.executor = dask: oracle tasks run in the worker processes of a LocalCluster."""
+@pytest.mark.postgres
+def test_multi_host_set_up_dask_workers_and_postgresql(
+    tmp_path, monkeypatch, prefect_api_url, postgres_url
+):
+    """The cluster configuration on one host: the store in PostgreSQL, oracle tasks in the
+    worker processes of a Dask LocalCluster (each opens the store itself)."""
     import yaml
 
     data = yaml.safe_load(CONFIG.read_text())
@@ -162,7 +166,9 @@ def test_oracle_calls_fan_out_over_a_dask_cluster(tmp_path, monkeypatch, prefect
     config = tmp_path / "dask.yaml"
     config.write_text(yaml.safe_dump(data))
     monkeypatch.setenv("AMLOOP_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("AMLOOP_DATABASE_URL", postgres_url)
     handle = init_campaign(config, Settings())
+    assert handle.database_url.startswith("postgresql")
     reason = run_campaign(handle.database_url, handle.name, handle.directory, RunLimits())
     assert reason == "1 iteration(s) done (limit 1)"
     mapped = [e for e in handle.store().evaluations(iteration=0) if e.oracle == "lammps_meam"]
