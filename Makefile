@@ -48,6 +48,7 @@ test: $(STAMP) system-deps
 bench: $(STAMP)
 	$(PY) -m benchmarks.oracles
 	$(PY) -m benchmarks.generator
+	$(PY) -m benchmarks.acquisition
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy

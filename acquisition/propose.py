@@ -1,24 +1,35 @@
 """The next conditions to generate: a batch of compositions (and PDM targets) from the surrogates.
 
-``propose(store, config)`` reads the campaign's data, fits the surrogates
-(:mod:`acquisition.surrogate`) and maximises a BoTorch acquisition function over the feasible
-inputs with :func:`botorch.optim.optimize_acqf`:
+``propose(store, config)`` reads the campaign's data (:func:`build_training_set`), and
+:func:`propose_from_training` does the rest:
 
-- composition: the simplex ``Σ x_e = 1`` (equality constraint) inside ``config.bounds``;
-- PDM entries: inside the range seen in the training data;
-- fidelity: fixed at 1.0 (predictions for the most trusted source).
+1. above ``acquisition.max_points`` values per objective, a subsample (:func:`subsample`);
+2. one GP per objective (:mod:`acquisition.surrogate`) and, where some oracle calls failed and
+   others succeeded, a GP on the success indicator (:mod:`acquisition.feasibility`), used as an
+   outcome constraint;
+3. a BoTorch acquisition function, maximised with :func:`botorch.optim.optimize_acqf` over the
+   search space of :mod:`acquisition.constraints` (bounded simplex, PDM cone, fidelity fixed
+   at 1.0): one objective ``qLogNoisyExpectedImprovement`` (``qUpperConfidenceBound`` with
+   strategy ``qUCB``); several ``qLogNoisyExpectedHypervolumeImprovement`` with the reference
+   point from the objectives' ``threshold`` (else 10 % of the observed range below the worst
+   value). Submitted, not yet evaluated compositions are ``X_pending``. The batch is built by
+   sequential greedy (each point with the pending and earlier ones as ``X_pending``). When
+   ``max_elements`` binds, each point is optimised on the support of the best raw sample
+   (itself a sparse projection), the other elements and their PDM pairs fixed at 0 (as the
+   ``fixed_features_list`` of :func:`botorch.optim.optimize_acqf_mixed`); every point is
+   finally projected onto the feasible set (:meth:`SearchSpace.project`);
+4. the oracle of each proposal by value per cost (:mod:`acquisition.fidelity`).
 
-One objective: ``qLogNoisyExpectedImprovement`` (``qUpperConfidenceBound`` with strategy
-``qUCB``); several: ``qLogNoisyExpectedHypervolumeImprovement`` with the reference point from
-the objectives' ``threshold`` (else 10 % of the observed range below the worst value). With fewer
-than :data:`MIN_POINTS` values for some objective, a space-filling design is returned instead:
-greedy max-min distance picks among hit-and-run samples of the constrained simplex. Strategy
-``random`` returns uniform samples of the constrained simplex. All paths are deterministic for
-a given ``seed``.
+With fewer than :data:`MIN_POINTS` values for some objective, a space-filling design is returned
+instead: greedy max-min distance picks (away from data and pending points) among samples of the
+constrained simplex. Strategy ``random`` returns samples of the constrained simplex (the random
+baseline); ``acquisition.features: composition`` drops the PDM (the composition-only baseline).
+All paths are deterministic for a given ``seed``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,23 +40,35 @@ from botorch.acquisition import (
     qUpperConfidenceBound,
 )
 from botorch.acquisition.multi_objective import qLogNoisyExpectedHypervolumeImprovement
+from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputObjective
+from botorch.acquisition.objective import ConstrainedMCObjective, GenericMCObjective
+from botorch.acquisition.utils import get_infeasible_cost
+from botorch.models import ModelListGP, SingleTaskGP
+from botorch.models.model import Model
 from botorch.optim import optimize_acqf
+from botorch.optim.initializers import initialize_q_batch
 from botorch.sampling import SobolQMCNormalSampler
-from botorch.utils.sampling import get_polytope_samples
 from torch import Tensor
 
-from acquisition.features import MEASUREMENT_FIDELITY, TrainingSet, build_training_set
-from acquisition.surrogate import DTYPE, Surrogate, fit_surrogate, input_bounds
+from acquisition.constraints import SearchSpace
+from acquisition.feasibility import feasibility_constraint, fit_feasibility, probability_feasible
+from acquisition.features import TrainingSet, build_training_set
+from acquisition.fidelity import OracleSource, choose_oracles, oracle_sources
+from acquisition.surrogate import DTYPE, Surrogate, fit_surrogate, input_bounds, subsample
+from generator.data import composition_vector
 from state.config import CampaignConfig
 from state.store import CampaignStore
 
 #: Fewest values per objective for which a GP is fitted; below, a space-filling design.
 MIN_POINTS = 3
 #: Monte-Carlo samples of the qLog(N)E(HV)I estimators.
-MC_SAMPLES = 128
+MC_SAMPLES = 64
 #: Restarts and raw samples of ``optimize_acqf``.
-NUM_RESTARTS = 8
+NUM_RESTARTS = 4
 RAW_SAMPLES = 256
+#: Iterations of SLSQP per restart; raw q-batches per acquisition call.
+MAX_ITER = 100
+RAW_BATCH = 64
 #: Cheaper settings for qLogNEHVI (its box decompositions dominate the cost).
 MC_SAMPLES_MO = 32
 NUM_RESTARTS_MO = 4
@@ -62,14 +85,16 @@ class Proposal:
         composition: Atomic fractions over the campaign's elements (sum 1).
         pdm_target: PDM vector to condition on (order of :func:`generator.pdm.pdm_labels`), or
             ``None`` when the features have no PDM or no model was fitted.
-        fidelity: Fidelity the prediction refers to (1.0 = experiment, the most trusted).
-        oracle: The configured oracle of that fidelity, ``None`` when none has it (the loop
-            then runs its configured oracles).
-        score: Acquisition value of this point alone (log-EI / log-EHVI / UCB); for a
-            space-filling design the distance (fractions) to the nearest data point; 0 for
-            random.
-        mean: Posterior mean per objective property, in its unit (empty without a model).
-        sigma: Posterior σ per objective property, in its unit (empty without a model).
+        fidelity: Fidelity of :attr:`oracle`, the source to run.
+        oracle: The configured oracle to run (:mod:`acquisition.fidelity`); ``None`` only when
+            the config has no oracle.
+        score: Acquisition value of this point alone (log-EI / log-EHVI / UCB, feasibility
+            included); for a space-filling design the distance (fractions) to the nearest data
+            or pending point; 0 for random.
+        mean: Posterior mean per objective property at fidelity 1.0, in its unit (empty
+            without a model).
+        sigma: Posterior σ per objective property at fidelity 1.0, in its unit (empty without
+            a model).
         reason: How it was chosen, in words.
     """
 
@@ -83,35 +108,114 @@ class Proposal:
     reason: str = ""
 
 
-def simplex_constraint(n_elements: int) -> list[tuple[Tensor, Tensor, float]]:
-    """Equality constraint ``Σ_{e < n} x_e = 1`` in BoTorch's ``(indices, coefficients, rhs)``."""
-    return [
-        (
-            torch.arange(n_elements, dtype=torch.long),
-            torch.ones(n_elements, dtype=DTYPE),
-            1.0,
-        )
-    ]
+def propose(
+    store: CampaignStore,
+    config: CampaignConfig,
+    *,
+    q: int | None = None,
+    seed: int = 0,
+    use_pdm: bool | None = None,
+    pending: Sequence[Mapping[str, float]] | None = None,
+) -> list[Proposal]:
+    """The next ``q`` conditions for the campaign, best first for a fitted model.
 
+    Args:
+        store: The campaign's store (done/failed evaluations, measurements, oracle costs).
+        config: The campaign's config (elements, bounds, objectives, acquisition settings).
+        q: Batch size; default ``config.acquisition.batch_size``.
+        seed: Seed of every random choice (samplers, restarts, designs).
+        use_pdm: Include the PDM in the features and propose PDM targets (``False``: the
+            composition-only baseline); default from ``config.acquisition.features``.
+        pending: Compositions submitted but not yet evaluated (fractions by element).
 
-def sample_compositions(config: CampaignConfig, n: int, seed: int) -> np.ndarray:
-    """Uniform (hit-and-run) samples of the bounded simplex, shape ``(n, len(elements))``."""
-    n_el = len(config.elements)
-    if n_el == 1:
-        return np.ones((n, 1))
-    bounds = torch.tensor(
-        [config.element_bounds(el) for el in config.elements], dtype=DTYPE
-    ).T.contiguous()
-    samples = get_polytope_samples(
-        n,
-        bounds,
-        equality_constraints=simplex_constraint(n_el),
-        seed=seed,
-        n_burnin=1000,
-        n_thinning=16,
+    Returns:
+        ``q`` :class:`Proposal` records.
+    """
+    if use_pdm is None:
+        use_pdm = config.acquisition.features == "composition+pdm"
+    training = build_training_set(store, config, use_pdm=use_pdm)
+    return propose_from_training(
+        training, config, sources=oracle_sources(config, store), q=q, seed=seed, pending=pending
     )
-    x = samples.numpy().clip(bounds[0].numpy(), bounds[1].numpy())
-    return x / x.sum(axis=1, keepdims=True)
+
+
+def propose_from_training(
+    training: TrainingSet,
+    config: CampaignConfig,
+    *,
+    sources: list[OracleSource] | None = None,
+    q: int | None = None,
+    seed: int = 0,
+    pending: Sequence[Mapping[str, float]] | None = None,
+) -> list[Proposal]:
+    """:func:`propose` on a ready training set.
+
+    Args:
+        training: Features and targets (:func:`build_training_set`).
+        config: The campaign's config.
+        sources: Candidate oracles (:func:`oracle_sources`); default from the config alone.
+        q: Batch size; default ``config.acquisition.batch_size``.
+        seed: Seed of every random choice.
+        pending: Compositions submitted but not yet evaluated.
+
+    Returns:
+        ``q`` :class:`Proposal` records.
+    """
+    q = q or config.acquisition.batch_size
+    sources = sources if sources is not None else oracle_sources(config)
+    elements = list(config.elements)
+    n_el = len(elements)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        training = subsample(training, config)
+        space = SearchSpace.build(training, config)
+        observed = training.all_X()
+        mean_pdm = (
+            observed[:, training.pdm_slice].mean(axis=0)
+            if len(observed)
+            else np.zeros(training.pdm_slice.stop - training.pdm_slice.start)
+        )
+        pending_comp = np.array([composition_vector(p, elements) for p in pending or []])
+        pending_comp = pending_comp.reshape(len(pending_comp), n_el)
+        counts = [len(training.objectives[o.property]) for o in config.objectives]
+        enough = min(counts) >= MIN_POINTS
+
+        if config.acquisition.strategy == "random" or not enough:
+            pool = space.sample(max(RAW_SAMPLES, 4 * q), seed)
+            if config.acquisition.strategy == "random":
+                compositions, scores = pool[:q], np.zeros(q)
+                reason = "random: uniform on the constrained simplex"
+            else:
+                existing = np.vstack([observed[:, :n_el], pending_comp])
+                compositions, scores = _space_filling(existing, pool, q)
+                reason = f"space-filling: too few data ({min(counts)} < {MIN_POINTS} values)"
+            surrogate = fit_surrogate(training, config) if enough else None
+            X = space.pending_features(compositions, mean_pdm)
+            return _records(X, None, scores, surrogate, elements, sources, [reason] * q)
+
+        surrogate = fit_surrogate(training, config)
+        feasibility = fit_feasibility(training, input_bounds(training, config))
+        X_pending = None
+        if len(pending_comp):
+            X_pending = torch.tensor(space.pending_features(pending_comp, mean_pdm), dtype=DTYPE)
+        acqf, name = _acquisition(surrogate, feasibility, training, config, seed, X_pending)
+        X = _optimise(acqf, space, q, seed, X_pending, multi=len(config.objectives) > 1)
+        with torch.no_grad():
+            scores = acqf(torch.tensor(X, dtype=DTYPE).unsqueeze(1)).numpy()
+        order = np.argsort(-scores, kind="stable")
+        X = X[order]
+        reason = f"{name} on {sum(counts)} values of {', '.join(surrogate.properties)}"
+        if X_pending is not None:
+            reason += f", {len(X_pending)} pending"
+        reasons = [reason] * q
+        if feasibility is not None:
+            failed = int(np.sum(training.feasibility_y == 0))
+            reasons = [
+                f"{reason}, P(feasible) {p:.2f} ({failed} failed calls fitted)"
+                for p in probability_feasible(feasibility, X)
+            ]
+        pdm_targets = X[:, training.pdm_slice] if training.use_pdm else None
+        return _records(X, pdm_targets, scores[order], surrogate, elements, sources, reasons)
 
 
 def _space_filling(existing: np.ndarray, pool: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
@@ -133,11 +237,6 @@ def _space_filling(existing: np.ndarray, pool: np.ndarray, q: int) -> tuple[np.n
     return pool[chosen], np.array(scores)
 
 
-def _top_oracle(config: CampaignConfig) -> str | None:
-    names = [o.name for o in config.oracles if o.fidelity >= MEASUREMENT_FIDELITY]
-    return names[0] if names else None
-
-
 def _reference_point(training: TrainingSet, config: CampaignConfig) -> list[float]:
     point = []
     for objective in config.objectives:
@@ -152,134 +251,148 @@ def _reference_point(training: TrainingSet, config: CampaignConfig) -> list[floa
 
 
 def _acquisition(
-    surrogate: Surrogate, training: TrainingSet, config: CampaignConfig, seed: int
+    surrogate: Surrogate,
+    feasibility: SingleTaskGP | None,
+    training: TrainingSet,
+    config: CampaignConfig,
+    seed: int,
+    X_pending: Tensor | None,
 ) -> tuple[AcquisitionFunction, str]:
+    """The acquisition function (feasibility as an outcome constraint) and its name."""
     baseline = torch.tensor(training.all_X(), dtype=DTYPE)
     baseline[:, training.fidelity_index] = 1.0
     baseline = torch.unique(baseline, dim=0)
-    multi = len(config.objectives) > 1
-    n_mc = MC_SAMPLES_MO if multi else MC_SAMPLES
+    m = len(surrogate.properties)
+    model: Model = surrogate.model
+    constraints = None
+    if feasibility is not None:
+        model = ModelListGP(*surrogate.models, feasibility)
+        constraints = [feasibility_constraint(m)]
+    n_mc = MC_SAMPLES_MO if m > 1 else MC_SAMPLES
     sampler = SobolQMCNormalSampler(sample_shape=torch.Size([n_mc]), seed=seed)
-    if multi:
+    if m > 1:
         ref = _reference_point(training, config)
         acqf: AcquisitionFunction = qLogNoisyExpectedHypervolumeImprovement(
-            model=surrogate.model,
+            model=model,
             ref_point=ref,
             X_baseline=baseline,
             sampler=sampler,
+            objective=IdentityMCMultiOutputObjective(outcomes=list(range(m))),
+            constraints=constraints,
+            X_pending=X_pending,
             prune_baseline=True,
         )
         return acqf, f"qLogNEHVI (reference point {[round(r, 4) for r in ref]})"
+
+    def first(samples: Tensor, X: Tensor | None = None) -> Tensor:
+        return samples[..., 0]
+
     if config.acquisition.strategy == "qUCB":
-        return qUpperConfidenceBound(surrogate.model, beta=UCB_BETA, sampler=sampler), "qUCB"
+        objective = (
+            GenericMCObjective(first)
+            if constraints is None
+            else ConstrainedMCObjective(
+                first, constraints, infeasible_cost=get_infeasible_cost(baseline, model, first)
+            )
+        )
+        acqf = qUpperConfidenceBound(
+            model, beta=UCB_BETA, sampler=sampler, objective=objective, X_pending=X_pending
+        )
+        return acqf, "qUCB"
     acqf = qLogNoisyExpectedImprovement(
-        surrogate.model, X_baseline=baseline, sampler=sampler, prune_baseline=True
+        model,
+        X_baseline=baseline,
+        sampler=sampler,
+        objective=GenericMCObjective(first),
+        constraints=constraints,
+        X_pending=X_pending,
+        prune_baseline=True,
     )
     return acqf, "qLogNEI"
 
 
-def propose(
-    store: CampaignStore,
-    config: CampaignConfig,
+def _optimise(
+    acqf: AcquisitionFunction,
+    space: SearchSpace,
+    q: int,
+    seed: int,
+    X_pending: Tensor | None,
     *,
-    q: int | None = None,
-    seed: int = 0,
-    use_pdm: bool = True,
-) -> list[Proposal]:
-    """The next ``q`` conditions for the campaign, best first for a fitted model.
+    multi: bool,
+) -> np.ndarray:
+    """Maximise ``acqf`` over ``space`` by sequential greedy (BoTorch's ``sequential=True``):
+    one point at a time with the earlier ones pending. Shape ``(q, d)``, projected.
 
-    Args:
-        store: The campaign's store (done/failed evaluations and measurements).
-        config: The campaign's config (elements, bounds, objectives, acquisition settings).
-        q: Batch size; default ``config.acquisition.batch_size``.
-        seed: Seed of every random choice (samplers, restarts, designs).
-        use_pdm: Include the PDM in the features and propose PDM targets (``False``: the
-            composition-only baseline).
+    Start points: BoTorch's ``initialize_q_batch`` among raw samples of the feasible set
+    (:meth:`SearchSpace.sample_features`, each on its own sparse support). When the
+    cardinality binds, the point is optimised on the support of the best raw sample (the other
+    elements and their PDM pairs fixed at 0), with the raw samples projected onto it."""
+    restarts = NUM_RESTARTS_MO if multi else NUM_RESTARTS
+    raw = torch.tensor(
+        space.sample_features(RAW_SAMPLES_MO if multi else RAW_SAMPLES, seed), dtype=DTYPE
+    ).unsqueeze(1)  # (r, 1, d)
+    options: dict[str, bool | float | int | str] = {"batch_limit": restarts, "maxiter": MAX_ITER}
 
-    Returns:
-        ``q`` :class:`Proposal` records.
-    """
-    q = q or config.acquisition.batch_size
-    elements = list(config.elements)
-    oracle = _top_oracle(config)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        training = build_training_set(store, config, use_pdm=use_pdm)
-        counts = [len(training.objectives[o.property]) for o in config.objectives]
-        enough = min(counts) >= MIN_POINTS
-        surrogate = fit_surrogate(training, config) if enough else None
+    def values(X: Tensor) -> Tensor:
+        with torch.no_grad():
+            return torch.cat([acqf(chunk) for chunk in X.split(RAW_BATCH)])
 
-        if config.acquisition.strategy == "random" or not enough:
-            pool = sample_compositions(config, max(RAW_SAMPLES, 4 * q), seed)
-            if config.acquisition.strategy == "random":
-                compositions, scores = pool[:q], np.zeros(q)
-                reason = "random: uniform on the constrained simplex"
-            else:
-                existing = training.all_X()[:, : len(elements)]
-                compositions, scores = _space_filling(existing, pool, q)
-                reason = f"space-filling: too few data ({min(counts)} < {MIN_POINTS} values)"
-            X = None
-            if surrogate is not None:
-                mean_pdm = training.all_X()[:, training.pdm_slice].mean(axis=0)
-                X = np.hstack(
-                    [compositions, np.tile(mean_pdm, (q, 1)), np.ones((q, 1))]
-                )  # PDM unknown: predict at the training mean
-            return _records(compositions, None, scores, X, surrogate, elements, oracle, reason)
-
-        assert surrogate is not None
-        acqf, name = _acquisition(surrogate, training, config, seed)
-        multi = len(config.objectives) > 1
-        restarts = NUM_RESTARTS_MO if multi else NUM_RESTARTS
-        search = surrogate.bounds.clone()  # composition within the config's bounds
-        for k, element in enumerate(elements):
-            search[0, k], search[1, k] = config.element_bounds(element)
+    def optimise() -> np.ndarray:
+        start, start_values = raw, values(raw)
+        support = None
+        if space.max_elements < space.n_elements:
+            best = raw[int(torch.argmax(start_values)), 0, : space.n_elements].numpy()
+            support = space.support(best)
+            start = torch.tensor(space.project(raw[:, 0].numpy(), support)).unsqueeze(1)
+            start_values = values(start)
+        initial, _ = initialize_q_batch(start, start_values, n=restarts)
         candidates, _ = optimize_acqf(
             acqf,
-            bounds=search,
-            q=q,
+            bounds=space.bounds(support),
+            q=1,
             num_restarts=restarts,
-            raw_samples=RAW_SAMPLES_MO if multi else RAW_SAMPLES,
-            equality_constraints=simplex_constraint(len(elements)),
-            fixed_features={training.fidelity_index: 1.0},
-            options={"seed": seed, "batch_limit": restarts, "maxiter": 100 if multi else 200},
+            batch_initial_conditions=initial,
+            equality_constraints=space.equality_constraints(),
+            inequality_constraints=space.inequality_constraints(support) or None,
+            fixed_features=space.fixed_features(support),
+            options=options,
         )
-        candidates = candidates.detach()
-        with torch.no_grad():
-            scores = acqf(candidates.unsqueeze(1)).numpy()
-        order = np.argsort(-scores, kind="stable")
-        X = candidates.numpy()[order]
-        n_el = len(elements)
-        compositions = X[:, :n_el].clip(search[0, :n_el].numpy(), search[1, :n_el].numpy())
-        compositions = compositions / compositions.sum(axis=1, keepdims=True)
-        pdm_targets = X[:, training.pdm_slice] if training.use_pdm else None
-        reason = f"{name} on {sum(counts)} values of {', '.join(surrogate.properties)}"
-        return _records(
-            compositions, pdm_targets, scores[order], X, surrogate, elements, oracle, reason
-        )
+        return space.project(candidates.detach().numpy())[0]
+
+    chosen: list[np.ndarray] = []
+    for _ in range(q):
+        if chosen:
+            earlier = torch.tensor(np.array(chosen), dtype=DTYPE)
+            acqf.set_X_pending(earlier if X_pending is None else torch.cat([X_pending, earlier]))
+        chosen.append(optimise())
+    acqf.set_X_pending(X_pending)
+    return np.array(chosen)
 
 
 def _records(
-    compositions: np.ndarray,
+    X: np.ndarray,
     pdm_targets: np.ndarray | None,
     scores: np.ndarray,
-    X: np.ndarray | None,
     surrogate: Surrogate | None,
     elements: list[str],
-    oracle: str | None,
-    reason: str,
+    sources: list[OracleSource],
+    reasons: list[str],
 ) -> list[Proposal]:
+    """Proposals for the feature rows ``X`` (shape ``(q, d)``), one reason each."""
     means: np.ndarray | None = None
     sigmas: np.ndarray | None = None
-    if surrogate is not None and X is not None:
+    if surrogate is not None:
         means, sigmas = surrogate.predict(X)
+    choices = choose_oracles(surrogate, X, sources) if sources else []
     proposals = []
-    for i, fractions in enumerate(compositions):
+    for i, row in enumerate(X):
+        oracle, why = choices[i] if choices else (None, "no oracle configured")
         proposals.append(
             Proposal(
-                composition={el: float(x) for el, x in zip(elements, fractions, strict=True)},
+                composition={el: float(x) for el, x in zip(elements, row, strict=False)},
                 pdm_target=None if pdm_targets is None else [float(v) for v in pdm_targets[i]],
-                fidelity=MEASUREMENT_FIDELITY,
-                oracle=oracle,
+                fidelity=1.0 if oracle is None else oracle.fidelity,
+                oracle=None if oracle is None else oracle.name,
                 score=float(scores[i]),
                 mean={}
                 if means is None or surrogate is None
@@ -287,10 +400,10 @@ def _records(
                 sigma={}
                 if sigmas is None or surrogate is None
                 else dict(zip(surrogate.properties, map(float, sigmas[i]), strict=True)),
-                reason=reason,
+                reason=f"{reasons[i]}; {why}",
             )
         )
     return proposals
 
 
-__all__ = ["Proposal", "input_bounds", "propose", "sample_compositions", "simplex_constraint"]
+__all__ = ["Proposal", "propose", "propose_from_training"]

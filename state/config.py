@@ -155,7 +155,7 @@ class AcquisitionConfig(BaseModel):
         0.1, ge=0, description="widening of the observed C_ab / x_b range, fraction of the range"
     )
     max_points: int = Field(
-        2000, ge=50, description="exact-GP limit per objective; above, a documented subsample"
+        500, ge=50, description="exact-GP limit per objective; above, a documented subsample"
     )
     lab_request_core_s: float = Field(
         1e6, gt=0, description="core-s equivalent of a lab request without a configured cost"

@@ -78,7 +78,7 @@ def check_feasible(proposals: list[Any]) -> None:
         assert fractions.sum() == pytest.approx(1.0, abs=1e-6)
         assert np.all(fractions >= -1e-6)
         assert proposal.composition["Cr"] <= 0.6 + 1e-6
-        assert proposal.fidelity == 1.0
+        assert (proposal.oracle, proposal.fidelity) == ("lammps", 0.6)
 
 
 def test_gp_predicts_held_out_points(tmp_path: Path, frames: list) -> None:
@@ -206,3 +206,10 @@ def test_failures_and_uncertainties(tmp_path: Path, frames: list) -> None:
     surrogate = fit_surrogate(training, config)  # heteroscedastic: train_Yvar given
     mean, _ = surrogate.predict(training.objectives["bulk_modulus"].X)
     assert np.all(np.isfinite(mean))
+
+
+def test_composition_only_baseline_from_config(tmp_path: Path, frames: list) -> None:
+    store, config = make_store(tmp_path, frames[:8], config_dict([BULK], features="composition"))
+    proposals = propose(store, config, q=2, seed=0)
+    check_feasible(proposals)
+    assert all(p.pdm_target is None and p.reason.startswith("qLogNEI") for p in proposals)

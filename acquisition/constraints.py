@@ -1,0 +1,309 @@
+"""The feasible inputs of the acquisition: compositions and reachable PDM targets.
+
+Composition ``x`` (atomic fractions over the campaign's ``n`` elements):
+
+- simplex ``Σ x_e = 1`` inside the per-element bounds ``[lo_e, hi_e]`` of the config;
+- an element is *present* when ``x_e ≥ x_min = 1 / (2 N)`` (half an atom of the campaign's
+  ``N``-atom cell); smaller fractions are set to 0 (the element is absent);
+- cardinality: at most ``K = acquisition.max_elements`` present elements (and never more than
+  ``N``). The optimiser enforces it on a *support*, a subset of elements whose others are fixed
+  at 0 (BoTorch ``fixed_features``); the support of a point is chosen by the sparse projection
+  rule of Kyrillidis et al. (ICML 2013): the elements with a lower bound > 0, then the largest
+  present fractions, up to ``K``. :meth:`SearchSpace.project` is the Euclidean projection onto
+  the bounded simplex of that support (a shift ``τ`` found by bisection, ``x = clip(y - τ)``).
+
+PDM target (entries ``C_ab``, ``a ≤ b``: mean number of ``b`` neighbours of an ``a`` atom):
+
+- entries of a pair with an absent element are 0 (as :func:`generator.pdm.pdm` gives them);
+- reachable region: ``r_lo(ab) x_b ≤ C_ab ≤ r_hi(ab) x_b``, with ``[r_lo, r_hi]`` the range of
+  ``C_ab / x_b`` over the evaluated structures (``Z_a (1 - α_ab)`` with the Warren-Cowley
+  short-range order ``α_ab``) widened on each side by ``acquisition.pdm_margin`` times its
+  width (times its mid-value when that is larger, e.g. for a pair seen in one structure).
+  This box of composition-normalised coordinations contains the convex hull of the observed
+  PDMs (in those coordinates), is linear in ``(x, C)`` (BoTorch ``inequality_constraints``) and
+  makes ``C_ab`` vanish with ``x_b``. Pairs never observed with both elements present use the
+  range over all pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from botorch.utils.sampling import get_polytope_samples
+from torch import Tensor
+
+from acquisition.features import TrainingSet
+from generator.pdm import pair_indices
+from state.config import CampaignConfig
+
+DTYPE = torch.float64
+#: Bisection steps of the simplex projection (the shift is exact to ~1e-15).
+BISECTION_STEPS = 80
+#: Least widening of a ``C_ab / x_b`` range, so the reachable region keeps an interior.
+MIN_RATIO_WIDENING = 1e-3
+#: Hit-and-run burn-in and thinning of the composition samples.
+HIT_AND_RUN_BURNIN = 500
+HIT_AND_RUN_THINNING = 4
+#: Tolerance of the constraint checks (fractions, coordination numbers).
+TOLERANCE = 1e-9
+
+Constraint = tuple[Tensor, Tensor, float]
+
+
+@dataclass
+class SearchSpace:
+    """Constraints of the acquisition's inputs (layout of :class:`TrainingSet` features).
+
+    Attributes:
+        lower: Lower fraction bounds per element, shape ``(n,)``.
+        upper: Upper fraction bounds per element, shape ``(n,)``.
+        max_elements: Most present elements per point.
+        min_fraction: Smallest fraction of a present element ``x_min``.
+        pairs: Element-index pairs ``(a, b)`` of the PDM entries (empty without PDM).
+        ratio: ``[r_lo, r_hi]`` of ``C_ab / x_b`` per PDM entry, shape ``(2, p)``.
+        dim: Number of feature dimensions ``d`` (the last one is the fidelity).
+    """
+
+    lower: np.ndarray
+    upper: np.ndarray
+    max_elements: int
+    min_fraction: float
+    pairs: list[tuple[int, int]]
+    ratio: np.ndarray
+    dim: int
+
+    @classmethod
+    def build(cls, training: TrainingSet, config: CampaignConfig) -> SearchSpace:
+        """The search space of ``config`` with PDM ranges from ``training``'s structures.
+
+        Raises:
+            ValueError: ``max_elements`` is below the number of elements with a lower bound
+                > 0, or no ``max_elements`` elements can sum to 1 within their upper bounds.
+        """
+        n = training.n_elements
+        bounds = np.array([config.element_bounds(el) for el in training.elements])
+        n_atoms = config.cell.n_atoms
+        limit = min(config.acquisition.max_elements or n, n, n_atoms)
+        mandatory = int(np.sum(bounds[:, 0] > 0))
+        best_upper = np.sort(bounds[bounds[:, 0] == 0, 1])[::-1][: max(limit - mandatory, 0)]
+        if mandatory > limit or bounds[bounds[:, 0] > 0, 1].sum() + best_upper.sum() < 1 - 1e-9:
+            raise ValueError(
+                f"acquisition.max_elements = {limit}: no composition of at most {limit} "
+                f"elements satisfies the bounds {config.bounds}; raise it or loosen the bounds"
+            )
+        pairs = pair_indices(n) if training.use_pdm else []
+        return cls(
+            lower=bounds[:, 0],
+            upper=bounds[:, 1],
+            max_elements=limit,
+            min_fraction=0.5 / n_atoms,
+            pairs=pairs,
+            ratio=_ratio_range(training, pairs, config.acquisition.pdm_margin),
+            dim=training.dim,
+        )
+
+    @property
+    def n_elements(self) -> int:
+        """Number of composition dimensions ``n``."""
+        return len(self.lower)
+
+    @property
+    def fidelity_index(self) -> int:
+        """Column of the fidelity."""
+        return self.dim - 1
+
+    @property
+    def present_lower(self) -> np.ndarray:
+        """Lower bound of each element when present, ``max(lo, x_min)`` (≤ ``hi``), ``(n,)``."""
+        return np.minimum(np.maximum(self.lower, self.min_fraction), self.upper)
+
+    def support(self, fractions: np.ndarray) -> np.ndarray:
+        """Elements kept by the sparse projection of ``fractions`` (shape ``(n,)``), boolean."""
+        mandatory = self.lower > 0
+        free = np.flatnonzero(~mandatory & (fractions >= self.min_fraction))
+        room = self.max_elements - int(mandatory.sum())
+        keep = mandatory.copy()
+        keep[free[np.argsort(-fractions[free], kind="stable")][:room]] = True
+        if self.upper[keep].sum() < 1 - 1e-9 or not keep.any():  # widest feasible support
+            keep = mandatory.copy()
+            others = np.flatnonzero(~mandatory)
+            keep[others[np.argsort(-self.upper[others], kind="stable")][:room]] = True
+        return keep
+
+    def bounds(self, support: np.ndarray | None = None) -> Tensor:
+        """Box of the inputs, shape ``(2, d)``; with ``support`` absent elements and their
+        pairs are pinned at 0 and present ones start at ``x_min``; fidelity ``[0, 1]``."""
+        lower = np.zeros(self.dim)
+        upper = np.ones(self.dim)
+        n = self.n_elements
+        lower[:n], upper[:n] = self.lower, self.upper
+        if support is not None:
+            lower[:n] = np.where(support, self.present_lower, 0.0)
+            upper[:n] = np.where(support, self.upper, 0.0)
+        for j, (a, b) in enumerate(self.pairs):
+            present = support is None or (support[a] and support[b])
+            upper[n + j] = self.ratio[1, j] * upper[b] if present else 0.0
+        return torch.tensor(np.stack([lower, upper]), dtype=DTYPE)
+
+    def equality_constraints(self) -> list[Constraint]:
+        """``Σ_e x_e = 1`` in BoTorch's ``(indices, coefficients, rhs)`` form."""
+        n = self.n_elements
+        return [(torch.arange(n), torch.ones(n, dtype=DTYPE), 1.0)]
+
+    def inequality_constraints(self, support: np.ndarray | None = None) -> list[Constraint]:
+        """The PDM cone ``C_ab - r_lo x_b ≥ 0`` and ``r_hi x_b - C_ab ≥ 0`` per present pair."""
+        constraints: list[Constraint] = []
+        n = self.n_elements
+        for j, (a, b) in enumerate(self.pairs):
+            if support is not None and not (support[a] and support[b]):
+                continue
+            index = torch.tensor([n + j, b])
+            constraints.append((index, torch.tensor([-1.0, self.ratio[1, j]], dtype=DTYPE), 0.0))
+            if self.ratio[0, j] > 0:
+                constraints.append(
+                    (index, torch.tensor([1.0, -self.ratio[0, j]], dtype=DTYPE), 0.0)
+                )
+        return constraints
+
+    def fixed_features(self, support: np.ndarray | None = None) -> dict[int, float]:
+        """Features pinned during optimisation: fidelity 1, absent elements and their pairs 0."""
+        fixed = {self.fidelity_index: 1.0}
+        if support is not None:
+            n = self.n_elements
+            fixed.update({e: 0.0 for e in range(n) if not support[e]})
+            fixed.update(
+                {
+                    n + j: 0.0
+                    for j, (a, b) in enumerate(self.pairs)
+                    if not (support[a] and support[b])
+                }
+            )
+        return fixed
+
+    def project(self, X: np.ndarray, support: np.ndarray | None = None) -> np.ndarray:
+        """Rows of ``X`` (shape ``(m, d)`` or ``(m, n)``) moved onto the feasible set.
+
+        Compositions: Euclidean projection onto the bounded simplex of their support (given,
+        or each row's own by :meth:`support`); PDM entries (when ``X`` has them): 0 for pairs
+        with an absent element, else clipped into ``[r_lo x_b, r_hi x_b]``. Other columns are
+        kept.
+        """
+        X = np.array(X, dtype=float, copy=True)
+        n = self.n_elements
+        keep = np.array([self.support(row[:n]) if support is None else support for row in X])
+        keep = keep.reshape(len(X), n)
+        X[:, :n] = _project_simplex(
+            X[:, :n], keep, np.where(keep, self.present_lower, 0.0), np.where(keep, self.upper, 0.0)
+        )
+        if X.shape[1] > n:
+            for j, (a, b) in enumerate(self.pairs):
+                low, high = self.ratio[:, j, None] * X[:, b]
+                present = keep[:, a] & keep[:, b]
+                X[:, n + j] = np.where(present, np.clip(X[:, n + j], low, high), 0.0)
+        return X
+
+    def violations(self, X: np.ndarray) -> list[str]:
+        """Constraints that rows of ``X`` (shape ``(m, d)`` or ``(m, n)``) break, in words."""
+        problems = []
+        n = self.n_elements
+        for i, row in enumerate(np.atleast_2d(X)):
+            x = row[:n]
+            present = x > 0
+            if abs(x.sum() - 1) > 1e-6:
+                problems.append(f"row {i}: fractions sum to {x.sum()}")
+            if np.any(x < self.lower - TOLERANCE) or np.any(x > self.upper + TOLERANCE):
+                problems.append(f"row {i}: fractions {x} outside their bounds")
+            if np.any(present & (x < self.min_fraction - TOLERANCE)):
+                problems.append(f"row {i}: a fraction below {self.min_fraction}")
+            if present.sum() > self.max_elements:
+                problems.append(f"row {i}: {present.sum()} > {self.max_elements} elements")
+            if len(row) == n:
+                continue
+            for j, (a, b) in enumerate(self.pairs):
+                c = row[n + j]
+                absent = not (present[a] and present[b])
+                if absent and c != 0.0:
+                    problems.append(f"row {i}: PDM entry {j} of an absent element is {c}")
+                low, high = self.ratio[:, j] * x[b]
+                if not absent and not low - 1e-6 <= c <= high + 1e-6:
+                    problems.append(f"row {i}: PDM entry {j} = {c} outside [{low}, {high}]")
+        return problems
+
+    def sample(self, count: int, seed: int) -> np.ndarray:
+        """``count`` compositions, shape ``(count, n)``: uniform (hit-and-run) samples of the
+        bounded simplex, then projected (cardinality, absent elements)."""
+        n = self.n_elements
+        if n == 1:
+            return np.ones((count, 1))
+        bounds = torch.tensor(np.stack([self.lower, self.upper]), dtype=DTYPE)
+        samples = get_polytope_samples(
+            count,
+            bounds,
+            equality_constraints=self.equality_constraints(),
+            seed=seed,
+            n_burnin=HIT_AND_RUN_BURNIN,
+            n_thinning=HIT_AND_RUN_THINNING,
+        )
+        return self.project(samples.numpy())
+
+    def sample_features(
+        self, count: int, seed: int, support: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``count`` feasible feature rows, shape ``(count, d)``: :meth:`sample` compositions
+        (projected onto ``support`` when given), PDM entries uniform in their cone interval,
+        fidelity 1."""
+        X = np.zeros((count, self.dim))
+        X[:, : self.n_elements] = self.sample(count, seed)
+        X[:, self.fidelity_index] = 1.0
+        rng = np.random.default_rng(seed)
+        for j, (_, b) in enumerate(self.pairs):
+            low, high = self.ratio[:, j]
+            X[:, self.n_elements + j] = rng.uniform(low, high, size=count) * X[:, b]
+        return self.project(X, support)
+
+    def pending_features(self, compositions: np.ndarray, pdm_mean: np.ndarray) -> np.ndarray:
+        """Features of submitted compositions (shape ``(m, n)``): the mean PDM made consistent
+        with each composition (:meth:`project`), fidelity 1; shape ``(m, d)``."""
+        m = len(compositions)
+        fidelity = np.ones((m, 1))
+        return self.project(np.hstack([compositions, np.tile(pdm_mean, (m, 1)), fidelity]))
+
+
+def _ratio_range(training: TrainingSet, pairs: list[tuple[int, int]], margin: float) -> np.ndarray:
+    """``[r_lo, r_hi]`` of ``C_ab / x_b`` per pair over the evaluated structures (see module)."""
+    ratio = np.zeros((2, len(pairs)))
+    if not pairs:
+        return ratio
+    X = training.feasibility_X if len(training.feasibility_X) else training.all_X()
+    n = training.n_elements
+    observed = []
+    for j, (a, b) in enumerate(pairs):
+        both = (X[:, a] > 0) & (X[:, b] > 0)
+        observed.append(X[both, n + j] / X[both, b])
+    pooled = np.concatenate(observed) if observed else np.zeros(0)
+    fallback = (pooled.min(), pooled.max()) if len(pooled) else (0.0, 0.0)
+    for j, values in enumerate(observed):
+        low, high = (values.min(), values.max()) if len(values) else fallback
+        # a range seen in one structure has no width: widen by its value instead
+        widen = max(margin * max(high - low, 0.5 * (high + low)), MIN_RATIO_WIDENING)
+        ratio[:, j] = max(low - widen, 0.0), high + widen
+    return ratio
+
+
+def _project_simplex(
+    y: np.ndarray, keep: np.ndarray, low: np.ndarray, high: np.ndarray
+) -> np.ndarray:
+    """Euclidean projections of the rows of ``y`` (shape ``(m, n)``) onto
+    ``{Σ x = 1, low ≤ x ≤ high}`` with ``x = 0`` off ``keep``: ``x = clip(y - τ, low, high)``
+    with one ``τ`` per row from bisection."""
+    y = np.where(keep, y, 0.0)
+    left = np.min(y - high, axis=1, keepdims=True) - 1.0
+    right = np.max(y - low, axis=1, keepdims=True) + 1.0
+    for _ in range(BISECTION_STEPS):
+        tau = 0.5 * (left + right)
+        over = np.clip(y - tau, low, high).sum(axis=1, keepdims=True) > 1.0
+        left = np.where(over, tau, left)
+        right = np.where(over, right, tau)
+    return np.where(keep, np.clip(y - 0.5 * (left + right), low, high), 0.0)
