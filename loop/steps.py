@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from pymatgen.core import Structure
 
-from acquisition.propose import Proposal, propose
+from acquisition.propose import MIN_POINTS, Proposal, propose
 from generator.cdvae import CondCDVAE
 from generator.config import CondCDVAEConfig
 from generator.quality_gate import QualityGate
@@ -257,8 +257,9 @@ def training_pairs(store: CampaignStore) -> list[tuple[Structure, dict[str, floa
 def ensure_generator(
     run: CampaignRun, index: int, *, trained_in: int | None = None, progress: bool = False
 ) -> CondCDVAE:
-    """The generator of iteration ``index``: loaded when trained already, else trained (from
-    scratch for iteration 0, fine-tuned from iteration ``index - 1`` otherwise) on everything
+    """The generator of iteration ``index``: loaded when trained already, else trained (for
+    iteration 0 from scratch, or fine-tuned from ``generator.checkpoint`` when one is configured;
+    later, fine-tuned from iteration ``index - 1``'s) on everything
     scored so far, resuming an interrupted training. The training cost is added to iteration
     ``trained_in`` (default ``index``), once."""
     folder = run.generator_dir(index)
@@ -272,8 +273,10 @@ def ensure_generator(
             )
         wall0, cpu0 = time.perf_counter(), time.process_time()
         previous = run.generator_dir(index - 1)
-        if index > 0 and (previous / MODEL_FILE).is_file():
-            model = CondCDVAE.load(previous)
+        pretrained = Path(settings.checkpoint) if settings.checkpoint else None
+        start = previous if index > 0 and (previous / MODEL_FILE).is_file() else pretrained
+        if start is not None:
+            model = CondCDVAE.load(start)
             model.finetune(
                 data,
                 epochs=max(settings.finetune_epochs, 1),
@@ -568,7 +571,8 @@ def expensive_tasks(
     run: CampaignRun, index: int, proposals: Sequence[Proposal], survivors: Sequence[Candidate]
 ) -> list[EvaluationTask]:
     """The dear oracles the proposals chose, each on its proposal's best survivor (by the
-    first objective among the cheap results); experiment choices become lab requests."""
+    first objective among the cheap results); experiment choices become lab requests. A dear
+    oracle that alone measures an objective still short of data runs for every proposal."""
     objective = run.config.objectives[0]
     sign = 1.0 if objective.direction == "maximize" else -1.0
     values: dict[str, float] = {}
@@ -578,20 +582,53 @@ def expensive_tasks(
                 sign * evaluation.properties[objective.property].value
             )
     tasks = []
+    starving = _starving_oracles(run)
     for k, proposal in enumerate(proposals):
-        if proposal.oracle is None:
+        for name in [*starving, proposal.oracle]:
+            if name is not None:
+                tasks.extend(_proposal_task(run, index, k, proposal, name, survivors, values))
+    return list(dict.fromkeys(tasks))
+
+
+def _starving_oracles(run: CampaignRun) -> list[str]:
+    """Dear oracles that alone measure an objective with fewer values than the surrogate needs;
+    without this, the acquisition (which chooses by value per cost among fitted models) would
+    never call them."""
+    names = []
+    for objective in run.config.objectives:
+        if objective.oracle is None or is_cheap(oracle_config(run.config, objective.oracle)):
             continue
-        chosen = oracle_config(run.config, proposal.oracle)
-        if is_cheap(chosen):
+        if oracle_config(run.config, objective.oracle).type == ExperimentOracle.type_name:
             continue
-        if chosen.type == ExperimentOracle.type_name:
-            request_lab(run, index, proposal)
-            continue
-        own = [c for c in survivors if c.provenance.get("proposal_index") == k]
-        if own:
-            best = max(own, key=lambda c: values.get(c.content_hash, -math.inf))
-            tasks.append(EvaluationTask(chosen.name, best.content_hash))
-    return tasks
+        count = sum(
+            objective.property in e.properties
+            for e in run.store.evaluations(oracle=objective.oracle, status="done")
+        )
+        if count < MIN_POINTS:
+            names.append(objective.oracle)
+    return names
+
+
+def _proposal_task(
+    run: CampaignRun,
+    index: int,
+    k: int,
+    proposal: Proposal,
+    name: str,
+    survivors: Sequence[Candidate],
+    values: dict[str, float],
+) -> list[EvaluationTask]:
+    chosen = oracle_config(run.config, name)
+    if is_cheap(chosen):
+        return []
+    if chosen.type == ExperimentOracle.type_name:
+        request_lab(run, index, proposal)
+        return []
+    own = [c for c in survivors if c.provenance.get("proposal_index") == k]
+    if not own:
+        return []
+    best = max(own, key=lambda c: values.get(c.content_hash, -math.inf))
+    return [EvaluationTask(chosen.name, best.content_hash)]
 
 
 def request_lab(run: CampaignRun, index: int, proposal: Proposal) -> None:
@@ -638,7 +675,8 @@ def record(run: CampaignRun, index: int, phase_seconds: dict[str, float]) -> dic
 
 def stop_reason(run: CampaignRun, max_iterations: int | None) -> str | None:
     """Why the campaign should not start another iteration, or ``None``."""
-    cheap = [o for o in run.config.oracles if is_cheap(o)]
+    computing = [o for o in run.config.oracles if o.type != ExperimentOracle.type_name]
+    cheap = [o for o in computing if is_cheap(o)] or computing
     reasons = [budget_exhausted_reason(run.store, run.config, o) for o in cheap]
     if cheap and all(reasons):
         return f"budget spent: {reasons[0]}"

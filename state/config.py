@@ -195,7 +195,6 @@ class ExecutionConfig(BaseModel):
     )
     n_workers: int = Field(2, ge=1, description="LocalCluster workers (one thread each)")
     max_iterations: int | None = Field(None, ge=1, description="stop after this many iterations")
-    oracle_retries: int = Field(1, ge=0, description="retries of an oracle call that timed out")
 
 
 class CampaignConfig(BaseModel):

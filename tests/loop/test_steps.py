@@ -1,0 +1,81 @@
+"""Loop steps that need no oracle call: which expensive oracles an iteration runs, when to stop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from acquisition.propose import Proposal
+from generator.solid_solution import random_solid_solution
+from loop.campaigns import init_campaign
+from loop.steps import CampaignRun, EvaluationTask, expensive_tasks, stop_reason
+from state.schema import Candidate, Cost, Evaluation, PropertyValue
+from state.settings import Settings
+
+CONFIG = Path(__file__).parents[1] / "data" / "loop_nifecr.yaml"
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    """The test campaign plus a dear oracle that alone measures a second objective."""
+    data = yaml.safe_load(CONFIG.read_text())
+    dear = dict(data["oracles"][0], name="lammps_dear", cost={"core_s": 600.0})
+    data["oracles"].append(dear)
+    data["objectives"].append(
+        {"property": "shear_modulus", "direction": "maximize", "oracle": "lammps_dear"}
+    )
+    data["budget"]["evaluations"]["lammps_dear"] = 1
+    path = tmp_path / "campaign.yaml"
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("AMLOOP_HOME", str(tmp_path / "home"))
+    handle = init_campaign(path, Settings())
+    return CampaignRun(handle.store(), handle.config, handle.directory)
+
+
+def _candidates(run: CampaignRun, n: int) -> list[Candidate]:
+    rng = np.random.default_rng(0)
+    return [
+        run.store.add_candidate(
+            Candidate(
+                structure=random_solid_solution({"Ni": 0.5, "Fe": 0.5}, "fcc", 32, rng),
+                origin="generated",
+                iteration=0,
+                provenance={"proposal_index": 0},
+            )
+        )
+        for _ in range(n)
+    ]
+
+
+def _done(run: CampaignRun, candidate: Candidate, oracle: str, **values: float) -> None:
+    run.store.record_evaluation(
+        Evaluation(
+            candidate_hash=candidate.content_hash,
+            oracle=oracle,
+            fidelity=0.6,
+            status="done",
+            properties={k: PropertyValue(value=v, unit="GPa") for k, v in values.items()},
+            cost=Cost(core_s=1.0),
+            iteration=0,
+        )
+    )
+
+
+def test_a_dear_oracle_that_alone_measures_an_objective_runs_on_the_best_survivor(run):
+    low, high = _candidates(run, 2)
+    _done(run, low, "lammps_meam", bulk_modulus=160.0)
+    _done(run, high, "lammps_meam", bulk_modulus=190.0)
+    proposal = Proposal({"Ni": 0.5, "Fe": 0.5, "Cr": 0.0}, None, 0.6, "lammps_meam", 0.0)
+    tasks = expensive_tasks(run, 0, [proposal], [low, high])
+    assert tasks == [EvaluationTask("lammps_dear", high.content_hash)]
+
+
+def test_stop_when_the_cheap_oracles_budget_is_spent(run):
+    assert stop_reason(run, None) is None
+    for candidate in _candidates(run, 40):  # the cap of lammps_meam is 40 calls
+        _done(run, candidate, "lammps_meam", bulk_modulus=170.0)
+    reason = stop_reason(run, None)
+    assert reason is not None and "lammps_meam call cap of 40" in reason
