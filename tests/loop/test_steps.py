@@ -79,3 +79,51 @@ def test_stop_when_the_cheap_oracles_budget_is_spent(run):
         _done(run, candidate, "lammps_meam", bulk_modulus=170.0)
     reason = stop_reason(run, None)
     assert reason is not None and "lammps_meam call cap of 40" in reason
+
+
+def test_dft_pdos_is_stored_as_an_artifact_and_plotted(tmp_path, monkeypatch):
+    """Issue [4 of 10]: the PDOS arrays of a DFT evaluation become an artifact of the campaign
+    and a figure of `amloop report`."""
+    from pymatgen.core import Lattice, Structure
+
+    from loop.report import write_report
+    from loop.steps import evaluate
+    from oracles.base import OracleSetupError
+    from oracles.dft import probe_gpaw
+
+    try:
+        probe_gpaw("/usr/bin/python3", "PBE")
+    except OracleSetupError as exc:
+        pytest.skip(f"needs Debian's gpaw: {exc}")
+    data = {
+        "name": "ni-dft",
+        "elements": ["Ni"],
+        "objectives": [{"property": "d_band_center", "direction": "minimize", "oracle": "gpaw"}],
+        "oracles": [
+            {
+                "name": "gpaw",
+                "type": "dft",
+                "cost": {"core_s": 600.0},
+                "options": {"ecut": 300, "kpts": "4x4x4", "workdir": str(tmp_path / "dft")},
+            }
+        ],
+        "budget": {"core_hours": 1.0},
+    }
+    path = tmp_path / "ni.yaml"
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("AMLOOP_HOME", str(tmp_path / "home"))
+    handle = init_campaign(path, Settings())
+    h = 3.52 / 2
+    ni = Structure(Lattice([[0, h, h], [h, 0, h], [h, h, 0]]), ["Ni"], [[0, 0, 0]])
+    candidate = handle.store().add_candidate(Candidate(structure=ni, origin="seed"))
+    evaluation = evaluate(
+        handle.store(), handle.config, handle.config.oracles[0], candidate.content_hash, 0
+    )
+    assert evaluation is not None and evaluation.status == "done", evaluation
+    assert evaluation.properties["d_band_center"].value < 0  # below E_F for Ni
+    (artifact,) = handle.store().artifacts(kind="pdos")
+    assert Path(artifact.path).name == "pdos.npz"
+    assert artifact.metadata["candidate_hash"] == candidate.content_hash
+    report = write_report(handle.store(), tmp_path / "report")
+    assert "pdos" in report.read_text().lower()
+    assert any("pdos" in png.name for png in (tmp_path / "report").glob("*.png"))
