@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +94,6 @@ def acquire_task(
     database_url: str, campaign: str, directory: str, limits: RunLimits, index: int
 ) -> list[dict[str, Any]]:
     """Propose the iteration's conditions (stored once)."""
-    from dataclasses import asdict
-
     run = _open(database_url, campaign, directory, limits)
     return [asdict(p) for p in steps.acquire(run, index)]
 
