@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.oracles
 	$(PY) -m benchmarks.generator
 	$(PY) -m benchmarks.acquisition
+	$(PY) -m benchmarks.discovery
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy

@@ -1,0 +1,716 @@
+"""Discovery benchmark: the closed loop against random search, local search (seed 001) and
+composition-only BO, on the same oracle and the same oracle budget, measured in one run.
+
+Task A (seed 001's setting): Ni-Fe-Cr FCC cells (``Cr <= 0.6``), maximise the Voigt bulk modulus
+(GPa) of the LAMMPS oracle (ELASTIC protocol, the 2NN-MEAM ``library_2nn.meam`` +
+``MoCoNiVFeAlCr_2nn.meam`` of ``examples/nifecr.yaml``). A value counts only when it passes seed
+001's energy gate: relaxed energy per atom at most the highest of the run's seed set (eV/atom).
+
+Every strategy of one seed starts from the same seed set (``loop.steps.seed``: random orderings
+on grid compositions, ``n_initial`` LAMMPS calls) and has the same budget of LAMMPS calls,
+seed calls included:
+
+- ``random``: random orderings at random compositions (``acquisition.strategy: random``);
+- ``local_search``: seed 001's atom-swap search (20 swaps per step, keep the best) from the best
+  multi-element seed structure;
+- ``composition_bo``: qLogNEI on composition alone (``propose(..., use_pdm=False)``), a random
+  ordering at each proposed composition;
+- ``amloop``: the full loop driven through :mod:`loop.steps` without Prefect (BO over
+  composition + PDM, tiny Cond-CDVAE trained on the seed set and fine-tuned every iteration,
+  latent optimisation, quality + energy gate).
+
+A strategy that stops proposing new structures (every proposal already evaluated) keeps its best
+value for the rest of the budget. The reference optimum is the best gated value of a larger
+random (composition grid) + local-search pool, computed once and cached in
+``build/bench/discovery/``. Printed: oracle calls to reach 95/99/100 % of it (median [IQR] over
+seeds), the best value at fixed budgets, the loop's overhead (acquisition + generator training,
+sampling and latent optimisation) as a share of its wall time, and the issue's targets.
+
+Usage: ``python -m benchmarks.discovery`` (CI size: ~6 min on 2 cores, +1.5 min the first time
+for the reference pool) or ``--full`` (54-atom cells, 5 seeds, 1000 calls; hours). Task B
+(amorphous, multi-objective) is not built.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+# run as a file, this script's folder comes first on sys.path and its name would shadow
+# top-level packages: put the repository root ahead of it
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import yaml
+
+from acquisition.propose import propose
+from generator.solid_solution import LatticeKind, composition_grid, random_solid_solution
+from loop import steps
+from loop.budget import budget_exhausted_reason
+from loop.steps import CampaignRun
+from oracles.base import Oracle
+from oracles.gates import energy_gate
+from oracles.local_search import local_search
+from state.config import CampaignConfig
+from state.database import dispose_engines
+from state.schema import Candidate, Evaluation
+from state.store import CampaignStore
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "nifecr.yaml"
+CACHE = REPO / "build" / "bench" / "discovery"
+RESULTS = REPO / "benchmarks" / "results"
+ORACLE = "lammps_meam"
+OBJECTIVE = "bulk_modulus"
+ENERGY = "energy_per_atom"
+LATTICE: LatticeKind = "fcc"
+STRATEGIES = ("random", "local_search", "composition_bo", "amloop")
+#: Fractions of the reference best whose first reach is reported.
+FRACTIONS = (0.95, 0.99, 1.0)
+#: Issue 10's targets: the loop's calls to 99 % vs random and local search; overhead share.
+TARGET_VS_RANDOM = 5.0
+TARGET_VS_LOCAL = 2.0
+TARGET_OVERHEAD = 0.10
+#: Swaps per local-search step (seed 001).
+N_SWAPS = 20
+#: Rounds in a row without a new oracle call after which a strategy counts as stalled.
+STALL_ROUNDS = 3
+#: Seed of the reference pool (independent of the strategies' seeds).
+REFERENCE_SEED = 12345
+
+
+@dataclass(frozen=True)
+class Size:
+    """Sizes of one benchmark run.
+
+    Attributes:
+        name: ``ci`` or ``full``.
+        n_atoms: Atoms per FCC cell.
+        seeds: Independent repetitions per strategy.
+        budget: LAMMPS calls per run, seed set included.
+        checkpoints: Budgets (calls) at which the best value is reported.
+        n_initial: Seed-set size (calls).
+        batch_size: Proposals per iteration (BO strategies and the loop).
+        samples_per_proposal: Generator samples per proposal (the loop).
+        latent_steps: Adam steps of the loop's latent optimisation.
+        train_epochs: Generator epochs on the seed set.
+        finetune_epochs: Generator epochs of each fine-tuning.
+        pool_orderings: Reference pool: random orderings per grid composition (step 0.1).
+        pool_starts: Reference pool: local searches, from the best multi-element structures.
+        pool_steps: Reference pool: steps of each local search.
+    """
+
+    name: str
+    n_atoms: int
+    seeds: int
+    budget: int
+    checkpoints: tuple[int, ...]
+    n_initial: int
+    batch_size: int
+    samples_per_proposal: int
+    latent_steps: int
+    train_epochs: int
+    finetune_epochs: int
+    pool_orderings: int
+    pool_starts: int
+    pool_steps: int
+
+
+CI = Size("ci", 32, 3, 32, (8, 16, 32), 8, 2, 2, 200, 20, 5, 2, 3, 3)
+FULL = Size("full", 54, 5, 1000, (100, 300, 1000), 50, 4, 3, 200, 20, 5, 5, 5, 10)
+
+
+@dataclass
+class RunResult:
+    """One strategy run: gated objective per oracle call (GPa; ``None``: failed or gated out)."""
+
+    strategy: str
+    seed: int
+    values: list[float | None]
+    wall_s: float
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Reference:
+    """The reference optimum (GPa) and where it comes from."""
+
+    best: float
+    formula: str
+    calls: int
+    threshold_eV_per_atom: float
+    wall_s: float
+    pool: dict[str, int]
+
+
+# ----------------------------------------------------------------------------- curves
+
+
+def best_so_far(values: Sequence[float | None], budget: int) -> np.ndarray:
+    """Best value after each of ``budget`` calls, shape ``(budget,)``: NaN before the first
+    value, the last best after the trace ends (a stalled strategy keeps its best)."""
+    curve = np.full(budget, np.nan)
+    best = -math.inf
+    for k in range(budget):
+        value = values[k] if k < len(values) else None
+        if value is not None:
+            best = max(best, value)
+        if best > -math.inf:
+            curve[k] = best
+    return curve
+
+
+def calls_to_reach(curve: np.ndarray, target: float) -> int | None:
+    """First call (1-based) at which ``curve`` reaches ``target``, or ``None``."""
+    reached = np.nonzero(curve >= target - 1e-9 * abs(target))[0]
+    return int(reached[0]) + 1 if len(reached) else None
+
+
+def quartiles(calls: Sequence[int | None]) -> tuple[float, float, float]:
+    """``(q1, median, q3)`` of calls over seeds, not reached counting as ``inf``; sample values
+    (no interpolation), so a quantile is ``inf`` exactly when that share did not reach."""
+    data = np.array([math.inf if c is None else c for c in calls], dtype=float)
+    q1, median, q3 = np.quantile(data, [0.25, 0.5, 0.75], method="inverted_cdf")
+    return float(q1), float(median), float(q3)
+
+
+def format_calls(calls: Sequence[int | None]) -> str:
+    """``median [q1-q3]`` of calls, ``n.r.`` for not reached; ``not reached (k/n)`` when the
+    median did not reach (``k`` of ``n`` seeds did)."""
+    q1, median, q3 = quartiles(calls)
+    if math.isinf(median):
+        return f"not reached ({sum(c is not None for c in calls)}/{len(calls)})"
+    text = [("n.r." if math.isinf(v) else f"{v:.0f}") for v in (median, q1, q3)]
+    return f"{text[0]} [{text[1]}-{text[2]}]"
+
+
+def speedup(
+    baseline: Sequence[int | None], ours: Sequence[int | None], budget: int
+) -> tuple[float | None, bool]:
+    """How many times fewer calls ``ours`` needs than ``baseline`` (ratio of medians), and
+    whether that is only a lower bound (the baseline's median did not reach within ``budget``:
+    counted at ``budget``); ``None`` when ``ours``'s median did not reach."""
+    _, mine, _ = quartiles(ours)
+    _, theirs, _ = quartiles(baseline)
+    if math.isinf(mine):
+        return None, False
+    return min(theirs, budget) / mine, math.isinf(theirs)
+
+
+def format_speedup(value: float | None, lower_bound: bool) -> str:
+    """``2.50x``, ``>= 2.50x`` for a lower bound, or ``n/a`` when amloop did not reach."""
+    if value is None:
+        return "n/a (amloop did not reach)"
+    return f"{'>= ' if lower_bound else ''}{value:.2f}x"
+
+
+# ----------------------------------------------------------------------------- campaigns
+
+
+def campaign_config(size: Size, seed: int, *, strategy: str = "qLogNEI") -> CampaignConfig:
+    """``examples/nifecr.yaml`` at the benchmark's size: budget = ``size.budget`` LAMMPS calls,
+    no stop on stalling (the budget is spent), tiny generator."""
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data |= {
+        "name": f"discovery-{seed}",
+        "seed": seed,
+        "cell": {"n_atoms": size.n_atoms, "lattice": LATTICE},
+        "budget": {"core_hours": 1e4, "evaluations": {ORACLE: size.budget}},
+        "acquisition": {
+            "batch_size": size.batch_size,
+            "n_initial": size.n_initial,
+            "strategy": strategy,
+            "patience": 10**6,
+        },
+        "generator": {
+            "preset": "tiny",
+            "samples_per_proposal": size.samples_per_proposal,
+            "latent_steps": size.latent_steps,
+            "train_epochs": size.train_epochs,
+            "finetune_epochs": size.finetune_epochs,
+        },
+        "execution": {},
+    }
+    return CampaignConfig.model_validate(data)
+
+
+def lammps(config: CampaignConfig) -> Oracle:
+    """The campaign's LAMMPS oracle (one instance per process)."""
+    oracle = steps.oracle_instance(steps.oracle_config(config, ORACLE))
+    assert isinstance(oracle, Oracle)
+    return oracle
+
+
+def oracle_calls(run: CampaignRun) -> list[Evaluation]:
+    """The run's finished or failed LAMMPS calls, in call order."""
+    return [e for e in run.store.evaluations(oracle=ORACLE) if e.status in ("done", "failed")]
+
+
+def gated_value(evaluation: Evaluation, threshold: float, n_atoms: int) -> float | None:
+    """The objective (GPa) if the call succeeded and passes seed 001's energy gate against
+    ``threshold`` (eV/atom), else ``None``."""
+    props = evaluation.properties
+    if evaluation.status != "done" or OBJECTIVE not in props or ENERGY not in props:
+        return None
+    relaxed = props[ENERGY].value
+    raw = float(evaluation.provenance.get("raw_energy_per_atom_eV", relaxed))
+    kept, _ = energy_gate(relaxed, raw, training_max_energy_per_atom=threshold, natoms=n_atoms)
+    return props[OBJECTIVE].value if kept else None
+
+
+def energy_threshold(evaluations: Sequence[Evaluation]) -> float:
+    """Highest relaxed energy per atom (eV/atom) among successful calls."""
+    return max(e.properties[ENERGY].value for e in evaluations if ENERGY in e.properties)
+
+
+@contextmanager
+def timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    """Add the wall time (s) of the block to ``timings[key]``."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - started
+
+
+@contextmanager
+def fresh_campaign(config: CampaignConfig) -> Iterator[CampaignRun]:
+    """A new campaign for ``config`` in a throw-away SQLite store under ``build/``."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CACHE, prefix="run-") as folder:
+        url = f"sqlite:///{Path(folder) / 'store.sqlite'}"
+        store = CampaignStore.create(url, config.name, config.model_dump(mode="json"))
+        try:
+            yield CampaignRun(store, config, Path(folder))
+        finally:
+            dispose_engines()
+
+
+# ----------------------------------------------------------------------------- strategies
+
+
+def composition_search(run: CampaignRun, timings: dict[str, float]) -> list[Evaluation]:
+    """Random orderings at the compositions ``propose`` picks (composition features only) until
+    the budget is spent or the strategy stalls."""
+    oracle_cfg = steps.oracle_config(run.config, ORACLE)
+    rng = np.random.default_rng(run.config.seed)
+    stalled, round_index = 0, 0
+    while (
+        stalled < STALL_ROUNDS
+        and budget_exhausted_reason(run.store, run.config, oracle_cfg) is None
+    ):
+        before = len(oracle_calls(run))
+        with timed(timings, "acquisition"):
+            proposals = propose(
+                run.store,
+                run.config,
+                seed=steps.iteration_seed(run.config, round_index),
+                use_pdm=False,
+            )
+        for proposal in proposals:
+            structure = random_solid_solution(
+                proposal.composition, LATTICE, run.config.cell.n_atoms, rng
+            )
+            candidate = run.store.add_candidate(
+                Candidate(
+                    structure=structure,
+                    origin="seed",
+                    provenance={"builder": "benchmarks.discovery", "reason": proposal.reason},
+                )
+            )
+            steps.evaluate(run.store, run.config, oracle_cfg, candidate.content_hash, None)
+        stalled = stalled + 1 if len(oracle_calls(run)) == before else 0
+        round_index += 1
+    return oracle_calls(run)
+
+
+def run_local_search(run: CampaignRun, timings: dict[str, float]) -> list[Evaluation]:
+    """Seed 001's local search from the best multi-element seed structure (by gated value)."""
+    seeds = oracle_calls(run)
+    threshold = energy_threshold(seeds)
+    starts = [
+        (value, e)
+        for e in seeds
+        if (value := gated_value(e, threshold, run.config.cell.n_atoms)) is not None
+        and e.relaxed_structure is not None
+        and len(e.relaxed_structure.composition) > 1
+    ]
+    _, start = max(starts, key=lambda pair: pair[0])
+    candidate = run.store.candidate(start.candidate_hash)
+    assert candidate is not None
+    remaining = run.config.budget.evaluations[ORACLE] - len(seeds)
+    result = local_search(
+        candidate,
+        lammps(run.config),
+        objective=OBJECTIVE,
+        direction="max",
+        n_swaps=N_SWAPS,
+        n_steps=math.ceil(remaining / N_SWAPS),
+        rng=run.config.seed,
+        start_evaluation=start,
+    )
+    return seeds + [evaluation for _, evaluation in result.evaluated[1:]][:remaining]
+
+
+def run_loop(run: CampaignRun, timings: dict[str, float]) -> list[Evaluation]:
+    """The closed loop in :func:`loop.flows.campaign_flow`'s order, without Prefect: acquire,
+    train or fine-tune the generator, sample + latent-optimise, gate (the energy gate's LAMMPS
+    call scores the structure), cheap oracles, record, retrain for the next iteration."""
+    oracle_cfg = steps.oracle_config(run.config, ORACLE)
+    stalled = 0
+    while stalled < STALL_ROUNDS and steps.stop_reason(run, None) is None:
+        before = len(oracle_calls(run))
+        index = steps.current_iteration(run.store).index
+        with timed(timings, "acquisition"):
+            proposals = steps.acquire(run, index)
+        with timed(timings, "generator"):
+            model = steps.ensure_generator(run, index)
+            candidates = steps.generate(run, index, proposals, model)
+        survivors = steps.gate(run, index, candidates)
+        for task in steps.cheap_tasks(run, survivors):
+            steps.evaluate(run.store, run.config, oracle_cfg, task.candidate_hash, index)
+        steps.record(run, index, {})
+        with timed(timings, "generator"):
+            steps.ensure_generator(run, index + 1, trained_in=index)
+        run.store.update_iteration(index, phase="done")
+        stalled = stalled + 1 if len(oracle_calls(run)) == before else 0
+    return oracle_calls(run)
+
+
+StrategyFn = Callable[[CampaignRun, dict[str, float]], list[Evaluation]]
+
+
+def run_strategy(strategy: str, size: Size, seed: int) -> RunResult:
+    """One strategy on one seed: seed set, then the strategy until the budget is spent."""
+    functions: dict[str, tuple[StrategyFn, str]] = {
+        "random": (composition_search, "random"),
+        "local_search": (run_local_search, "qLogNEI"),
+        "composition_bo": (composition_search, "qLogNEI"),
+        "amloop": (run_loop, "qLogNEI"),
+    }
+    function, acquisition = functions[strategy]
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    with fresh_campaign(campaign_config(size, seed, strategy=acquisition)) as run:
+        steps.seed(run)
+        threshold = energy_threshold(oracle_calls(run))
+        trace = function(run, timings)
+    wall = time.perf_counter() - started
+    values = [gated_value(e, threshold, size.n_atoms) for e in trace[: size.budget]]
+    return RunResult(strategy, seed, values, wall, timings)
+
+
+# ----------------------------------------------------------------------------- reference
+
+
+def reference_pool(size: Size) -> Reference:
+    """Best gated value of a random pool (``pool_orderings`` orderings per 0.1-grid composition;
+    the gate's threshold is its highest energy) plus local searches from its best
+    multi-element structures."""
+    started = time.perf_counter()
+    config = campaign_config(size, REFERENCE_SEED)
+    oracle = lammps(config)
+    rng = np.random.default_rng(REFERENCE_SEED)
+    pool: list[tuple[Candidate, Evaluation]] = []
+    for composition in composition_grid(config.elements, dict(config.bounds), step=0.1):
+        for _ in range(size.pool_orderings):
+            structure = random_solid_solution(composition, LATTICE, size.n_atoms, rng)
+            candidate = Candidate(structure=structure, origin="seed")
+            pool.append((candidate, oracle.evaluate(candidate)))
+    threshold = energy_threshold([e for _, e in pool])
+    scored = [
+        (value, c, e)
+        for c, e in pool
+        if (value := gated_value(e, threshold, size.n_atoms)) is not None
+    ]
+    starts = sorted(
+        (s for s in scored if len(s[1].structure.composition) > 1), key=lambda s: -s[0]
+    )[: size.pool_starts]
+    for _, candidate, evaluation in starts:
+        result = local_search(
+            candidate,
+            oracle,
+            objective=OBJECTIVE,
+            n_swaps=N_SWAPS,
+            n_steps=size.pool_steps,
+            rng=rng,
+            start_evaluation=evaluation,
+        )
+        pool.extend(result.evaluated[1:])
+    best_value, best = max(
+        (
+            (value, c)
+            for c, e in pool
+            if (value := gated_value(e, threshold, size.n_atoms)) is not None
+        ),
+        key=lambda pair: pair[0],
+    )
+    return Reference(
+        best=best_value,
+        formula=best.formula,
+        calls=len(pool),
+        threshold_eV_per_atom=threshold,
+        wall_s=time.perf_counter() - started,
+        pool=pool_settings(size),
+    )
+
+
+def pool_settings(size: Size) -> dict[str, int]:
+    """The sizes the reference pool depends on (its cache key)."""
+    return {
+        "n_atoms": size.n_atoms,
+        "pool_orderings": size.pool_orderings,
+        "pool_starts": size.pool_starts,
+        "pool_steps": size.pool_steps,
+    }
+
+
+def reference(size: Size, *, refresh: bool = False) -> tuple[Reference, Path]:
+    """The cached reference of ``size`` (computed when missing, made with other pool sizes, or
+    ``refresh``)."""
+    path = CACHE / f"reference-{size.name}.json"
+    if path.is_file() and not refresh:
+        cached = Reference(**json.loads(path.read_text()))
+        if cached.pool == pool_settings(size):
+            return cached, path
+    result = reference_pool(size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(result), indent=2))
+    return result, path
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def summary_rows(
+    runs: Sequence[RunResult], ref: Reference, size: Size
+) -> tuple[dict[str, dict[str, str]], dict[str, dict[float, list[int | None]]]]:
+    """Per strategy: the table's cells, and the calls to reach each fraction per seed."""
+    rows: dict[str, dict[str, str]] = {}
+    reached: dict[str, dict[float, list[int | None]]] = {}
+    for strategy in dict.fromkeys(r.strategy for r in runs):
+        mine = [r for r in runs if r.strategy == strategy]
+        curves = [best_so_far(r.values, size.budget) for r in mine]
+        reached[strategy] = {
+            f: [calls_to_reach(c, f * ref.best) for c in curves] for f in FRACTIONS
+        }
+        row = {f"calls to {f:.0%}": format_calls(reached[strategy][f]) for f in FRACTIONS}
+        for budget in size.checkpoints:
+            at = np.array([c[budget - 1] for c in curves])
+            row[f"best@{budget} (GPa)"] = (
+                f"{np.nanmedian(at):.2f}" if np.isfinite(at).any() else "none"
+            )
+        wall = sum(r.wall_s for r in mine)
+        overhead = sum(sum(r.timings_s.values()) for r in mine)
+        row["overhead"] = f"{overhead / wall:.0%}" if overhead else "-"
+        row["rest s/call"] = f"{(wall - overhead) / sum(len(r.values) for r in mine):.2f}"
+        row["wall (s)"] = f"{wall:.0f}"
+        rows[strategy] = row
+    return rows, reached
+
+
+def overhead_share(runs: Sequence[RunResult], strategy: str = "amloop") -> float:
+    """Acquisition + generator time as a share of the strategy's wall time (all seeds)."""
+    mine = [r for r in runs if r.strategy == strategy]
+    return sum(sum(r.timings_s.values()) for r in mine) / sum(r.wall_s for r in mine)
+
+
+def target_lines(
+    reached: dict[str, dict[float, list[int | None]]], runs: Sequence[RunResult], size: Size
+) -> list[str]:
+    """The issue's targets next to what was measured, with met / not met."""
+    loop = reached["amloop"][0.99]
+    lines = []
+    for name, target in (("random", TARGET_VS_RANDOM), ("local_search", TARGET_VS_LOCAL)):
+        value, lower_bound = speedup(reached[name][0.99], loop, size.budget)
+        verdict = "met" if value is not None and value >= target else "not met"
+        lines.append(
+            f"calls to 99 %: amloop >= {target:g}x fewer than {name}: measured "
+            f"{format_speedup(value, lower_bound)} ({verdict})"
+        )
+    share = overhead_share(runs)
+    verdict = "met" if share <= TARGET_OVERHEAD else "not met"
+    lines.append(
+        f"amloop overhead <= {TARGET_OVERHEAD:.0%} of wall time: measured {share:.1%} ({verdict})"
+    )
+    return lines
+
+
+def table(rows: dict[str, dict[str, str]]) -> list[str]:
+    """Markdown table of ``rows``."""
+    columns = list(next(iter(rows.values())))
+    lines = [
+        "| strategy | " + " | ".join(columns) + " |",
+        "| --- |" + " --- |" * len(columns),
+    ]
+    lines += [
+        f"| {name} | " + " | ".join(row[c] for c in columns) + " |" for name, row in rows.items()
+    ]
+    return lines
+
+
+def plot(runs: Sequence[RunResult], ref: Reference, size: Size, path: Path) -> None:
+    """Best-so-far vs calls: median over seeds with the interquartile band, per strategy."""
+    calls = np.arange(1, size.budget + 1)
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for strategy in dict.fromkeys(r.strategy for r in runs):
+        curves = np.array(
+            [best_so_far(r.values, size.budget) for r in runs if r.strategy == strategy]
+        )
+        with np.errstate(all="ignore"):
+            low, mid, high = np.nanpercentile(curves, [25, 50, 75], axis=0)
+        (line,) = axes.plot(calls, mid, label=strategy)
+        axes.fill_between(calls, low, high, color=line.get_color(), alpha=0.2)
+    axes.axhline(ref.best, color="k", ls="--", lw=1, label=f"reference {ref.best:.2f} GPa")
+    axes.axhline(0.99 * ref.best, color="k", ls=":", lw=1, label="99 % of reference")
+    axes.axvline(size.n_initial, color="grey", lw=0.8, label="end of the seed set")
+    axes.set_xlabel("LAMMPS calls (seed set included)")
+    axes.set_ylabel("best gated Voigt bulk modulus (GPa)")
+    axes.set_title(f"Ni-Fe-Cr {size.n_atoms}-atom FCC, {size.seeds} seeds (median, IQR)")
+    axes.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def write_summary(
+    path: Path,
+    command: str,
+    rows: dict[str, dict[str, str]],
+    targets: list[str],
+    ref: Reference,
+    size: Size,
+    wall_s: float,
+) -> None:
+    """The Markdown summary of one benchmark run."""
+    lines = [
+        f"# Discovery benchmark ({size.name} size)",
+        "",
+        f"Produced by `{command}` in {wall_s:.0f} s on this machine (2 cores, one thread).",
+        "",
+        f"Task A: Ni-Fe-Cr {size.n_atoms}-atom FCC cells (Cr <= 0.6), maximise the LAMMPS Voigt"
+        " bulk modulus (2NN-MEAM, ELASTIC protocol) with seed 001's energy gate (relaxed energy"
+        " per atom at most the seed set's highest). Every strategy of a seed starts from the same"
+        f" {size.n_initial}-structure seed set and has {size.budget} LAMMPS calls, seed set"
+        f" included; {size.seeds} seeds. Cells: median [IQR] over seeds; n.r. = not reached"
+        " within the budget.",
+        "",
+        f"Reference best: {ref.best:.3f} GPa ({ref.formula}), the best gated value of a pool of"
+        f" {ref.calls} calls (random orderings on the 0.1 composition grid + local searches;"
+        f" gate threshold {ref.threshold_eV_per_atom:.4f} eV/atom), cached in"
+        f" `build/bench/discovery/reference-{size.name}.json`.",
+        "",
+        *table(rows),
+        "",
+        "`overhead`: acquisition (surrogate fit + acquisition optimisation) and generator"
+        " (training, fine-tuning, sampling, latent optimisation) time as a share of the"
+        " strategy's wall time; `rest s/call`: the remaining wall time (LAMMPS, gate, store,"
+        " seed set) per oracle call.",
+        "",
+        "## Targets (issue 10)",
+        "",
+        *[f"- {line}" for line in targets],
+        "",
+        "## Notes",
+        "",
+        "- The bulk modulus spans only ~172-190 GPa over this space, so 95 % of the reference is"
+        " reached by almost any structure; 99 % and 100 % are the informative columns.",
+        "- A strategy that stops producing new structures keeps its best for the rest of the"
+        " budget (its curve is flat).",
+        "- A LAMMPS call on a lattice-decorated 32-atom cell takes ~0.3 s; generated cells start"
+        " far from a minimum and take several times longer to relax (`rest s/call`). With such a"
+        " cheap oracle the surrogate and generator costs weigh more than they would with the"
+        " full size or a dearer oracle.",
+        "- Task B (amorphous, multi-objective, hypervolume vs calls) is not built.",
+        "",
+        "![best so far](best_so_far.png)",
+        "",
+    ]
+    path.write_text("\n".join(lines))
+
+
+def main() -> None:
+    """Run the reference pool (cached) and every strategy on every seed; print and write."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="54 atoms, 5 seeds, 1000 calls")
+    parser.add_argument("--seeds", type=int, help="override the number of seeds")
+    parser.add_argument(
+        "--strategies", default=",".join(STRATEGIES), help="comma-separated subset to run"
+    )
+    parser.add_argument(
+        "--refresh-reference", action="store_true", help="recompute the cached reference pool"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    size = FULL if args.full else CI
+    if args.seeds:
+        size = Size(**(asdict(size) | {"seeds": args.seeds}))
+    strategies = args.strategies.split(",")
+    if unknown := set(strategies) - set(STRATEGIES):
+        parser.error(f"unknown strategies {sorted(unknown)}; choose from {', '.join(STRATEGIES)}")
+    started = time.perf_counter()
+
+    ref, ref_path = reference(size, refresh=args.refresh_reference)
+    print(
+        f"reference best {ref.best:.3f} GPa ({ref.formula}) from {ref.calls} calls "
+        f"({ref.wall_s:.0f} s when computed; {ref_path.relative_to(REPO)})",
+        flush=True,
+    )
+    runs = []
+    for seed in range(size.seeds):
+        for strategy in strategies:
+            result = run_strategy(strategy, size, seed)
+            best = max((v for v in result.values if v is not None), default=math.nan)
+            print(
+                f"  seed {seed} {strategy:15s} {len(result.values):4d} calls  best {best:.2f} GPa"
+                f"  {result.wall_s:6.1f} s",
+                flush=True,
+            )
+            runs.append(result)
+    wall = time.perf_counter() - started
+
+    rows, reached = summary_rows(runs, ref, size)
+    print()
+    print(
+        f"Ni-Fe-Cr {size.n_atoms}-atom FCC, max LAMMPS bulk modulus, budget {size.budget} calls "
+        f"(seed set {size.n_initial} included), {size.seeds} seeds; reference {ref.best:.2f} GPa"
+    )
+    print("\n".join(table(rows)))
+    targets = (
+        target_lines(reached, runs, size)
+        if {"amloop", "random", "local_search"} <= set(strategies)
+        else ["targets need the strategies amloop, random and local_search"]
+    )
+    print("\n".join(f"target: {line}" for line in targets))
+
+    out = RESULTS / f"discovery-{size.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    plot(runs, ref, size, out / "best_so_far.png")
+    command = "python -m benchmarks.discovery" + (" --full" if args.full else "")
+    write_summary(out / "summary.md", command, rows, targets, ref, size, wall)
+    (out / "runs.json").write_text(
+        json.dumps({"reference": asdict(ref), "runs": [asdict(r) for r in runs]}, indent=1)
+    )
+    print(f"wall time {wall:.0f} s")
+    for name in ("best_so_far.png", "summary.md", "runs.json"):
+        print(f"wrote {(out / name).relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()

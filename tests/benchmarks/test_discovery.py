@@ -1,0 +1,74 @@
+"""The discovery benchmark's curve arithmetic on known traces (no oracle calls)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from state.schema import Evaluation, PropertyValue
+
+PATH = Path(__file__).parents[2] / "benchmarks" / "discovery.py"
+
+
+@pytest.fixture(scope="module")
+def discovery():
+    """``benchmarks/discovery.py`` loaded from its file (``benchmarks`` is not a package)."""
+    spec = importlib.util.spec_from_file_location("discovery_benchmark", PATH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_best_so_far_waits_for_a_value_and_stays_flat_after_the_trace(discovery):
+    curve = discovery.best_so_far([None, 3.0, 2.0, 5.0], budget=6)
+    assert np.isnan(curve[0])
+    assert curve[1:].tolist() == [3.0, 3.0, 5.0, 5.0, 5.0]
+
+
+def test_calls_to_reach_is_one_based_and_none_when_missed(discovery):
+    curve = discovery.best_so_far([1.0, 2.0, 4.0], budget=3)
+    assert discovery.calls_to_reach(curve, 2.0) == 2
+    assert discovery.calls_to_reach(curve, 0.99 * 4.0) == 3
+    assert discovery.calls_to_reach(curve, 4.0 + 1e-6) is None
+
+
+def test_quartiles_count_misses_as_infinite_without_interpolating(discovery):
+    assert discovery.quartiles([4, 2, 8]) == (2.0, 4.0, 8.0)
+    q1, median, q3 = discovery.quartiles([4, None, 2])
+    assert (q1, median) == (2.0, 4.0) and math.isinf(q3)
+    assert discovery.format_calls([4, None, 2]) == "4 [2-n.r.]"
+    assert discovery.format_calls([None, None, 2]) == "not reached (1/3)"
+
+
+def test_speedup_uses_medians_and_a_lower_bound_for_misses(discovery):
+    assert discovery.speedup([20, 30, 40], [5, 6, 7], budget=40) == (5.0, False)
+    assert discovery.speedup([None, None, 40], [5, 10, 20], budget=40) == (4.0, True)
+    assert discovery.speedup([1, 2, 3], [None, None, 1], budget=40) == (None, False)
+    assert discovery.format_speedup(4.0, True) == ">= 4.00x"
+    assert discovery.format_speedup(None, False).startswith("n/a")
+
+
+def test_gated_value_applies_the_seed_energy_rule(discovery):
+    def call(bulk: float, energy: float) -> Evaluation:
+        return Evaluation(
+            candidate_hash="x",
+            oracle="lammps_meam",
+            fidelity=0.6,
+            status="done",
+            properties={
+                "bulk_modulus": PropertyValue(value=bulk, unit="GPa"),
+                "energy_per_atom": PropertyValue(value=energy, unit="eV/atom"),
+            },
+        )
+
+    assert discovery.gated_value(call(180.0, -4.2), -4.1, 32) == 180.0
+    assert discovery.gated_value(call(190.0, -4.0), -4.1, 32) is None
+    failed = Evaluation(candidate_hash="x", oracle="lammps_meam", fidelity=0.6, status="failed")
+    assert discovery.gated_value(failed, -4.1, 32) is None
