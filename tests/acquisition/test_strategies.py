@@ -249,15 +249,20 @@ def independent_violations(config: CampaignConfig, proposal: Any) -> list[str]:
     return problems
 
 
+def _space_or_discard(config: CampaignConfig, training: TrainingSet) -> SearchSpace:
+    """The search space of a generated campaign; hypothesis discards infeasible draws."""
+    try:
+        return SearchSpace.build(training, config)
+    except ValueError:
+        assume(False)
+        raise
+
+
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(campaigns())
 def test_proposals_never_violate_constraints(campaign: tuple[CampaignConfig, TrainingSet]) -> None:
     config, training = campaign
-    try:
-        space = SearchSpace.build(training, config)
-    except ValueError:
-        assume(False)
-        return
+    space = _space_or_discard(config, training)
     proposals = propose_from_training(training, config, q=2, seed=0)
     for proposal in proposals:
         assert independent_violations(config, proposal) == []
@@ -273,11 +278,7 @@ def test_projection_and_samples_are_feasible(
     campaign: tuple[CampaignConfig, TrainingSet], seed: int
 ) -> None:
     config, training = campaign
-    try:
-        space = SearchSpace.build(training, config)
-    except ValueError:
-        assume(False)
-        return
+    space = _space_or_discard(config, training)
     rng = np.random.default_rng(seed)
     raw = np.hstack(
         [rng.uniform(-0.2, 1.2, size=(5, space.n_elements)), rng.uniform(-5, 20, (5, len(space.pairs)))]
