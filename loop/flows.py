@@ -209,35 +209,46 @@ def campaign_flow(
         requeued = run.store.requeue_running()
         if requeued:
             logger.info("re-queued %d evaluation(s) left running by a dead process", requeued)
-        logger.info(seed_task(*args))
-        while (reason := steps.stop_reason(run, run.config.execution.max_iterations)) is None:
-            if lost.is_set():
-                raise LockHeld(f"campaign '{campaign}' was taken over by another process")
-            index = steps.current_iteration(run.store).index
-            logger.info("iteration %d", index)
-            acquire_task(*args, index)
-            survivors = generate_task(*args, index)
-            started = time.perf_counter()
-            candidates = [c for h in survivors if (c := run.store.candidate(h)) is not None]
-            cheap = _fan_out(steps.cheap_tasks(run, candidates), run, args, index)
-            proposals = steps.acquire(run, index)
-            dear = _fan_out(
-                steps.expensive_tasks(run, index, proposals, candidates), run, args, index
-            )
-            best = steps.record(run, index, {"evaluate": time.perf_counter() - started})
-            logger.info("iteration %d: cheap %s, expensive %s, best %s", index, cheap, dear, best)
-            started = time.perf_counter()
-            logger.info(retrain_task(*args, index))
-            retrain_s = time.perf_counter() - started
-            run.store.update_iteration(
-                index,
-                phase="done",
-                metadata={"timings_s": {**steps.timings(run, index), "retrain": retrain_s}},
-            )
+        try:
+            reason = _iterate(run, args, lost)
+        except BaseException as exc:  # recorded, then raised: `amloop resume` continues
+            run.store.log_event("error", f"{type(exc).__name__}: {exc}")
+            run.store.set_status("paused")
+            raise
         run.store.log_event("stopped", reason)
         run.store.set_status("finished")
         logger.info("campaign %s stopped: %s", campaign, reason)
         return reason
+
+
+def _iterate(run: CampaignRun, args: tuple[str, str, str, RunLimits], lost: threading.Event) -> str:
+    """Seed, then run iterations until :func:`loop.steps.stop_reason` gives a reason."""
+    logger = get_run_logger()
+    campaign = run.store.name
+    logger.info(seed_task(*args))
+    while (reason := steps.stop_reason(run, run.config.execution.max_iterations)) is None:
+        if lost.is_set():
+            raise LockHeld(f"campaign '{campaign}' was taken over by another process")
+        index = steps.current_iteration(run.store).index
+        logger.info("iteration %d", index)
+        acquire_task(*args, index)
+        survivors = generate_task(*args, index)
+        started = time.perf_counter()
+        candidates = [c for h in survivors if (c := run.store.candidate(h)) is not None]
+        cheap = _fan_out(steps.cheap_tasks(run, candidates), run, args, index)
+        proposals = steps.acquire(run, index)
+        dear = _fan_out(steps.expensive_tasks(run, index, proposals, candidates), run, args, index)
+        best = steps.record(run, index, {"evaluate": time.perf_counter() - started})
+        logger.info("iteration %d: cheap %s, expensive %s, best %s", index, cheap, dear, best)
+        started = time.perf_counter()
+        logger.info(retrain_task(*args, index))
+        retrain_s = time.perf_counter() - started
+        run.store.update_iteration(
+            index,
+            phase="done",
+            metadata={"timings_s": {**steps.timings(run, index), "retrain": retrain_s}},
+        )
+    return reason
 
 
 def task_runner(config: CampaignConfig) -> Any:

@@ -189,3 +189,23 @@ def test_prefect_yaml_deployments_point_at_the_campaign_flow():
         flow = load_flow_from_entrypoint(str(REPO / deployment["entrypoint"]))
         assert flow.name == "amloop-campaign"
         assert set(deployment["parameters"]) <= set(flow.parameters.properties)
+
+
+def test_an_error_pauses_the_campaign_with_the_reason(tmp_path, monkeypatch, prefect_api_url):
+    """One seed structure is too few to train the generator: the flow raises, the campaign is
+    left `paused` with the error in its log and its lock free, ready for `amloop resume`."""
+    import yaml
+
+    data = yaml.safe_load(CONFIG.read_text())
+    data["name"] = "loop-error"
+    data["acquisition"]["n_initial"] = 1
+    config = tmp_path / "error.yaml"
+    config.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("AMLOOP_HOME", str(tmp_path / "home"))
+    handle = init_campaign(config, Settings())
+    with pytest.raises(RuntimeError, match="at least 2 scored structures"):
+        run_campaign(handle.database_url, handle.name, handle.directory, RunLimits())
+    info = handle.store().info()
+    assert info.status == "paused" and info.lock is None
+    (event,) = handle.store().events(kind="error")
+    assert "at least 2 scored structures" in event.message
