@@ -13,7 +13,8 @@ Each point is one property value of one composition at one fidelity. Its feature
   carry the measurement;
 - fidelity: the evaluation's fidelity (the oracle's, in ``[0, 1]``); measurements are ``1.0``.
 
-Targets are the objectives' property values in the objective's unit (converted with
+Targets are the values of the modelled properties (objectives and ``constraints``) in the
+configured unit (converted with
 :func:`state.units.to_canonical` when the unit differs), with the variance ``σ²`` where an
 uncertainty was reported. Failed evaluations are not dropped: they and the done ones form the
 feasibility labels (``1`` = the oracle succeeded).
@@ -143,7 +144,7 @@ def build_training_set(
         The :class:`TrainingSet`; objectives without data have zero rows.
     """
     elements = list(config.elements)
-    units = {o.property: o.unit or "" for o in config.objectives}
+    units = config.modelled_units
     candidates = {c.content_hash: c for c in store.candidates()}
 
     def pdm_of(structure: Structure | None) -> np.ndarray | None:

@@ -4,9 +4,10 @@
 :func:`propose_from_training` does the rest:
 
 1. above ``acquisition.max_points`` values per objective, a subsample (:func:`subsample`);
-2. one GP per objective (:mod:`acquisition.surrogate`) and, where some oracle calls failed and
-   others succeeded, a GP on the success indicator (:mod:`acquisition.feasibility`), used as an
-   outcome constraint;
+2. one GP per objective (:mod:`acquisition.surrogate`), one per ``constraints:`` entry with
+   enough values and, where some oracle calls failed and others succeeded, a GP on the success
+   indicator (:mod:`acquisition.feasibility`); the last two are outcome constraints
+   (:mod:`acquisition.outcome_constraints`);
 3. a BoTorch acquisition function, maximised with :func:`botorch.optim.optimize_acqf` over the
    search space of :mod:`acquisition.constraints` (bounded simplex, PDM cone, fidelity fixed
    at 1.0): one objective ``qLogNoisyExpectedImprovement`` (``qUpperConfidenceBound`` with
@@ -43,7 +44,7 @@ from botorch.acquisition.multi_objective import qLogNoisyExpectedHypervolumeImpr
 from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputObjective
 from botorch.acquisition.objective import ConstrainedMCObjective, GenericMCObjective
 from botorch.acquisition.utils import get_infeasible_cost
-from botorch.models import ModelListGP, SingleTaskGP
+from botorch.models import ModelListGP
 from botorch.models.model import Model
 from botorch.optim import optimize_acqf
 from botorch.optim.initializers import initialize_q_batch
@@ -51,9 +52,10 @@ from botorch.sampling import SobolQMCNormalSampler
 from torch import Tensor
 
 from acquisition.constraints import SearchSpace
-from acquisition.feasibility import feasibility_constraint, fit_feasibility, probability_feasible
+from acquisition.feasibility import fit_feasibility
 from acquisition.features import TrainingSet, build_training_set
 from acquisition.fidelity import OracleSource, choose_oracles, oracle_sources
+from acquisition.outcome_constraints import OutcomeConstraint, fit_config_constraints
 from acquisition.surrogate import DTYPE, Surrogate, fit_surrogate, input_bounds, subsample
 from generator.data import composition_vector
 from state.config import CampaignConfig
@@ -194,11 +196,15 @@ def propose_from_training(
             return _records(X, None, scores, surrogate, elements, sources, [reason] * q)
 
         surrogate = fit_surrogate(training, config)
-        feasibility = fit_feasibility(training, input_bounds(training, config))
+        bounds = input_bounds(training, config)
+        feasibility = fit_feasibility(training, bounds)
+        outcome_constraints = fit_config_constraints(training, config, bounds)
+        if feasibility is not None:
+            outcome_constraints.append(feasibility)
         X_pending = None
         if len(pending_comp):
             X_pending = torch.tensor(space.pending_features(pending_comp, mean_pdm), dtype=DTYPE)
-        acqf, name = _acquisition(surrogate, feasibility, training, config, seed, X_pending)
+        acqf, name = _acquisition(surrogate, outcome_constraints, training, config, seed, X_pending)
         X = _optimise(acqf, space, q, seed, X_pending, multi=len(config.objectives) > 1)
         with torch.no_grad():
             scores = acqf(torch.tensor(X, dtype=DTYPE).unsqueeze(1)).numpy()
@@ -208,11 +214,15 @@ def propose_from_training(
         if X_pending is not None:
             reason += f", {len(X_pending)} pending"
         reasons = [reason] * q
-        if feasibility is not None:
-            failed = int(np.sum(training.feasibility_y == 0))
+        for constraint in outcome_constraints:
+            if constraint is feasibility:
+                failed = int(np.sum(training.feasibility_y == 0))
+                what = f"P(feasible) {{p:.2f}} ({failed} failed calls fitted)"
+            else:
+                what = f"P({constraint.label}) {{p:.2f}}"
             reasons = [
-                f"{reason}, P(feasible) {p:.2f} ({failed} failed calls fitted)"
-                for p in probability_feasible(feasibility, X)
+                f"{r}, {what.format(p=p)}"
+                for r, p in zip(reasons, constraint.probability(X), strict=True)
             ]
         pdm_targets = X[:, training.pdm_slice] if training.use_pdm else None
         return _records(X, pdm_targets, scores[order], surrogate, elements, sources, reasons)
@@ -252,22 +262,23 @@ def _reference_point(training: TrainingSet, config: CampaignConfig) -> list[floa
 
 def _acquisition(
     surrogate: Surrogate,
-    feasibility: SingleTaskGP | None,
+    outcome_constraints: Sequence[OutcomeConstraint],
     training: TrainingSet,
     config: CampaignConfig,
     seed: int,
     X_pending: Tensor | None,
 ) -> tuple[AcquisitionFunction, str]:
-    """The acquisition function (feasibility as an outcome constraint) and its name."""
+    """The acquisition function (with the outcome constraints: the config's and feasibility)
+    and its name."""
     baseline = torch.tensor(training.all_X(), dtype=DTYPE)
     baseline[:, training.fidelity_index] = 1.0
     baseline = torch.unique(baseline, dim=0)
     m = len(surrogate.properties)
     model: Model = surrogate.model
     constraints = None
-    if feasibility is not None:
-        model = ModelListGP(*surrogate.models, feasibility)
-        constraints = [feasibility_constraint(m)]
+    if outcome_constraints:
+        model = ModelListGP(*surrogate.models, *(c.model for c in outcome_constraints))
+        constraints = [f for k, c in enumerate(outcome_constraints) for f in c.callables(m + k)]
     n_mc = MC_SAMPLES_MO if m > 1 else MC_SAMPLES
     sampler = SobolQMCNormalSampler(sample_shape=torch.Size([n_mc]), seed=seed)
     if m > 1:

@@ -143,23 +143,7 @@ def fit_surrogate(training: TrainingSet, config: CampaignConfig) -> Surrogate:
             raise ValueError(f"objective '{objective.property}' has no data to fit a surrogate on")
         sign = 1.0 if objective.direction == "maximize" else -1.0
         signs.append(sign)
-        X = torch.tensor(data.X, dtype=DTYPE)
-        Y = torch.tensor(sign * data.Y, dtype=DTYPE).unsqueeze(-1)
-        heteroscedastic = bool(np.all(np.isfinite(data.Yvar)))
-        Yvar = (
-            torch.tensor(data.Yvar, dtype=DTYPE).clamp_min(1e-12).unsqueeze(-1)
-            if heteroscedastic
-            else None
-        )
-        model = SingleTaskGP(
-            X,
-            Y,
-            train_Yvar=Yvar,
-            input_transform=Normalize(d=training.dim, bounds=bounds),
-            outcome_transform=Standardize(m=1),
-        )
-        fit_mll(model)
-        models.append(model)
+        models.append(fit_property_gp(data, bounds, sign=sign))
     combined: Model = models[0] if len(models) == 1 else ModelListGP(*models)
     return Surrogate(
         model=combined,
@@ -168,6 +152,36 @@ def fit_surrogate(training: TrainingSet, config: CampaignConfig) -> Surrogate:
         bounds=bounds,
         fidelity_index=training.fidelity_index,
     )
+
+
+def fit_property_gp(data: ObjectiveData, bounds: Tensor, *, sign: float = 1.0) -> SingleTaskGP:
+    """A fitted ``SingleTaskGP`` of one property's values times ``sign``.
+
+    Args:
+        data: The property's training points (``k >= 1`` rows).
+        bounds: Input normalisation box, shape ``(2, d)`` (:func:`input_bounds`).
+        sign: ``-1`` to model a minimised property in maximisation space.
+
+    Returns:
+        The GP in eval mode; heteroscedastic when every point has a variance.
+    """
+    X = torch.tensor(data.X, dtype=DTYPE)
+    Y = torch.tensor(sign * data.Y, dtype=DTYPE).unsqueeze(-1)
+    heteroscedastic = bool(np.all(np.isfinite(data.Yvar)))
+    Yvar = (
+        torch.tensor(data.Yvar, dtype=DTYPE).clamp_min(1e-12).unsqueeze(-1)
+        if heteroscedastic
+        else None
+    )
+    model = SingleTaskGP(
+        X,
+        Y,
+        train_Yvar=Yvar,
+        input_transform=Normalize(d=bounds.shape[-1], bounds=bounds),
+        outcome_transform=Standardize(m=1),
+    )
+    fit_mll(model)
+    return model
 
 
 def fit_mll(model: SingleTaskGP) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,19 +42,16 @@ class CellConfig(BaseModel):
     lattice: Literal["fcc", "bcc", "hcp", "amorphous"] = "amorphous"
 
 
-class ObjectiveConfig(BaseModel):
-    """A property to optimise, e.g. ``{property: bulk_modulus, direction: maximize}``."""
+class _PropertyConfig(BaseModel):
+    """A property the surrogates model: its name, unit and the oracle that measures it."""
 
     model_config = _STRICT
     property: str
-    direction: Literal["maximize", "minimize"]
     unit: str | None = Field(None, description="defaults to the property's canonical unit")
-    target: float | None = None
-    threshold: float | None = Field(None, description="reference point for hypervolume")
     oracle: str | None = Field(None, description="name of the oracle that measures it")
 
     @model_validator(mode="after")
-    def _known_property(self) -> ObjectiveConfig:
+    def _known_property(self) -> _PropertyConfig:
         if self.unit is None:
             try:
                 self.unit = canonical_unit(self.property)
@@ -64,6 +61,43 @@ class ObjectiveConfig(BaseModel):
                     f"{', '.join(sorted(PROPERTY_DIMENSIONS))}"
                 ) from None
         return self
+
+
+class ObjectiveConfig(_PropertyConfig):
+    """A property to optimise, e.g. ``{property: bulk_modulus, direction: maximize}``."""
+
+    direction: Literal["maximize", "minimize"]
+    target: float | None = None
+    threshold: float | None = Field(None, description="reference point for hypervolume")
+
+
+class ConstraintConfig(_PropertyConfig):
+    """An outcome constraint of the acquisition, e.g. ``{property: formation_energy, upper: 0}``:
+    proposals must be likely to satisfy ``lower <= value <= upper`` (in ``unit``)."""
+
+    lower: float | None = None
+    upper: float | None = None
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> ConstraintConfig:
+        if self.lower is None and self.upper is None:
+            raise ValueError(
+                f"constraint on '{self.property}' has no bound: set lower and/or upper"
+            )
+        if self.lower is not None and self.upper is not None and self.lower > self.upper:
+            raise ValueError(
+                f"constraint on '{self.property}': lower {self.lower:g} > upper {self.upper:g}"
+            )
+        return self
+
+    def describe(self) -> str:
+        """The constraint in words, e.g. ``formation_energy <= 0 eV/atom``."""
+        unit = f" {self.unit}" if self.unit else ""
+        if self.lower is not None and self.upper is not None:
+            return f"{self.lower:g} <= {self.property} <= {self.upper:g}{unit}"
+        if self.upper is not None:
+            return f"{self.property} <= {self.upper:g}{unit}"
+        return f"{self.property} >= {self.lower:g}{unit}"
 
 
 class OracleCost(BaseModel):
@@ -209,6 +243,9 @@ class CampaignConfig(BaseModel):
     )
     cell: CellConfig = Field(default_factory=CellConfig)
     objectives: list[ObjectiveConfig] = Field(..., min_length=1)
+    constraints: list[ConstraintConfig] = Field(
+        default_factory=list, description="outcome constraints of the acquisition"
+    )
     oracles: list[OracleConfig] = Field(..., min_length=1)
     budget: BudgetConfig
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
@@ -250,12 +287,23 @@ class CampaignConfig(BaseModel):
         names = [oracle.name for oracle in self.oracles]
         if len(set(names)) != len(names):
             raise ValueError(f"oracles: names must be unique, got {names}; rename the duplicates")
-        for i, objective in enumerate(self.objectives):
-            if objective.oracle is not None and objective.oracle not in names:
+        sections: list[tuple[str, Sequence[_PropertyConfig]]] = [
+            ("objectives", self.objectives),
+            ("constraints", self.constraints),
+        ]
+        for section, entries in sections:
+            for i, entry in enumerate(entries):
+                if entry.oracle is not None and entry.oracle not in names:
+                    raise ValueError(
+                        f"{section}.{i}.oracle: {section[:-1]} '{entry.property}' names oracle "
+                        f"'{entry.oracle}', which is not configured; use one of the configured "
+                        f"oracles ({', '.join(names)}) or add it under oracles"
+                    )
+        for i, constraint in enumerate(self.constraints):
+            if constraint.property in self.objective_properties:
                 raise ValueError(
-                    f"objectives.{i}.oracle: objective '{objective.property}' names oracle "
-                    f"'{objective.oracle}', which is not configured; use one of the configured "
-                    f"oracles ({', '.join(names)}) or add it under oracles"
+                    f"constraints.{i}: '{constraint.property}' is an objective; constrain "
+                    "another property, or give the objective a threshold"
                 )
         gate_oracle = self.quality.energy_oracle
         if gate_oracle is not None and gate_oracle not in names:
@@ -279,6 +327,11 @@ class CampaignConfig(BaseModel):
     def objective_properties(self) -> list[str]:
         """Names of the properties being optimised."""
         return [objective.property for objective in self.objectives]
+
+    @property
+    def modelled_units(self) -> dict[str, str]:
+        """Unit of every property the surrogates model: objectives, then constraints."""
+        return {entry.property: entry.unit or "" for entry in [*self.objectives, *self.constraints]}
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

@@ -20,7 +20,7 @@ from acquisition.fidelity import choose_oracles, oracle_sources
 from acquisition.propose import propose_from_training
 from acquisition.surrogate import fit_surrogate, subsample
 from generator.pdm import pair_indices, pair_labels
-from state.config import CampaignConfig
+from state.config import CampaignConfig, ConstraintConfig
 from state.schema import Candidate, Cost, Evaluation, PropertyValue
 from state.store import CampaignStore
 
@@ -190,6 +190,43 @@ def test_failures_steer_away() -> None:
     assert all("P(feasible)" in p.reason for p in careful)
     assert max(p.composition["Cr"] for p in careful) < 0.55
     assert max(p.composition["Cr"] for p in naive) > max(p.composition["Cr"] for p in careful)
+
+
+def test_outcome_constraint_keeps_proposals_where_it_holds() -> None:
+    """The best peak (Cr 0.3) violates ``formation_energy_per_atom <= 0`` (here ``E_f = x_Cr - 0.15``
+    eV/atom): with the constraint the proposals stay Cr-poor, without it they go to the peak."""
+    rng = np.random.default_rng(4)
+    X = rng.dirichlet(np.ones(3), size=24)
+    formation = X[:, 2] - 0.15
+    training = training_set(X, peaked(X))
+    features = training.objectives["bulk_modulus"].X
+    training.objectives["formation_energy_per_atom"] = ObjectiveData(
+        X=features, Y=formation, Yvar=np.full(len(X), np.nan)
+    )
+    free_config = make_config(features="composition")
+    constrained_config = make_config(features="composition")
+    constrained_config.constraints = [
+        ConstraintConfig(property="formation_energy_per_atom", upper=0.0),
+    ]
+    free = propose_from_training(training, free_config, q=3, seed=0)
+    constrained = propose_from_training(training, constrained_config, q=3, seed=0)
+    assert all("P(formation_energy_per_atom <= 0 eV/atom)" in p.reason for p in constrained)
+    assert max(p.composition["Cr"] for p in constrained) < 0.2
+    assert max(p.composition["Cr"] for p in free) > 0.25
+
+
+def test_constraint_config_errors() -> None:
+    with pytest.raises(ValueError, match="has no bound: set lower and/or upper"):
+        ConstraintConfig(property="formation_energy_per_atom")
+    with pytest.raises(ValueError, match="lower 1 > upper 0"):
+        ConstraintConfig(property="formation_energy_per_atom", lower=1.0, upper=0.0)
+    with pytest.raises(ValueError, match="'bulk_modulus' is an objective"):
+        make_config().model_validate(
+            {
+                **make_config().model_dump(),
+                "constraints": [{"property": "bulk_modulus", "upper": 1}],
+            }
+        )
 
 
 # ---------------------------------------------------------------------------- constraints

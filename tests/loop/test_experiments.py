@@ -10,7 +10,10 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from acquisition.features import MEASUREMENT_FIDELITY, build_training_set
 from loop.cli import app
+from oracles.registry import oracle_types
+from state.config import load_config
 from state.database import dispose_engines
 from state.settings import Settings
 from state.store import CampaignStore
@@ -69,6 +72,16 @@ def test_request_then_inject_table_s2_fulfils_it(cli, tmp_path):
     rows = json.loads(cli("history", "--format", "json").output)
     assert {r["fidelity"] for r in rows} == {"experiment"}
     assert "illustrative" in rows[0]["source"]
+
+    # The next proposal's training data: the three catalysts at the top fidelity, in mV, with σ².
+    config = load_config(DATA / "feconimobo_lab.yaml", oracle_types=oracle_types())
+    training = build_training_set(store, config)
+    data = training.objectives["overpotential"]
+    assert data.X[:, training.fidelity_index].tolist() == [MEASUREMENT_FIDELITY] * 3
+    assert data.Y.tolist() == pytest.approx([290.0, 276.0, 262.0])
+    assert data.Yvar.tolist() == pytest.approx([25.0] * 3)
+    group_1 = data.X[0, : training.n_elements]
+    assert group_1[training.elements.index("O")] == pytest.approx(61.98 / 100.01, abs=1e-4)
 
 
 def test_cancel_request_and_errors(cli):
