@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.generator
 	$(PY) -m benchmarks.acquisition
 	$(PY) -m benchmarks.discovery
+	$(PY) -m benchmarks.discovery_amorphous
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy

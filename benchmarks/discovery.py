@@ -28,7 +28,8 @@ sampling and latent optimisation) as a share of its wall time, and the issue's t
 
 Usage: ``python -m benchmarks.discovery`` (CI size: ~6 min on 2 cores, +1.5 min the first time
 for the reference pool) or ``--full`` (54-atom cells, 5 seeds, 1000 calls; hours). Task B
-(amorphous, multi-objective) is not built.
+(amorphous Cu-Zr, two objectives, hypervolume) is :mod:`benchmarks.discovery_amorphous`, built on
+this module's strategies and tables.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import matplotlib
 
@@ -58,15 +60,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import yaml
+from pymatgen.core import Structure
 
 from acquisition.propose import propose
-from generator.solid_solution import LatticeKind, composition_grid, random_solid_solution
+from generator.solid_solution import composition_grid, random_solid_solution
 from loop import steps
 from loop.budget import budget_exhausted_reason
 from loop.steps import CampaignRun
 from oracles.base import Oracle
 from oracles.gates import energy_gate
 from oracles.local_search import local_search
+from oracles.md import random_packing
 from state.config import CampaignConfig
 from state.database import dispose_engines
 from state.schema import Candidate, Evaluation
@@ -76,10 +80,8 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "nifecr.yaml"
 CACHE = REPO / "build" / "bench" / "discovery"
 RESULTS = REPO / "benchmarks" / "results"
-ORACLE = "lammps_meam"
 OBJECTIVE = "bulk_modulus"
 ENERGY = "energy_per_atom"
-LATTICE: LatticeKind = "fcc"
 STRATEGIES = ("random", "local_search", "composition_bo", "amloop")
 #: Fractions of the reference best whose first reach is reported.
 FRACTIONS = (0.95, 0.99, 1.0)
@@ -101,7 +103,7 @@ class Size:
 
     Attributes:
         name: ``ci`` or ``full``.
-        n_atoms: Atoms per FCC cell.
+        n_atoms: Atoms per cell.
         seeds: Independent repetitions per strategy.
         budget: LAMMPS calls per run, seed set included.
         checkpoints: Budgets (calls) at which the best value is reported.
@@ -111,7 +113,8 @@ class Size:
         latent_steps: Adam steps of the loop's latent optimisation.
         train_epochs: Generator epochs on the seed set.
         finetune_epochs: Generator epochs of each fine-tuning.
-        pool_orderings: Reference pool: random orderings per grid composition (step 0.1).
+        pool_orderings: Reference pool: random structures (orderings, or packings in an
+            amorphous task) per grid composition (step 0.1).
         pool_starts: Reference pool: local searches, from the best multi-element structures.
         pool_steps: Reference pool: steps of each local search.
     """
@@ -138,11 +141,12 @@ FULL = Size("full", 54, 5, 1000, (100, 300, 1000), 50, 4, 3, 200, 20, 5, 5, 5, 1
 
 @dataclass
 class RunResult:
-    """One strategy run: gated objective per oracle call (GPa; ``None``: failed or gated out)."""
+    """One strategy run: the task's score per oracle call (task A: the gated bulk modulus in
+    GPa; task B: ``[B (GPa), -E (eV/atom)]``), ``None`` where the call failed or was gated out."""
 
     strategy: str
     seed: int
-    values: list[float | None]
+    values: list[Any]
     wall_s: float
     timings_s: dict[str, float] = field(default_factory=dict)
 
@@ -223,15 +227,22 @@ def format_speedup(value: float | None, lower_bound: bool) -> str:
 # ----------------------------------------------------------------------------- campaigns
 
 
-def campaign_config(size: Size, seed: int, *, strategy: str = "qLogNEI") -> CampaignConfig:
-    """``examples/nifecr.yaml`` at the benchmark's size: budget = ``size.budget`` LAMMPS calls,
-    no stop on stalling (the budget is spent), tiny generator."""
-    data = yaml.safe_load(EXAMPLE.read_text())
+def campaign_config(
+    size: Size, seed: int, *, strategy: str = "qLogNEI", example: Path = EXAMPLE
+) -> CampaignConfig:
+    """``example`` at the benchmark's size: ``size.n_atoms`` atoms on the example's lattice,
+    budget = ``size.budget`` calls of the objective's oracle (the example's other caps kept), no
+    stop on stalling (the budget is spent), tiny generator."""
+    data = yaml.safe_load(example.read_text())
+    oracle = data["objectives"][0]["oracle"]
     data |= {
-        "name": f"discovery-{seed}",
+        "name": f"discovery-{example.stem}-{seed}",
         "seed": seed,
-        "cell": {"n_atoms": size.n_atoms, "lattice": LATTICE},
-        "budget": {"core_hours": 1e4, "evaluations": {ORACLE: size.budget}},
+        "cell": data["cell"] | {"n_atoms": size.n_atoms},
+        "budget": {
+            "core_hours": 1e4,
+            "evaluations": data["budget"].get("evaluations", {}) | {oracle: size.budget},
+        },
         "acquisition": {
             "batch_size": size.batch_size,
             "n_initial": size.n_initial,
@@ -251,15 +262,39 @@ def campaign_config(size: Size, seed: int, *, strategy: str = "qLogNEI") -> Camp
 
 
 def lammps(config: CampaignConfig) -> Oracle:
-    """The campaign's LAMMPS oracle (one instance per process)."""
-    oracle = steps.oracle_instance(steps.oracle_config(config, ORACLE))
+    """The campaign's LAMMPS oracle, the one of its first objective (one instance per process)."""
+    oracle = steps.oracle_instance(steps.oracle_config(config, objective_oracle(config)))
     assert isinstance(oracle, Oracle)
     return oracle
 
 
+def objective_oracle(config: CampaignConfig) -> str:
+    """Name of the oracle that measures the campaign's first objective (the benchmark's)."""
+    name = config.objectives[0].oracle
+    assert name is not None, "the benchmark's campaigns name their objective's oracle"
+    return name
+
+
 def oracle_calls(run: CampaignRun) -> list[Evaluation]:
-    """The run's finished or failed LAMMPS calls, in call order."""
-    return [e for e in run.store.evaluations(oracle=ORACLE) if e.status in ("done", "failed")]
+    """The run's finished or failed calls of the objective's oracle, in call order."""
+    calls = run.store.evaluations(oracle=objective_oracle(run.config))
+    return [e for e in calls if e.status in ("done", "failed")]
+
+
+def random_structure(
+    config: CampaignConfig, composition: dict[str, float], rng: np.random.Generator
+) -> Structure:
+    """A random structure at ``composition``: a random ordering on the campaign's lattice, or
+    for an amorphous campaign a random PACKMOL packing (closest pair ``quality.min_distance``)."""
+    n_atoms, lattice = config.cell.n_atoms, config.cell.lattice
+    if lattice == "amorphous":
+        return random_packing(
+            composition,
+            n_atoms,
+            tolerance_A=config.quality.min_distance,
+            seed=int(rng.integers(2**31)),
+        )
+    return random_solid_solution(composition, lattice, n_atoms, rng)
 
 
 def gated_value(evaluation: Evaluation, threshold: float, n_atoms: int) -> float | None:
@@ -306,9 +341,9 @@ def fresh_campaign(config: CampaignConfig) -> Iterator[CampaignRun]:
 
 
 def composition_search(run: CampaignRun, timings: dict[str, float]) -> list[Evaluation]:
-    """Random orderings at the compositions ``propose`` picks (composition features only) until
-    the budget is spent or the strategy stalls."""
-    oracle_cfg = steps.oracle_config(run.config, ORACLE)
+    """Random structures (:func:`random_structure`) at the compositions ``propose`` picks
+    (composition features only) until the budget is spent or the strategy stalls."""
+    oracle_cfg = steps.oracle_config(run.config, objective_oracle(run.config))
     rng = np.random.default_rng(run.config.seed)
     stalled, round_index = 0, 0
     while (
@@ -324,9 +359,7 @@ def composition_search(run: CampaignRun, timings: dict[str, float]) -> list[Eval
                 use_pdm=False,
             )
         for proposal in proposals:
-            structure = random_solid_solution(
-                proposal.composition, LATTICE, run.config.cell.n_atoms, rng
-            )
+            structure = random_structure(run.config, proposal.composition, rng)
             candidate = run.store.add_candidate(
                 Candidate(
                     structure=structure,
@@ -354,7 +387,7 @@ def run_local_search(run: CampaignRun, timings: dict[str, float]) -> list[Evalua
     _, start = max(starts, key=lambda pair: pair[0])
     candidate = run.store.candidate(start.candidate_hash)
     assert candidate is not None
-    remaining = run.config.budget.evaluations[ORACLE] - len(seeds)
+    remaining = run.config.budget.evaluations[objective_oracle(run.config)] - len(seeds)
     result = local_search(
         candidate,
         lammps(run.config),
@@ -372,7 +405,7 @@ def run_loop(run: CampaignRun, timings: dict[str, float]) -> list[Evaluation]:
     """The closed loop in :func:`loop.flows.campaign_flow`'s order, without Prefect: acquire,
     train or fine-tune the generator, sample + latent-optimise, gate (the energy gate's LAMMPS
     call scores the structure), cheap oracles, record, retrain for the next iteration."""
-    oracle_cfg = steps.oracle_config(run.config, ORACLE)
+    oracle_cfg = steps.oracle_config(run.config, objective_oracle(run.config))
     stalled = 0
     while stalled < STALL_ROUNDS and steps.stop_reason(run, None) is None:
         before = len(oracle_calls(run))
@@ -430,7 +463,7 @@ def reference_pool(size: Size) -> Reference:
     pool: list[tuple[Candidate, Evaluation]] = []
     for composition in composition_grid(config.elements, dict(config.bounds), step=0.1):
         for _ in range(size.pool_orderings):
-            structure = random_solid_solution(composition, LATTICE, size.n_atoms, rng)
+            structure = random_structure(config, composition, rng)
             candidate = Candidate(structure=structure, origin="seed")
             pool.append((candidate, oracle.evaluate(candidate)))
     threshold = energy_threshold([e for _, e in pool])
@@ -499,22 +532,37 @@ def reference(size: Size, *, refresh: bool = False) -> tuple[Reference, Path]:
 
 
 def summary_rows(
-    runs: Sequence[RunResult], ref: Reference, size: Size
+    runs: Sequence[RunResult],
+    reference_value: float,
+    checkpoints: Sequence[int],
+    curve_of: Callable[[RunResult], np.ndarray],
+    column: str = "best@{budget} (GPa)",
+    digits: int = 2,
 ) -> tuple[dict[str, dict[str, str]], dict[str, dict[float, list[int | None]]]]:
-    """Per strategy: the table's cells, and the calls to reach each fraction per seed."""
+    """Per strategy: the table's cells, and the calls to reach each fraction of
+    ``reference_value`` per seed.
+
+    Args:
+        runs: Every strategy's runs.
+        reference_value: The reference (best value, or hypervolume) the fractions are of.
+        checkpoints: Budgets (calls) at which the curve's median is reported.
+        curve_of: The progress curve of a run (best so far, hypervolume so far), ``(budget,)``.
+        column: Header of a checkpoint column, with ``{budget}``.
+        digits: Decimals of the checkpoint values.
+    """
     rows: dict[str, dict[str, str]] = {}
     reached: dict[str, dict[float, list[int | None]]] = {}
     for strategy in dict.fromkeys(r.strategy for r in runs):
         mine = [r for r in runs if r.strategy == strategy]
-        curves = [best_so_far(r.values, size.budget) for r in mine]
+        curves = [curve_of(r) for r in mine]
         reached[strategy] = {
-            f: [calls_to_reach(c, f * ref.best) for c in curves] for f in FRACTIONS
+            f: [calls_to_reach(c, f * reference_value) for c in curves] for f in FRACTIONS
         }
         row = {f"calls to {f:.0%}": format_calls(reached[strategy][f]) for f in FRACTIONS}
-        for budget in size.checkpoints:
+        for budget in checkpoints:
             at = np.array([c[budget - 1] for c in curves])
-            row[f"best@{budget} (GPa)"] = (
-                f"{np.nanmedian(at):.2f}" if np.isfinite(at).any() else "none"
+            row[column.format(budget=budget)] = (
+                f"{np.nanmedian(at):.{digits}f}" if np.isfinite(at).any() else "none"
             )
         wall = sum(r.wall_s for r in mine)
         overhead = sum(sum(r.timings_s.values()) for r in mine)
@@ -565,24 +613,35 @@ def table(rows: dict[str, dict[str, str]]) -> list[str]:
     return lines
 
 
-def plot(runs: Sequence[RunResult], ref: Reference, size: Size, path: Path) -> None:
-    """Best-so-far vs calls: median over seeds with the interquartile band, per strategy."""
-    calls = np.arange(1, size.budget + 1)
+@dataclass(frozen=True)
+class CurvePlot:
+    """What a progress plot shows: its curve per run, the reference and the labels."""
+
+    curve_of: Callable[[RunResult], np.ndarray]
+    budget: int
+    n_initial: int
+    reference: float
+    reference_label: str
+    ylabel: str
+    title: str
+
+
+def plot(runs: Sequence[RunResult], spec: CurvePlot, path: Path) -> None:
+    """Progress vs calls: median over seeds with the interquartile band, per strategy."""
+    calls = np.arange(1, spec.budget + 1)
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for strategy in dict.fromkeys(r.strategy for r in runs):
-        curves = np.array(
-            [best_so_far(r.values, size.budget) for r in runs if r.strategy == strategy]
-        )
+        curves = np.array([spec.curve_of(r) for r in runs if r.strategy == strategy])
         with np.errstate(all="ignore"):
             low, mid, high = np.nanpercentile(curves, [25, 50, 75], axis=0)
         (line,) = axes.plot(calls, mid, label=strategy)
         axes.fill_between(calls, low, high, color=line.get_color(), alpha=0.2)
-    axes.axhline(ref.best, color="k", ls="--", lw=1, label=f"reference {ref.best:.2f} GPa")
-    axes.axhline(0.99 * ref.best, color="k", ls=":", lw=1, label="99 % of reference")
-    axes.axvline(size.n_initial, color="grey", lw=0.8, label="end of the seed set")
+    axes.axhline(spec.reference, color="k", ls="--", lw=1, label=spec.reference_label)
+    axes.axhline(0.99 * spec.reference, color="k", ls=":", lw=1, label="99 % of reference")
+    axes.axvline(spec.n_initial, color="grey", lw=0.8, label="end of the seed set")
     axes.set_xlabel("LAMMPS calls (seed set included)")
-    axes.set_ylabel("best gated Voigt bulk modulus (GPa)")
-    axes.set_title(f"Ni-Fe-Cr {size.n_atoms}-atom FCC, {size.seeds} seeds (median, IQR)")
+    axes.set_ylabel(spec.ylabel)
+    axes.set_title(spec.title)
     axes.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -637,7 +696,8 @@ def write_summary(
         " far from a minimum and take several times longer to relax (`rest s/call`). With such a"
         " cheap oracle the surrogate and generator costs weigh more than they would with the"
         " full size or a dearer oracle.",
-        "- Task B (amorphous, multi-objective, hypervolume vs calls) is not built.",
+        "- Task B (amorphous Cu-Zr, two objectives, hypervolume vs calls):"
+        " [discovery-b](../discovery-b-ci/summary.md).",
         "",
         "![best so far](best_so_far.png)",
         "",
@@ -685,7 +745,9 @@ def main() -> None:
             runs.append(result)
     wall = time.perf_counter() - started
 
-    rows, reached = summary_rows(runs, ref, size)
+    rows, reached = summary_rows(
+        runs, ref.best, size.checkpoints, lambda r: best_so_far(r.values, size.budget)
+    )
     print()
     print(
         f"Ni-Fe-Cr {size.n_atoms}-atom FCC, max LAMMPS bulk modulus, budget {size.budget} calls "
@@ -701,7 +763,16 @@ def main() -> None:
 
     out = RESULTS / f"discovery-{size.name}"
     out.mkdir(parents=True, exist_ok=True)
-    plot(runs, ref, size, out / "best_so_far.png")
+    spec = CurvePlot(
+        curve_of=lambda r: best_so_far(r.values, size.budget),
+        budget=size.budget,
+        n_initial=size.n_initial,
+        reference=ref.best,
+        reference_label=f"reference {ref.best:.2f} GPa",
+        ylabel="best gated Voigt bulk modulus (GPa)",
+        title=f"Ni-Fe-Cr {size.n_atoms}-atom FCC, {size.seeds} seeds (median, IQR)",
+    )
+    plot(runs, spec, out / "best_so_far.png")
     command = "python -m benchmarks.discovery" + (" --full" if args.full else "")
     write_summary(out / "summary.md", command, rows, targets, ref, size, wall)
     (out / "runs.json").write_text(

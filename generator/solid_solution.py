@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 from pymatgen.core import Element, Lattice, Structure
+from scipy.optimize import linear_sum_assignment
 
 from state.composition import atom_counts
 
@@ -100,6 +101,44 @@ def random_solid_solution(
     species = [el for el, count in sorted(counts.items()) for _ in range(count)]
     rng.shuffle(species)
     return Structure(cell.lattice, species, cell.frac_coords)
+
+
+def snap_to_lattice(structure: Structure, kind: LatticeKind) -> tuple[Structure, float]:
+    """Carry the chemical arrangement of ``structure`` onto an ideal ``kind`` supercell.
+
+    For lattice-based alloys the configuration is the site occupation: a generated cell's atoms
+    are put on the sites of the :func:`random_solid_solution` supercell of the same size by a
+    minimum total squared distance assignment (periodic fractional offsets measured in the
+    ideal cell's metric, ``scipy.optimize.linear_sum_assignment``), so that who neighbours whom
+    (the short-range order the generator was conditioned on) is kept while positions and cell
+    become the parent lattice's.
+
+    Args:
+        structure: A generated cell with an even number of atoms.
+        kind: The parent lattice.
+
+    Returns:
+        ``(on_lattice, rms_A)``: the ordered supercell (same composition, lattice parameter from
+        metallic radii as in :func:`random_solid_solution`) and the root-mean-square
+        displacement of the assignment (Å).
+
+    Raises:
+        ValueError: the atom count cannot form a 2-atom-cell supercell.
+    """
+    fractions = {
+        el.symbol: float(x) for el, x in structure.composition.fractional_composition.items()
+    }
+    cell = two_atom_cell(kind, mean_metallic_radius(fractions))
+    cell.make_supercell(supercell_shape(len(structure)))
+    offsets = structure.frac_coords[:, None, :] - cell.frac_coords[None, :, :]
+    offsets -= np.round(offsets)
+    cost = np.sum((offsets @ cell.lattice.matrix) ** 2, axis=-1)  # (atoms, sites), Å²
+    atoms, sites = linear_sum_assignment(cost)
+    species = [""] * len(cell)
+    for atom, site in zip(atoms, sites, strict=True):
+        species[site] = structure[int(atom)].specie.symbol
+    rms = float(np.sqrt(cost[atoms, sites].mean()))
+    return Structure(cell.lattice, species, cell.frac_coords), rms
 
 
 def composition_grid(

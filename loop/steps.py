@@ -36,6 +36,7 @@ from generator.cdvae import CondCDVAE
 from generator.config import CondCDVAEConfig
 from generator.quality_gate import QualityGate
 from generator.sample import Condition
+from generator.solid_solution import snap_to_lattice
 from loop.budget import budget_exhausted_reason
 from loop.history import best_per_objective
 from loop.seeding import ProgressCallback, SeedReport, build_seed_set, seed_plan
@@ -353,8 +354,11 @@ def generate(
             "proposal": asdict(proposal),
             "seed": seed,
         }
-        stored.append(run.store.add_candidate(candidate))
-    stored.extend(_latent_candidates(run, index, model, seed))
+        stored.append(run.store.add_candidate(on_lattice(run.config, candidate)))
+    stored.extend(
+        run.store.add_candidate(on_lattice(run.config, candidate))
+        for candidate in _latent_candidates(run, index, model, seed)
+    )
     run.store.update_iteration(
         index,
         phase="filter",
@@ -398,8 +402,22 @@ def _latent_candidates(
                 "adam_steps": step,
                 "seed": seed,
             }
-            stored.append(run.store.add_candidate(candidate))
+            stored.append(candidate)
     return stored
+
+
+def on_lattice(config: CampaignConfig, candidate: Candidate) -> Candidate:
+    """``candidate`` with its atoms on the parent lattice's sites
+    (:func:`generator.solid_solution.snap_to_lattice`) in a lattice campaign with
+    ``generator.snap_to_lattice``; unchanged otherwise. The snap's RMS displacement (Å) goes
+    into the provenance."""
+    kind = config.cell.lattice
+    if kind == "amorphous" or not config.generator.snap_to_lattice:
+        return candidate
+    snapped, rms = snap_to_lattice(candidate.structure, kind)
+    fields = candidate.model_dump(exclude={"structure", "content_hash", "composition"})
+    fields["provenance"] = {**fields["provenance"], "snapped_to": kind, "snap_rms_A": rms}
+    return Candidate(structure=snapped, **fields)
 
 
 def best_structures(run: CampaignRun, n: int) -> list[tuple[str, Structure]]:

@@ -169,6 +169,11 @@ class GeneratorConfig(BaseModel):
     train_epochs: int = Field(50, ge=0)
     finetune_epochs: int = Field(5, ge=0)
     checkpoint: str | None = Field(None, description="path of a pretrained model folder")
+    snap_to_lattice: bool = Field(
+        True,
+        description="lattice campaigns (cell.lattice fcc/bcc/hcp): generated atoms are put on "
+        "the parent lattice's sites, keeping their chemical arrangement",
+    )
 
 
 class AcquisitionConfig(BaseModel):

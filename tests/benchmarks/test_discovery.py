@@ -72,3 +72,18 @@ def test_gated_value_applies_the_seed_energy_rule(discovery):
     assert discovery.gated_value(call(190.0, -4.0), -4.1, 32) is None
     failed = Evaluation(candidate_hash="x", oracle="lammps_meam", fidelity=0.6, status="failed")
     assert discovery.gated_value(failed, -4.1, 32) is None
+
+
+def test_hypervolume_so_far_of_a_known_front():
+    """Task B's progress: (1, 1) alone covers 1 above the origin; (2, 0.5) adds 0.5; a dominated
+    point adds nothing; failures keep the curve flat and the trace's end holds it."""
+    spec = importlib.util.spec_from_file_location(
+        "discovery_amorphous_benchmark", PATH.with_name("discovery_amorphous.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    values = [None, [1.0, 1.0], [2.0, 0.5], [0.5, 0.5], None]
+    curve = module.hypervolume_so_far(values, budget=7, ref=[0.0, 0.0])
+    assert curve.tolist() == pytest.approx([0.0, 1.0, 1.5, 1.5, 1.5, 1.5, 1.5])

@@ -6,11 +6,14 @@ import math
 
 import numpy as np
 import pytest
+from pymatgen.core import Lattice, Structure
 
+from generator.pdm import pdm
 from generator.solid_solution import (
     composition_grid,
     mean_metallic_radius,
     random_solid_solution,
+    snap_to_lattice,
     supercell_shape,
 )
 from state.composition import atom_counts
@@ -62,3 +65,32 @@ def test_composition_grid_covers_the_simplex_within_bounds():
     assert bounded and all(
         0.2 - 1e-9 <= c["Cr"] <= 0.4 + 1e-9 and c["Ni"] >= 0.3 - 1e-9 for c in bounded
     )
+
+
+@pytest.mark.parametrize("kind", ["fcc", "bcc"])
+def test_snap_to_lattice_recovers_a_thermally_displaced_ordering(kind):
+    """A solid solution with every atom displaced by up to 0.15 Å and the cell strained by 3 % snaps
+    back onto its own sites: same species on every site, so the same PDM (who neighbours whom),
+    and an RMS displacement of the size of the perturbation."""
+    rng = np.random.default_rng(3)
+    ordered = random_solid_solution({"Ni": 0.5, "Fe": 0.3, "Cr": 0.2}, kind, 54, rng)
+    displaced = ordered.copy()
+    displaced.apply_strain(0.03)
+    displaced.perturb(0.15)
+    order = rng.permutation(len(displaced))  # the generator's atom order is arbitrary
+    shuffled = Structure.from_sites([displaced[int(k)] for k in order])
+    snapped, rms = snap_to_lattice(shuffled, kind)
+    assert [site.specie.symbol for site in snapped] == [site.specie.symbol for site in ordered]
+    assert np.allclose(snapped.lattice.matrix, ordered.lattice.matrix, rtol=1e-2)  # radii mix
+    elements = ["Ni", "Fe", "Cr"]
+    assert np.allclose(pdm(snapped, elements), pdm(ordered, elements))
+    assert 0.05 < rms < 0.15  # displacements uniform in [0, 0.15] Å: RMS 0.087
+
+
+def test_snap_to_lattice_keeps_the_composition_of_an_amorphous_cell():
+    glass = Structure(
+        Lattice.cubic(7.0), ["Ni"] * 16 + ["Cr"] * 16, np.random.default_rng(0).random((32, 3))
+    )
+    snapped, _ = snap_to_lattice(glass, "fcc")
+    assert snapped.composition == glass.composition
+    assert len(snapped) == 32

@@ -18,7 +18,9 @@ def prefect_api_url() -> Iterator[str]:
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness():
+    # 30 s by default: too short on a loaded 2-core machine (seen: "Timed out while attempting
+    # to connect to ephemeral Prefect API server")
+    with prefect_test_harness(server_startup_timeout=180):
         url = PREFECT_API_URL.value()
         assert url, "prefect_test_harness did not start a server"
         yield str(url)

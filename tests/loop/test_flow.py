@@ -74,6 +74,12 @@ def test_two_iterations_end_to_end(finished_campaign):
     assert len(seeds) == 6
     assert {c.iteration for c in generated} == {0, 1}
     assert all("proposal" in c.provenance for c in generated if c.origin == "generated")
+    # a lattice campaign: generated atoms are put on FCC sites (every atom has 12 neighbours)
+    assert all(c.provenance["snapped_to"] == "fcc" for c in generated)
+    assert all(
+        min(len(c.structure.get_neighbors(site, 2.7)) for site in c.structure) == 12
+        for c in generated
+    )
     verdicts = {e.candidate_hash: e for e in evaluations if e.oracle == GATE_ORACLE}
     assert set(verdicts) == {c.content_hash for c in generated}  # every one was gated
     for verdict in verdicts.values():
