@@ -552,10 +552,13 @@ def fit_pressure_volume(
     v0 = -intercept / slope
     b0 = -slope * v0
     if len(v) >= 3:
+        lower, upper = np.array([0.3 * v.min(), 1e-3, 1.0]), np.array([3.0 * v.max(), 1e4, 20.0])
+        # a nearly flat line puts its zero far outside the fit's bounds: start from inside them
+        start = np.clip(
+            [v0, b0, 4.0], lower + 1e-6 * (upper - lower), upper - 1e-6 * (upper - lower)
+        )
         fit = least_squares(
-            lambda q: birch_murnaghan_pressure(v, *q) - p,
-            x0=(v0, b0, 4.0),
-            bounds=([0.3 * v.min(), 1e-3, 1.0], [3.0 * v.max(), 1e4, 20.0]),
+            lambda q: birch_murnaghan_pressure(v, *q) - p, x0=start, bounds=(lower, upper)
         )
         if fit.success:
             v0, b0 = float(fit.x[0]), float(fit.x[1])

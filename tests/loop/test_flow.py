@@ -138,9 +138,14 @@ def test_kill_9_at_a_random_moment_then_resume(trial, finished_campaign, tmp_pat
         "OMP_NUM_THREADS": "1",
     }
     run = _amloop("run", str(CONFIG), env=env)
-    # the subprocess needs ~5 s to import; kill it somewhere in seeding, generation, training,
-    # an oracle call or a database write
-    time.sleep(random.Random(trial).uniform(4.0, 4.0 + elapsed))
+    # the subprocess needs seconds to import (more on a loaded machine); once its store exists,
+    # kill it somewhere in seeding, generation, training, an oracle call or a database write
+    store_file = tmp_path / "home" / handle.name / "campaign.db"
+    deadline = time.monotonic() + 300
+    while not store_file.is_file() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert store_file.is_file(), "amloop run did not create the campaign"
+    time.sleep(random.Random(trial).uniform(0.0, elapsed))
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
     resume = _amloop("resume", handle.name, env=env)

@@ -150,6 +150,14 @@ def test_pressure_volume_fit_finds_the_zero_pressure_volume() -> None:
         fit_pressure_volume([800.0, 1000.0], [1.0, 2.0])
 
 
+def test_pressure_volume_fit_of_a_nearly_flat_line_stays_in_its_bounds() -> None:
+    """Noisy liquid pressures can give a line whose zero lies far outside the Birch-Murnaghan
+    bounds (seen in a 24-atom Li-Si-O melt); the fit then starts inside them instead of
+    raising, and still points to a larger volume for a positive pressure."""
+    v0, b0 = fit_pressure_volume([100.0, 110.0, 120.0], [1.0, 0.99, 0.98])
+    assert v0 > 120.0 and b0 > 0.0
+
+
 # ------------------------------------------------------------------ packing
 
 
