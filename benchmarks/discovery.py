@@ -705,10 +705,25 @@ def write_summary(
     path.write_text("\n".join(lines))
 
 
-def main() -> None:
-    """Run the reference pool (cached) and every strategy on every seed; print and write."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", action="store_true", help="54 atoms, 5 seeds, 1000 calls")
+@dataclass(frozen=True)
+class Invocation:
+    """The command line of a benchmark run: its size, strategies and whether to refresh the
+    cached reference pool."""
+
+    size: Size
+    strategies: list[str]
+    full: bool
+    refresh_reference: bool
+
+
+def parse_invocation(description: str, ci: Size, full: Size) -> Invocation:
+    """Parse ``[--full] [--seeds N] [--strategies a,b] [--refresh-reference]``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help=f"{full.n_atoms} atoms, {full.seeds} seeds, {full.budget} calls",
+    )
     parser.add_argument("--seeds", type=int, help="override the number of seeds")
     parser.add_argument(
         "--strategies", default=",".join(STRATEGIES), help="comma-separated subset to run"
@@ -717,32 +732,52 @@ def main() -> None:
         "--refresh-reference", action="store_true", help="recompute the cached reference pool"
     )
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    size = FULL if args.full else CI
+    size = full if args.full else ci
     if args.seeds:
         size = Size(**(asdict(size) | {"seeds": args.seeds}))
     strategies = args.strategies.split(",")
     if unknown := set(strategies) - set(STRATEGIES):
         parser.error(f"unknown strategies {sorted(unknown)}; choose from {', '.join(STRATEGIES)}")
-    started = time.perf_counter()
+    return Invocation(size, strategies, args.full, args.refresh_reference)
 
-    ref, ref_path = reference(size, refresh=args.refresh_reference)
+
+def run_all(
+    invocation: Invocation,
+    run_one: Callable[[str, Size, int], RunResult],
+    describe: Callable[[RunResult], str],
+) -> list[RunResult]:
+    """Every strategy on every seed, one progress line each (``describe`` says how it did)."""
+    runs = []
+    for seed in range(invocation.size.seeds):
+        for strategy in invocation.strategies:
+            result = run_one(strategy, invocation.size, seed)
+            print(
+                f"  seed {seed} {strategy:15s} {len(result.values):4d} calls  {describe(result)}"
+                f"  {result.wall_s:6.1f} s",
+                flush=True,
+            )
+            runs.append(result)
+    return runs
+
+
+def main() -> None:
+    """Run the reference pool (cached) and every strategy on every seed; print and write."""
+    invocation = parse_invocation(__doc__.splitlines()[0], CI, FULL)
+    size, strategies = invocation.size, invocation.strategies
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    ref, ref_path = reference(size, refresh=invocation.refresh_reference)
     print(
         f"reference best {ref.best:.3f} GPa ({ref.formula}) from {ref.calls} calls "
         f"({ref.wall_s:.0f} s when computed; {ref_path.relative_to(REPO)})",
         flush=True,
     )
-    runs = []
-    for seed in range(size.seeds):
-        for strategy in strategies:
-            result = run_strategy(strategy, size, seed)
-            best = max((v for v in result.values if v is not None), default=math.nan)
-            print(
-                f"  seed {seed} {strategy:15s} {len(result.values):4d} calls  best {best:.2f} GPa"
-                f"  {result.wall_s:6.1f} s",
-                flush=True,
-            )
-            runs.append(result)
+
+    def best(result: RunResult) -> str:
+        value = max((v for v in result.values if v is not None), default=math.nan)
+        return f"best {value:.2f} GPa"
+
+    runs = run_all(invocation, run_strategy, best)
     wall = time.perf_counter() - started
 
     rows, reached = summary_rows(
@@ -773,7 +808,7 @@ def main() -> None:
         title=f"Ni-Fe-Cr {size.n_atoms}-atom FCC, {size.seeds} seeds (median, IQR)",
     )
     plot(runs, spec, out / "best_so_far.png")
-    command = "python -m benchmarks.discovery" + (" --full" if args.full else "")
+    command = "python -m benchmarks.discovery" + (" --full" if invocation.full else "")
     write_summary(out / "summary.md", command, rows, targets, ref, size, wall)
     (out / "runs.json").write_text(
         json.dumps({"reference": asdict(ref), "runs": [asdict(r) for r in runs]}, indent=1)

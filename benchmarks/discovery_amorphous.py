@@ -37,7 +37,6 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import argparse
 import json
 import math
 import shutil
@@ -62,7 +61,9 @@ from benchmarks.discovery import (
     lammps,
     oracle_calls,
     overhead_share,
+    parse_invocation,
     plot,
+    run_all,
     run_loop,
     speedup,
     summary_rows,
@@ -85,7 +86,6 @@ EXAMPLE = REPO / "examples" / "cuzr-glass.yaml"
 RESULTS = REPO / "benchmarks" / "results"
 ORACLE = "lammps_eam"
 BULK, ENERGY = "bulk_modulus", "energy_per_atom"
-STRATEGIES = ("random", "local_search", "composition_bo", "amloop")
 #: Swaps per local-search step (seed 001).
 N_SWAPS = 10
 REFERENCE_SEED = 54321
@@ -381,39 +381,22 @@ def write_summary(
 
 def main() -> None:
     """Run the reference pool (cached) and every strategy on every seed; print and write."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", action="store_true", help="54 atoms, 3 seeds, 200 calls")
-    parser.add_argument("--seeds", type=int, help="override the number of seeds")
-    parser.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated subset")
-    parser.add_argument("--refresh-reference", action="store_true", help="recompute the pool")
-    args = parser.parse_args()
+    invocation = parse_invocation(__doc__.splitlines()[0], CI, FULL)
+    size, strategies = invocation.size, invocation.strategies
     torch.set_num_threads(1)
-    size = FULL if args.full else CI
-    if args.seeds:
-        size = Size(**(asdict(size) | {"seeds": args.seeds}))
-    strategies = args.strategies.split(",")
-    if unknown := set(strategies) - set(STRATEGIES):
-        parser.error(f"unknown strategies {sorted(unknown)}; choose from {', '.join(STRATEGIES)}")
     started = time.perf_counter()
-    ref, ref_path = reference(size, refresh=args.refresh_reference)
+    ref, ref_path = reference(size, refresh=invocation.refresh_reference)
     print(
         f"task B reference hypervolume {ref.hypervolume:.4f} above {ref.ref_point} from {ref.calls}"
         f" calls ({ref.wall_s:.0f} s when computed; {ref_path.relative_to(REPO)})",
         flush=True,
     )
-    runs = []
-    for seed in range(size.seeds):
-        for strategy in strategies:
-            result = run_strategy(strategy, size, seed)
-            share = (
-                hypervolume_so_far(result.values, size.budget, ref.ref_point)[-1] / ref.hypervolume
-            )
-            print(
-                f"  seed {seed} {strategy:15s} {len(result.values):4d} calls  HV {share:.3f} of the"
-                f" reference  {result.wall_s:6.1f} s",
-                flush=True,
-            )
-            runs.append(result)
+
+    def share(result: RunResult) -> str:
+        found = hypervolume_so_far(result.values, size.budget, ref.ref_point)[-1]
+        return f"HV {found / ref.hypervolume:.3f} of the reference"
+
+    runs = run_all(invocation, run_strategy, share)
     wall = time.perf_counter() - started
 
     def share_curve(r: RunResult) -> np.ndarray:
@@ -440,7 +423,7 @@ def main() -> None:
         title=f"Cu-Zr {size.n_atoms}-atom glass, {size.seeds} seeds (median, IQR)",
     )
     plot(runs, spec, out / "hypervolume.png")
-    command = "python -m benchmarks.discovery_amorphous" + (" --full" if args.full else "")
+    command = "python -m benchmarks.discovery_amorphous" + (" --full" if invocation.full else "")
     write_summary(out / "summary.md", command, rows, lines, ref, size, wall)
     (out / "runs.json").write_text(
         json.dumps({"reference": asdict(ref), "runs": [asdict(r) for r in runs]}, indent=1)
