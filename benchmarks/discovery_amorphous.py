@@ -63,6 +63,7 @@ from benchmarks.discovery import (
     overhead_share,
     parse_invocation,
     plot,
+    pool_settings,
     run_all,
     run_loop,
     speedup,
@@ -287,16 +288,6 @@ def reference_pool(size: Size) -> ReferenceB:
         wall_s=time.perf_counter() - started,
         pool=pool_settings(size),
     )
-
-
-def pool_settings(size: Size) -> dict[str, int]:
-    """The sizes the reference pool depends on (its cache key)."""
-    return {
-        "n_atoms": size.n_atoms,
-        "pool_orderings": size.pool_orderings,
-        "pool_starts": size.pool_starts,
-        "pool_steps": size.pool_steps,
-    }
 
 
 def reference(size: Size, *, refresh: bool = False) -> tuple[ReferenceB, Path]:
