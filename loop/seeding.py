@@ -13,7 +13,7 @@ what is missing runs.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,6 +60,7 @@ class SeedReport:
     failed: int = 0
     stopped_reason: str | None = None
     failures: list[str] = field(default_factory=list)
+    failed_recipes: list[str] = field(default_factory=list)
 
 
 def seed_plan(
@@ -127,10 +128,12 @@ def build_seed_set(
     *,
     md: MDOracle | None = None,
     progress: ProgressCallback | None = None,
+    skip: Collection[str] = (),
 ) -> SeedReport:
     """Make the plan's structures and score each with every oracle, resuming where a previous
     build stopped; stops cleanly when the budget would be exceeded. A structure whose
-    melt-quench fails is reported (and logged) and retried by the next build.
+    melt-quench fails is reported (and logged, its key in ``failed_recipes``) and retried by
+    the next build, unless its recipe key is in ``skip``.
     """
     report = SeedReport(planned=len(plan))
     for _, oracle in oracles:
@@ -147,12 +150,15 @@ def build_seed_set(
     }
     for index, recipe in enumerate(plan, start=1):
         candidate = made.get(recipe.key)
+        if candidate is None and recipe.key in skip:
+            continue
         if candidate is None:
             try:
                 structure = make_structure(recipe, md)
             except OracleFailed as exc:
                 report.failed += 1
                 report.failures.append(f"{recipe.key}: {exc}")
+                report.failed_recipes.append(recipe.key)
                 store.log_event(
                     "seed_failed", f"{recipe.key}: {exc}", payload={"recipe": recipe.key}
                 )

@@ -55,6 +55,8 @@ from state.store import CampaignStore
 CHEAP_CORE_S = 60.0
 #: Oracle name under which quality-gate verdicts are stored (fidelity 0, ``failed`` = rejected).
 GATE_ORACLE = "quality_gate"
+#: Seed recipes tried per wanted seed structure before the loop goes on with fewer (:func:`seed`).
+SEED_ATTEMPTS = 3
 #: Files marking a finished generator training in its checkpoint folder.
 MODEL_FILE = "model.pt"
 TRAINING_COST_FILE = "training_cost.json"
@@ -191,11 +193,47 @@ def seed_sources(
 
 def seed(run: CampaignRun, progress: ProgressCallback | None = None) -> SeedReport:
     """Build (or finish building) the campaign's seed set of ``acquisition.n_initial``
-    structures, spread over compositions, scored by the cheap oracles."""
+    structures, spread over compositions, scored by the cheap oracles.
+
+    Where melt-quenches or oracle calls fail (small amorphous cells often do), the next recipes
+    of the same deterministic plan are tried, up to :data:`SEED_ATTEMPTS` × ``n_initial``
+    recipes, until ``n_initial`` seed structures have a value; a recipe whose melt-quench failed
+    is not tried again within one call. Returns the last build's report with the failures of
+    every round."""
     n = run.config.acquisition.n_initial
-    plan = seed_plan(run.config, n, orderings=max(1, n // 8))
     oracles, md = seed_sources(run.config)
-    return build_seed_set(run.store, run.config, plan, oracles, md=md, progress=progress)
+    names = {oracle_config.name for oracle_config, _ in oracles}
+    failed: list[str] = []
+    failures: list[str] = []
+    size = n
+    while True:
+        plan = seed_plan(run.config, size, orderings=max(1, n // 8))
+        report = build_seed_set(
+            run.store, run.config, plan, oracles, md=md, progress=progress, skip=failed
+        )
+        failed += report.failed_recipes
+        failures += report.failures
+        missing = n - scored_seed_count(run.store, names)
+        if missing <= 0 or report.stopped_reason is not None or size >= SEED_ATTEMPTS * n:
+            break
+        size = min(size + missing, SEED_ATTEMPTS * n)
+        run.store.log_event(
+            "seed_extended", f"{missing} seed structure(s) short: trying {size} recipes"
+        )
+    report.failures, report.failed_recipes = failures, failed
+    return report
+
+
+def scored_seed_count(store: CampaignStore, oracles: set[str]) -> int:
+    """Seed structures with at least one successful call of ``oracles``."""
+    seeds = {c.content_hash for c in store.candidates() if c.origin == "seed"}
+    return len(
+        {
+            e.candidate_hash
+            for e in store.evaluations(status="done")
+            if e.candidate_hash in seeds and e.oracle in oracles
+        }
+    )
 
 
 # ----------------------------------------------------------------------------- iterations
@@ -343,7 +381,12 @@ def generate(
     ]
     # push apart to the gate's closest distance, so that passing structures need no change
     model.config = replace(model.config, min_distance=run.config.quality.min_distance)
-    sampled = model.sample(conditions, settings.samples_per_proposal, seed=seed)
+    sampled = model.sample(
+        conditions,
+        settings.samples_per_proposal,
+        seed=seed,
+        steps_per_level=settings.langevin_steps,
+    )
     stored = []
     for k, candidate in enumerate(sampled):
         proposal = proposals[k // settings.samples_per_proposal]

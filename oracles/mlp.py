@@ -53,7 +53,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from ase import Atoms
+from ase import Atoms, units
 from ase.build import bulk, molecule
 from ase.calculators.calculator import Calculator
 from ase.data import atomic_numbers, reference_states
@@ -813,9 +813,12 @@ class MLPOracle(Oracle):
             max_force = float(np.linalg.norm(atoms.get_forces(), axis=1).max())
             stress = atoms.get_stress(voigt=False)
         if not outcome.converged:
+            stress_GPa = float(np.abs(stress).max()) / units.GPa
             raise OracleFailed(
-                f"no convergence: max force {max_force:.3g} eV/Å after {outcome.steps} steps "
-                f"(fmax {self.fmax} eV/Å, max_steps {self.max_steps})"
+                f"no convergence: max force {max_force:.3g} eV/Å, max |stress| "
+                f"{stress_GPa:.3g} GPa after {outcome.steps} steps (fmax {self.fmax} eV/Å"
+                + (" on atoms and the cell" if self.relax_cell else "")
+                + f", max_steps {self.max_steps})"
             )
         relaxed = Structure(
             Lattice(np.array(atoms.cell)),

@@ -164,6 +164,9 @@ class GeneratorConfig(BaseModel):
         "paper", description="network size: paper = Table S1 sizes, tiny = CPU smoke runs"
     )
     samples_per_proposal: int = Field(4, ge=1)
+    langevin_steps: int | None = Field(
+        None, ge=1, description="Langevin steps per noise level; default the preset's (100 / 2)"
+    )
     latent_steps: int = Field(200, ge=0, description="Adam steps on the property head")
     latent_lr: float = Field(1e-3, gt=0)
     train_epochs: int = Field(50, ge=0)

@@ -137,3 +137,31 @@ def test_amorphous_seed_cells_are_melt_quenched_and_scored(tmp_path):
     )
     assert (again.structures_made, again.evaluated, again.skipped_done) == (0, 0, 2)
     dispose_engines()
+
+
+def test_failed_seed_recipes_are_replaced_by_the_next_ones_of_the_plan(handle, monkeypatch):
+    """Two of the first three melt-quench-like builds fail: ``steps.seed`` tries further recipes
+    of the same plan until three seed structures are scored, without retrying a failed one."""
+    from loop import seeding, steps
+    from oracles.base import OracleFailed
+
+    real = seeding.make_structure
+    attempts: list[str] = []
+    doomed = {recipe.key for recipe in seed_plan(handle.config, 3, orderings=1)[:2]}
+
+    def flaky(recipe, md=None):
+        attempts.append(recipe.key)
+        if recipe.key in doomed:
+            raise OracleFailed("temperature blow-up: 9000 K with target 2500 K")
+        return real(recipe, md)
+
+    monkeypatch.setattr(seeding, "make_structure", flaky)
+    config = handle.config.model_copy(deep=True)
+    config.acquisition.n_initial = 3
+    run = steps.CampaignRun(handle.store(), config, handle.directory)
+    report = steps.seed(run)
+    assert steps.scored_seed_count(run.store, {"lammps_meam"}) == 3
+    assert sorted(report.failed_recipes) == sorted(doomed)
+    assert len(attempts) == len(set(attempts)) == 5  # 3 planned + 2 replacements, none twice
+    events = [e.message for e in run.store.events() if e.kind == "seed_extended"]
+    assert events == ["2 seed structure(s) short: trying 5 recipes"]
