@@ -197,13 +197,13 @@ def seed(run: CampaignRun, progress: ProgressCallback | None = None) -> SeedRepo
 
     Where melt-quenches or oracle calls fail (small amorphous cells often do), the next recipes
     of the same deterministic plan are tried, up to :data:`SEED_ATTEMPTS` × ``n_initial``
-    recipes, until ``n_initial`` seed structures have a value; a recipe whose melt-quench failed
-    is not tried again within one call. Returns the last build's report with the failures of
-    every round."""
+    recipes, until ``n_initial`` seed structures have a value. A recipe whose melt-quench
+    failed (a ``seed_failed`` event) is not tried again: recipes are seeded, so it would fail
+    the same way. Returns the last build's report with the failures of every round."""
     n = run.config.acquisition.n_initial
     oracles, md = seed_sources(run.config)
     names = {oracle_config.name for oracle_config, _ in oracles}
-    failed: list[str] = []
+    failed = [str(e.payload["recipe"]) for e in run.store.events(kind="seed_failed")]
     failures: list[str] = []
     size = n
     while True:

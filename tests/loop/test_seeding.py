@@ -162,6 +162,7 @@ def test_failed_seed_recipes_are_replaced_by_the_next_ones_of_the_plan(handle, m
     report = steps.seed(run)
     assert steps.scored_seed_count(run.store, {"lammps_meam"}) == 3
     assert sorted(report.failed_recipes) == sorted(doomed)
+    assert steps.seed(run).failed_recipes == report.failed_recipes  # a rerun retries none
     assert len(attempts) == len(set(attempts)) == 5  # 3 planned + 2 replacements, none twice
     events = [e.message for e in run.store.events() if e.kind == "seed_extended"]
     assert events == ["2 seed structure(s) short: trying 5 recipes"]
