@@ -124,12 +124,13 @@ class CondCDVAEConfig:
             type_sigma_begin=2.0,
             type_sigma_end=0.05,
             lr=1e-3,
-            lr_patience=5,
+            lr_patience=30,
             batch_size=8,
             max_epochs=20,
             # the loss is stochastic (a random noise level per example) and tiny validation
-            # sets are 2-4 cells: a patience of 10 epochs stopped training at ~15 epochs with
-            # 2.5x the loss reached by epoch 70 (measured on 10 Cu-Zr glass cells)
+            # sets are 2-4 cells: patiences of 5 (learning rate) and 10 (stopping) epochs ended
+            # training at ~15 epochs with 2.5x the loss reached by epoch 70 with 30 and 100
+            # (measured on 10 Cu-Zr glass cells)
             early_stopping_patience=100,
             val_fraction=0.2,
             langevin_steps_per_level=2,
