@@ -422,7 +422,7 @@ def _latent_candidates(
     objective = run.config.objectives[0]
     if settings.latent_steps == 0 or objective.property not in model.spec.properties:
         return []
-    starts = best_structures(run, run.config.acquisition.batch_size)
+    starts = best_structures(run, run.config.acquisition.batch_size, before_iteration=index)
     if not starts:
         return []
     result = model.optimize_latent(
@@ -463,15 +463,23 @@ def on_lattice(config: CampaignConfig, candidate: Candidate) -> Candidate:
     return Candidate(structure=snapped, **fields)
 
 
-def best_structures(run: CampaignRun, n: int) -> list[tuple[str, Structure]]:
+def best_structures(
+    run: CampaignRun, n: int, *, before_iteration: int
+) -> list[tuple[str, Structure]]:
     """``(candidate hash, relaxed structure)`` of the ``n`` best scored candidates for the first
-    objective."""
+    objective among the seed set and iterations before ``before_iteration``: what an iteration
+    starts from must not depend on how far its own evaluations got before a crash."""
     objective = run.config.objectives[0]
     sign = 1.0 if objective.direction == "maximize" else -1.0
+    earlier = {
+        c.content_hash
+        for c in run.store.candidates()
+        if c.iteration is None or c.iteration < before_iteration
+    }
     scored = [
         (sign * e.properties[objective.property].value, e)
         for e in run.store.evaluations(status="done")
-        if objective.property in e.properties
+        if objective.property in e.properties and e.candidate_hash in earlier
     ]
     scored.sort(key=lambda pair: pair[0], reverse=True)
     chosen: dict[str, Structure] = {}
