@@ -810,11 +810,19 @@ def main() -> None:
     plot(runs, spec, out / "best_so_far.png")
     command = "python -m benchmarks.discovery" + (" --full" if invocation.full else "")
     write_summary(out / "summary.md", command, rows, targets, ref, size, wall)
+    save_runs(out, ref, runs, wall, ["best_so_far.png", "summary.md"])
+
+
+def save_runs(
+    out: Path, reference: Any, runs: Sequence[RunResult], wall_s: float, written: Sequence[str]
+) -> None:
+    """Write ``runs.json`` (the reference dataclass and every run) into ``out`` and list what
+    the run wrote there (``written`` and ``runs.json``)."""
     (out / "runs.json").write_text(
-        json.dumps({"reference": asdict(ref), "runs": [asdict(r) for r in runs]}, indent=1)
+        json.dumps({"reference": asdict(reference), "runs": [asdict(r) for r in runs]}, indent=1)
     )
-    print(f"wall time {wall:.0f} s")
-    for name in ("best_so_far.png", "summary.md", "runs.json"):
+    print(f"wall time {wall_s:.0f} s")
+    for name in [*written, "runs.json"]:
         print(f"wrote {(out / name).relative_to(REPO)}")
 
 

@@ -66,6 +66,7 @@ from benchmarks.discovery import (
     pool_settings,
     run_all,
     run_loop,
+    save_runs,
     speedup,
     summary_rows,
     table,
@@ -416,12 +417,7 @@ def main() -> None:
     plot(runs, spec, out / "hypervolume.png")
     command = "python -m benchmarks.discovery_amorphous" + (" --full" if invocation.full else "")
     write_summary(out / "summary.md", command, rows, lines, ref, size, wall)
-    (out / "runs.json").write_text(
-        json.dumps({"reference": asdict(ref), "runs": [asdict(r) for r in runs]}, indent=1)
-    )
-    print(f"wall time {wall:.0f} s")
-    for name in ("hypervolume.png", "summary.md", "runs.json"):
-        print(f"wrote {(out / name).relative_to(REPO)}")
+    save_runs(out, ref, runs, wall, ["hypervolume.png", "summary.md"])
 
 
 if __name__ == "__main__":
