@@ -385,16 +385,24 @@ def run_local_search(run: CampaignRun, timings: dict[str, float]) -> list[Evalua
         and len(e.relaxed_structure.composition) > 1
     ]
     _, start = max(starts, key=lambda pair: pair[0])
+    return swap_search_from(run, seeds, start, OBJECTIVE, N_SWAPS)
+
+
+def swap_search_from(
+    run: CampaignRun, seeds: list[Evaluation], start: Evaluation, objective: str, n_swaps: int
+) -> list[Evaluation]:
+    """The seed calls, then seed 001's swap search (maximising ``objective``, ``n_swaps`` per
+    step) from ``start``'s candidate until the objective oracle's budget is spent."""
     candidate = run.store.candidate(start.candidate_hash)
     assert candidate is not None
     remaining = run.config.budget.evaluations[objective_oracle(run.config)] - len(seeds)
     result = local_search(
         candidate,
         lammps(run.config),
-        objective=OBJECTIVE,
+        objective=objective,
         direction="max",
-        n_swaps=N_SWAPS,
-        n_steps=math.ceil(remaining / N_SWAPS),
+        n_swaps=n_swaps,
+        n_steps=math.ceil(remaining / n_swaps),
         rng=run.config.seed,
         start_evaluation=start,
     )
@@ -514,18 +522,26 @@ def pool_settings(size: Size) -> dict[str, int]:
     }
 
 
+def cached_reference(
+    path: Path, kind: Callable[..., Any], build: Callable[[Size], Any], size: Size, refresh: bool
+) -> tuple[Any, Path]:
+    """The reference dataclass ``kind`` cached at ``path``: read when it was made with
+    ``size``'s pool settings, else (or with ``refresh``) ``build(size)`` and written there."""
+    if path.is_file() and not refresh:
+        cached = kind(**json.loads(path.read_text()))
+        if cached.pool == pool_settings(size):
+            return cached, path
+    result = build(size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(result), indent=2))
+    return result, path
+
+
 def reference(size: Size, *, refresh: bool = False) -> tuple[Reference, Path]:
     """The cached reference of ``size`` (computed when missing, made with other pool sizes, or
     ``refresh``)."""
     path = CACHE / f"reference-{size.name}.json"
-    if path.is_file() and not refresh:
-        cached = Reference(**json.loads(path.read_text()))
-        if cached.pool == pool_settings(size):
-            return cached, path
-    result = reference_pool(size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(asdict(result), indent=2))
-    return result, path
+    return cached_reference(path, Reference, reference_pool, size, refresh)
 
 
 # ----------------------------------------------------------------------------- report

@@ -37,14 +37,12 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import json
-import math
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -56,6 +54,7 @@ from benchmarks.discovery import (
     CurvePlot,
     RunResult,
     Size,
+    cached_reference,
     composition_search,
     format_speedup,
     lammps,
@@ -69,6 +68,7 @@ from benchmarks.discovery import (
     save_runs,
     speedup,
     summary_rows,
+    swap_search_from,
     table,
 )
 from benchmarks.discovery import campaign_config as discovery_config
@@ -193,20 +193,7 @@ def run_local_search(run: CampaignRun, timings: dict[str, float]) -> list[Evalua
     seeds = oracle_calls(run)
     scored = [(p[0], e) for e in seeds if (p := point(e)) is not None]
     _, start = max(scored, key=lambda pair: pair[0])
-    candidate = run.store.candidate(start.candidate_hash)
-    assert candidate is not None
-    remaining = run.config.budget.evaluations[ORACLE] - len(seeds)
-    result = local_search(
-        candidate,
-        lammps(run.config),
-        objective=BULK,
-        direction="max",
-        n_swaps=N_SWAPS,
-        n_steps=math.ceil(remaining / N_SWAPS),
-        rng=run.config.seed,
-        start_evaluation=start,
-    )
-    return seeds + [evaluation for _, evaluation in result.evaluated[1:]][:remaining]
+    return swap_search_from(run, seeds, start, BULK, N_SWAPS)
 
 
 def run_strategy(strategy: str, size: Size, seed: int) -> RunResult:
@@ -294,14 +281,7 @@ def reference_pool(size: Size) -> ReferenceB:
 def reference(size: Size, *, refresh: bool = False) -> tuple[ReferenceB, Path]:
     """The cached reference pool of ``size`` (computed when missing or stale, or ``refresh``)."""
     path = CACHE / f"reference-b-{size.name}.json"
-    if path.is_file() and not refresh:
-        cached = ReferenceB(**json.loads(path.read_text()))
-        if cached.pool == pool_settings(size):
-            return cached, path
-    result = reference_pool(size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(asdict(result), indent=2))
-    return result, path
+    return cached_reference(path, ReferenceB, reference_pool, size, refresh)
 
 
 # ----------------------------------------------------------------------------- report
