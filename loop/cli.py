@@ -374,7 +374,10 @@ def seed(
     step: Annotated[float, typer.Option(help="composition grid step (atomic fraction)")] = 0.1,
     oracle: Annotated[
         list[str] | None,
-        typer.Option("--oracle", help="oracle name to score with (default: those <= 60 core-s)"),
+        typer.Option(
+            "--oracle",
+            help="oracle to score with (default: acquisition.seed_oracles, else those <= 60 core-s)",
+        ),
     ] = None,
 ) -> None:
     """Fill a campaign's seed set: random solid solutions scored by the cheap oracles.

@@ -168,12 +168,14 @@ def evaluate(
 def seed_sources(
     config: CampaignConfig, names: Sequence[str] | None = None
 ) -> tuple[list[tuple[OracleConfig, Oracle]], MDOracle | None]:
-    """The oracles that score seed structures (``names``, default: the cheap ones) and the MD
-    oracle that melt-quenches amorphous seeds (``None`` when none is configured).
+    """The oracles that score seed structures (``names``, default: ``acquisition.seed_oracles``,
+    else the cheap ones) and the MD oracle that melt-quenches amorphous seeds (``None`` when
+    none is configured).
 
     Raises:
         ConfigError: an unknown name, or no chosen oracle computes.
     """
+    names = names or config.acquisition.seed_oracles
     known = {o.name for o in config.oracles}
     if names and (unknown := set(names) - known):
         raise ConfigError(
@@ -193,7 +195,7 @@ def seed_sources(
 
 def seed(run: CampaignRun, progress: ProgressCallback | None = None) -> SeedReport:
     """Build (or finish building) the campaign's seed set of ``acquisition.n_initial``
-    structures, spread over compositions, scored by the cheap oracles.
+    structures, spread over compositions, scored by the seed oracles (:func:`seed_sources`).
 
     Where melt-quenches or oracle calls fail (small amorphous cells often do), the next recipes
     of the same deterministic plan are tried, up to :data:`SEED_ATTEMPTS` × ``n_initial``

@@ -202,6 +202,11 @@ class AcquisitionConfig(BaseModel):
     lab_request_core_s: float = Field(
         1e6, gt=0, description="core-s equivalent of a lab request without a configured cost"
     )
+    seed_oracles: list[str] | None = Field(
+        None,
+        description="oracles that score the seed set (default: every oracle <= 60 core-s); name "
+        "the dear ones whose objectives would otherwise start without values",
+    )
 
 
 class QualityGateConfig(BaseModel):
@@ -313,16 +318,18 @@ class CampaignConfig(BaseModel):
                     f"constraints.{i}: '{constraint.property}' is an objective; constrain "
                     "another property, or give the objective a threshold"
                 )
-        gate_oracle = self.quality.energy_oracle
-        if gate_oracle is not None and gate_oracle not in names:
-            raise ValueError(
-                f"quality.energy_oracle: names oracle '{gate_oracle}', which is not configured; "
-                f"use one of the configured oracles ({', '.join(names)}) or remove it"
-            )
-        for name in self.budget.evaluations:
-            if name not in names:
+        named = [
+            ("quality.energy_oracle", self.quality.energy_oracle),
+            *((f"budget.evaluations.{name}", name) for name in self.budget.evaluations),
+            *(
+                (f"acquisition.seed_oracles.{i}", n)
+                for i, n in enumerate(self.acquisition.seed_oracles or [])
+            ),
+        ]
+        for field, name in named:
+            if name is not None and name not in names:
                 raise ValueError(
-                    f"budget.evaluations.{name}: names oracle '{name}', which is not configured; "
+                    f"{field}: names oracle '{name}', which is not configured; "
                     f"use one of the configured oracles ({', '.join(names)}) or remove it"
                 )
         return self

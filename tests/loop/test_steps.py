@@ -11,7 +11,7 @@ import yaml
 from acquisition.propose import Proposal
 from generator.solid_solution import random_solid_solution
 from loop.campaigns import init_campaign
-from loop.steps import CampaignRun, EvaluationTask, expensive_tasks, stop_reason
+from loop.steps import CampaignRun, EvaluationTask, expensive_tasks, seed_sources, stop_reason
 from state.schema import Candidate, Cost, Evaluation, PropertyValue
 from state.settings import Settings
 
@@ -127,3 +127,14 @@ def test_dft_pdos_is_stored_as_an_artifact_and_plotted(tmp_path, monkeypatch):
     report = write_report(handle.store(), tmp_path / "report")
     assert "pdos" in report.read_text().lower()
     assert any("pdos" in png.name for png in (tmp_path / "report").glob("*.png"))
+
+
+def test_seed_oracles_of_the_config_score_the_seed_set(run):
+    """By default only the cheap oracle scores seeds; ``acquisition.seed_oracles`` adds the dear
+    one (so its objective starts with values), and a command-line choice overrides both."""
+    cheap = [o.name for o in run.config.oracles if o.name != "lammps_dear"]
+    assert [c.name for c, _ in seed_sources(run.config)[0]] == cheap
+    acquisition = run.config.acquisition.model_copy(update={"seed_oracles": ["lammps_dear"]})
+    config = run.config.model_copy(update={"acquisition": acquisition})
+    assert [c.name for c, _ in seed_sources(config)[0]] == ["lammps_dear"]
+    assert [c.name for c, _ in seed_sources(config, cheap)[0]] == cheap

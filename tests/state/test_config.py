@@ -131,6 +131,10 @@ BAD_CONFIGS = {
         lambda d: d["budget"].update(evaluations={"dft": 5}),
         ["budget.evaluations.dft: names oracle 'dft', which is not configured", "meam, cheap"],
     ),
+    "seed oracle not configured": (
+        lambda d: d.setdefault("acquisition", {}).update(seed_oracles=["cheap", "md"]),
+        ["acquisition.seed_oracles.1: names oracle 'md', which is not configured", "meam, cheap"],
+    ),
     "no budget limit": (
         lambda d: d.update(budget={}),
         ["budget: no limit given: set core_hours, gpu_hours and/or evaluations"],
