@@ -390,14 +390,19 @@ def test_melt_quench_builds_a_reproducible_cell_of_the_composition() -> None:
 # ------------------------------------------------------------------ the ASE engine
 
 
-def test_ase_engine_reproduces_the_lammps_engine_on_the_same_potential() -> None:
-    """ASE's Nosé-Hoover chain driving LAMMPSlib tracks LAMMPS's own fix nvt."""
+def cu_u3_lammpslib() -> LAMMPSlib:
+    """ASE's LAMMPSlib calculator with the Cu_u3 EAM, for the ASE engine."""
     load_mpi()
-    calc = LAMMPSlib(
+    return LAMMPSlib(
         lmpcmds=["pair_style eam", f"pair_coeff * * {resolve_potential_file('Cu_u3.eam')}"],
         atom_types={"Cu": 1},
         keep_alive=True,
     )
+
+
+def test_ase_engine_reproduces_the_lammps_engine_on_the_same_potential() -> None:
+    """ASE's Nosé-Hoover chain driving LAMMPSlib tracks LAMMPS's own fix nvt."""
+    calc = cu_u3_lammpslib()
     crystal = fcc_copper(a=3.63)
     traces = []
     for factory in (AseEngine.factory(calc), LammpsEngine.factory("Cu_u3.eam")):
@@ -420,12 +425,7 @@ def test_ase_engine_reproduces_the_lammps_engine_on_the_same_potential() -> None
 
 def test_both_engines_relax_a_packing_alike_and_keep_the_velocities() -> None:
     """FIRE at fixed cell lowers a PACKMOL start's energy to the same minimum in LAMMPS and ASE."""
-    load_mpi()
-    calc = LAMMPSlib(
-        lmpcmds=["pair_style eam", f"pair_coeff * * {resolve_potential_file('Cu_u3.eam')}"],
-        atom_types={"Cu": 1},
-        keep_alive=True,
-    )
+    calc = cu_u3_lammpslib()
     start = random_packing({"Cu": 1}, 32, seed=3)
     relaxed = []
     for factory in (AseEngine.factory(calc), LammpsEngine.factory("Cu_u3.eam")):
