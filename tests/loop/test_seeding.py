@@ -108,7 +108,9 @@ def test_seed_killed_with_sigkill_resumes_without_duplicates(tmp_path):
 def test_amorphous_seed_cells_are_melt_quenched_and_scored(tmp_path):
     data = yaml.safe_load((ROOT / "examples" / "cuzr-glass.yaml").read_text())
     data["cell"]["n_atoms"] = 32
+    # 32 atoms and 1 ps runs: the mean pressure at the melt scatters by ~1 GPa between volumes
     quick = {"melt_ps": 1, "volume_ps": 1, "anneal_ps": 0.5, "quench_rate_K_per_ps": 1000}
+    quick["pressure_tolerance_GPa"] = 1.5
     data["oracles"][1]["options"].update(quick)
     path = tmp_path / "cuzr.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -120,7 +122,7 @@ def test_amorphous_seed_cells_are_melt_quenched_and_scored(tmp_path):
     report = build_seed_set(
         store, handle.config, plan, [(lammps_config, oracle_from_config(lammps_config))], md=md
     )
-    assert (report.structures_made, report.evaluated) == (2, 2)
+    assert (report.structures_made, report.evaluated) == (2, 2), report.failures
     for candidate in store.candidates():
         assert candidate.provenance["builder"].startswith("melt-quench")
         distances = candidate.structure.distance_matrix[candidate.structure.distance_matrix > 0]
