@@ -380,7 +380,7 @@ def seed(
         ),
     ] = None,
 ) -> None:
-    """Fill a campaign's seed set: random solid solutions (or melt-quenched cells) scored by the seed oracles.
+    """Fill a campaign's seed set: solid solutions or melt-quenched cells, scored by the seed oracles.
 
     Resumable: running it again continues where it stopped and never redoes an evaluation.
     """
