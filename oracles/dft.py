@@ -272,6 +272,8 @@ class DftOracle(Oracle):
         mode: ``"pw"`` (plane waves, the fast mode of Debian's build) or ``"lcao"``.
         ecut: Plane-wave cutoff (eV; ``pw`` mode).
         basis: Basis set of ``lcao`` mode (``"dzp"``).
+        grid_spacing: Real-space grid spacing (Å) of the density and potential; GPAW's 0.2 when
+            omitted. ``lcao`` runs cost about ``grid_spacing⁻³``: 0.3 is ~3× cheaper.
         xc: Exchange-correlation functional (a GPAW name with PAW setups, ``"PBE"``).
         kpoint_density: Monkhorst-Pack density (k-points per Å⁻¹, ASE's
             ``kptdensity2monkhorstpack``); Γ-centred meshes.
@@ -325,6 +327,7 @@ class DftOracle(Oracle):
         mode: Literal["pw", "lcao"] = "pw",
         ecut: float = 400.0,
         basis: str = "dzp",
+        grid_spacing: float | None = None,
         xc: str = "PBE",
         kpoint_density: float = 3.5,
         kpts: str | None = None,
@@ -370,6 +373,8 @@ class DftOracle(Oracle):
             ("timeout_s", timeout_s),
         ):
             _positive(option, value)
+        if grid_spacing is not None:
+            _positive("grid_spacing", grid_spacing)
         if not dos_emin < 0.0 < dos_emax:
             raise OracleSetupError(
                 f"the DOS window [dos_emin, dos_emax] = [{dos_emin}, {dos_emax}] eV must "
@@ -384,6 +389,7 @@ class DftOracle(Oracle):
             )
         self.mesh = self._parse_kpts(kpts)
         self.mode, self.ecut, self.basis, self.xc = mode, ecut, basis, xc
+        self.grid_spacing = grid_spacing
         self.kpoint_density, self.smearing = kpoint_density, smearing
         self.spinpol = spinpol
         self.magmoms = parse_magmoms(magmoms)
@@ -479,6 +485,7 @@ class DftOracle(Oracle):
             "mode": self.mode,
             "ecut": self.ecut,
             "basis": self.basis,
+            "grid_spacing": self.grid_spacing,
             "xc": self.xc,
             "kpts": list(self.kpoint_mesh(structure)),
             "smearing": self.smearing,
@@ -651,6 +658,7 @@ class DftOracle(Oracle):
                 "mode": self.mode,
                 "ecut_eV": self.ecut,
                 "basis": self.basis,
+                "grid_spacing_A": self.grid_spacing,
                 "xc": self.xc,
                 "setups": self.install.setup_name,
                 "kpoint_density_A": self.kpoint_density,

@@ -67,6 +67,8 @@ def build_calculator(spec: dict[str, Any]) -> GPAW:
     """A GPAW calculator with the input's settings (energies in eV, lengths in Å)."""
     mode = PW(spec["ecut"]) if spec["mode"] == "pw" else "lcao"
     extra = {"basis": spec["basis"]} if spec["mode"] == "lcao" else {}
+    if spec.get("grid_spacing") is not None:
+        extra["h"] = spec["grid_spacing"]
     return GPAW(
         mode=mode,
         xc=spec["xc"],

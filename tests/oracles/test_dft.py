@@ -319,10 +319,13 @@ def test_mpi_run_gives_the_serial_numbers(gpaw: None, coo_run, tmp_path: Path) -
 
 
 @pytest.mark.slow
-def test_lcao_agrees_with_plane_waves(gpaw: None, coo_run, tmp_path: Path) -> None:
-    oracle = DftOracle(mode="lcao", kpts="4x4x4", workdir=str(tmp_path))
+def test_lcao_on_a_coarse_grid_agrees_with_plane_waves(gpaw: None, coo_run, tmp_path: Path) -> None:
+    oracle = DftOracle(mode="lcao", grid_spacing=0.3, kpts="4x4x4", workdir=str(tmp_path))
     evaluation = oracle.evaluate(candidate(coo_rocksalt()))
     assert evaluation.status == "done", evaluation.error
+    log = Path(evaluation.provenance["gpaw_log"]).read_text()
+    spacing = re.search(r"Effective grid spacing dv\^\(1/3\) = ([\d.]+)", log)
+    assert spacing is not None and 0.25 < float(spacing.group(1)) < 0.4  # GPAW default: 0.2
     pw = {name: p.value for name, p in coo_run.properties.items()}
     lcao = {name: p.value for name, p in evaluation.properties.items()}
     assert lcao["lambda1"] == pytest.approx(pw["lambda1"], rel=0.1)
@@ -346,6 +349,7 @@ def test_registered_and_missing_interpreter_is_a_setup_error() -> None:
         ({"magmoms": "Fe4"}, "magmoms must be"),
         ({"metal": "Xx"}, "metal must be an element"),
         ({"ecut": 0}, "ecut must be positive"),
+        ({"grid_spacing": -0.3}, "grid_spacing must be positive"),
         ({"spinpol": "yes"}, "spinpol must be"),
         ({"nbands": "lots"}, "nbands must be"),
     ],
