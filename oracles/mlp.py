@@ -135,8 +135,31 @@ class Backend:
     lock: threading.RLock = field(default_factory=threading.RLock)
 
 
-def _load_chgnet(device: str) -> Backend:
-    """CHGNet with the 0.3.0 weights shipped in the ``chgnet`` wheel."""
+def _stress_on_request(base: type[Calculator]) -> type[Calculator]:
+    """CHGNet's calculator ``base`` computing the stress only when it is asked for.
+
+    CHGNet's calculator always computes energy, forces, stress and moments; the stress is a
+    second backward pass, ~40 % of the cost of a step. MD asks for forces at every step and for
+    the stress (the pressure) only at its samples.
+    """
+
+    class StressOnRequest(base):  # type: ignore[misc,valid-type]
+        def calculate(
+            self,
+            atoms: Any = None,
+            properties: list[str] | None = None,
+            system_changes: list[str] | None = None,
+        ) -> None:
+            task = "efs" if properties is None or "stress" in properties else "ef"
+            super().calculate(atoms, properties, system_changes, task=task)
+
+    StressOnRequest.__qualname__ = f"{base.__qualname__}[stress on request]"
+    return StressOnRequest
+
+
+def _load_chgnet(device: str, *, stress_on_request: bool = False) -> Backend:
+    """CHGNet with the 0.3.0 weights shipped in the ``chgnet`` wheel; with
+    ``stress_on_request`` its calculator computes the stress only when asked (for MD)."""
     try:
         import chgnet
         from chgnet.model import CHGNet
@@ -158,7 +181,10 @@ def _load_chgnet(device: str) -> Backend:
     )
     with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints its device
         model = CHGNet.load(model_name="0.3.0", use_device=device, verbose=False)
-        calculator = CHGNetCalculator(model, use_device=device)
+        calculator_class = (
+            _stress_on_request(CHGNetCalculator) if stress_on_request else CHGNetCalculator
+        )
+        calculator = calculator_class(model, use_device=device)
     sha = sha256_file(weights[0])
 
     def batch_energies(structures: Sequence[Structure], batch_size: int) -> list[float]:
@@ -941,5 +967,7 @@ class MLPOracle(Oracle):
 
 # The universal potentials as MD calculators (``md`` oracle: ``engine: ase, calculator: chgnet``);
 # each MD run gets a fresh calculator, not the relaxation oracle's shared one.
-register_calculator("chgnet", lambda: _load_chgnet(resolve_device()).calculator)
+register_calculator(
+    "chgnet", lambda: _load_chgnet(resolve_device(), stress_on_request=True).calculator
+)
 register_calculator("7net-0", lambda: _load_sevennet(resolve_device()).calculator)

@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 from ase.calculators.calculator import Calculator, all_changes
 from pymatgen.core import Lattice, Structure
+from pymatgen.io.ase import AseAtomsAdaptor
 from typer.testing import CliRunner
 
 from loop.cli import app
 from oracles.base import OracleFailed, OracleSetupError
 from oracles.gates import check_min_distance, energy_gate
-from oracles.md import MDOracle
+from oracles.md import CALCULATORS, MDOracle
 from oracles.mlp import (
     MATGL_FILES,
     Backend,
@@ -438,3 +439,18 @@ def test_md_oracle_runs_with_the_mlp_as_calculator():
     assert evaluation.properties["diffusivity"].unit == "cm^2/s"
     assert evaluation.properties["diffusivity"].value < 1e-5  # a crystal at 300 K barely moves
     assert "chgnet" in evaluation.provenance["calculator"].lower()
+
+
+def test_md_calculator_computes_the_stress_only_when_asked(oracle):
+    """The MD CHGNet skips the stress pass at steps that need only forces, and agrees with the
+    relaxation oracle's calculator on forces (eV/Å) and stress (eV/Å³)."""
+    atoms = AseAtomsAdaptor.get_atoms(perturbed_nifecr())
+    md_calc = CALCULATORS["chgnet"]()
+    atoms.calc = md_calc
+    forces = atoms.get_forces()
+    assert "forces" in md_calc.results and "stress" not in md_calc.results
+    stress = atoms.get_stress()
+    reference = atoms.copy()
+    reference.calc = oracle.backend.calculator
+    np.testing.assert_allclose(forces, reference.get_forces(), atol=1e-5)
+    np.testing.assert_allclose(stress, reference.get_stress(), atol=1e-6)
