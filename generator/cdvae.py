@@ -265,6 +265,7 @@ class CondCDVAE(Generator):
             step_lr=self.config.langevin_step_lr,
             min_distance=self.config.min_distance,
             batch_size=batch_size,
+            pdm_swap_sweeps=self.config.pdm_swap_sweeps,
         )
 
     def _candidates(

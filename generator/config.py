@@ -86,6 +86,8 @@ class CondCDVAEConfig:
     langevin_steps_per_level: int = 100
     langevin_step_lr: float = 1e-4
     min_distance: float = 1.5  # Å, after push-apart
+    #: Element exchanges proposed per atom towards a PDM target after push-apart (0: none).
+    pdm_swap_sweeps: int = 20
     #: Predicted cells below this fraction of the smallest training volume per atom are scaled up.
     min_volume_fraction: float = 0.75
     # PDM

@@ -21,8 +21,8 @@ from pymatgen.core import Element, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 from torch import Tensor
 
+from generator.pdm import closest_pair_distances, shell_cutoffs
 from generator.pdm import pdm as pdm_vector
-from generator.pdm import shell_cutoffs
 from generator.phase import PHASES
 
 
@@ -79,6 +79,8 @@ class DataSpec:
         lattice_scale: Standardisation of :func:`lattice_features`.
         property_scale: Standardisation of the properties.
         min_volume_per_atom: Smallest volume per atom in the training data (Å³).
+        pair_min_distances: Shortest distance of each element pair in the training data (Å),
+            ``n x n`` (0: pair not seen); ``None`` in checkpoints made before it existed.
     """
 
     elements: list[str]
@@ -90,6 +92,7 @@ class DataSpec:
     lattice_scale: Standardiser
     property_scale: Standardiser
     min_volume_per_atom: float
+    pair_min_distances: list[list[float]] | None = None
 
     @classmethod
     def from_data(
@@ -130,6 +133,7 @@ class DataSpec:
             lattice_scale=Standardiser.fit(np.stack([lattice_features(s) for s in structures])),
             property_scale=Standardiser.fit(values),
             min_volume_per_atom=min(s.volume / len(s) for s in structures),
+            pair_min_distances=closest_pair_distances(structures, elements).tolist(),
         )
 
     def pdm_of(self, structure: Structure) -> np.ndarray:

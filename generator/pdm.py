@@ -189,6 +189,19 @@ def shell_cutoffs(
     return cutoffs
 
 
+def closest_pair_distances(
+    structures: Iterable[Structure], elements: Sequence[str], *, r_max: float = DEFAULT_R_MAX
+) -> np.ndarray:
+    """Shortest ``a``-``b`` distance (Å) found in ``structures``, shape ``(n, n)``, symmetric;
+    0 for pairs never found within ``r_max``."""
+    n = len(elements)
+    closest = np.full((n, n), np.inf)
+    for structure in structures:
+        _, a, b, distances = _pair_distances(structure, elements, r_max)
+        np.minimum.at(closest, (a, b), distances)
+    return np.where(np.isfinite(closest), closest, 0.0)
+
+
 def coordination_matrix(
     structure: Structure, elements: Sequence[str], cutoffs: np.ndarray | None = None
 ) -> np.ndarray:

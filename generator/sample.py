@@ -9,9 +9,11 @@ is fixed exactly: the integer counts closest to the requested fractions (largest
 start in random order; where type denoising is on, the types are re-assigned after every noise
 level so that the decoder's type log-probabilities are maximised over permutations of that fixed
 multiset (``scipy.optimize.linear_sum_assignment``), which lets the decoder order the atoms
-without ever changing the composition. Finally :func:`generator.push_apart.push_apart`
+without ever changing the composition. Then :func:`generator.push_apart.push_apart`
 separates atoms closer than the configured minimum distance (a cell it cannot separate in 100
-rounds is returned as decoded, for the caller's quality gate to reject with the reason).
+rounds is returned as decoded, for the caller's quality gate to reject with the reason), and
+where the condition has a PDM target, :func:`generator.pdm_ordering.match_pdm` exchanges
+elements between sites towards it (positions and composition unchanged).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from torch import Tensor
 from generator.data import DataSpec, composition_vector
 from generator.graph import cart_to_frac, frac_to_cart, lattice_from_parameters
 from generator.model import CondCDVAEModel, denoises_types
+from generator.pdm_ordering import match_pdm
 from generator.push_apart import PushApartError, push_apart
 from state.composition import atom_counts
 
@@ -79,12 +82,15 @@ class LangevinSettings:
         step_lr: Step size at the smallest noise level (Å²).
         min_distance: Closest allowed interatomic distance after push-apart (Å).
         batch_size: Cells decoded together.
+        pdm_swap_sweeps: Proposed element exchanges per atom towards a condition's PDM target
+            (:func:`generator.pdm_ordering.match_pdm`); 0 leaves the decoder's ordering.
     """
 
     steps_per_level: int
     step_lr: float
     min_distance: float
     batch_size: int = 32
+    pdm_swap_sweeps: int = 0
 
 
 def _condition_tensors(
@@ -279,9 +285,24 @@ def _decode_chunk(
         )
         seed = int(torch.randint(1 << 31, (1,), generator=generator, device=device))
         try:
-            structures.append(push_apart(raw, settings.min_distance, seed=seed))
+            structure = push_apart(raw, settings.min_distance, seed=seed)
         except PushApartError:  # kept as decoded; the loop's quality gate rejects it
-            structures.append(raw)
+            structure = raw
+        target = conditions[cell].pdm_target
+        if target is not None and settings.pdm_swap_sweeps > 0:
+            ordering = match_pdm(
+                structure,
+                target,
+                spec.elements,
+                np.array(spec.pdm_cutoffs),
+                min_distances=None
+                if spec.pair_min_distances is None
+                else np.array(spec.pair_min_distances),
+                sweeps=settings.pdm_swap_sweeps,
+                seed=seed,
+            )
+            structure = ordering.structure
+        structures.append(structure)
     return structures
 
 

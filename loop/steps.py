@@ -383,6 +383,8 @@ def generate(
     ]
     # push apart to the gate's closest distance, so that passing structures need no change
     model.config = replace(model.config, min_distance=run.config.quality.min_distance)
+    if settings.pdm_swap_sweeps is not None:
+        model.config = replace(model.config, pdm_swap_sweeps=settings.pdm_swap_sweeps)
     sampled = model.sample(
         conditions,
         settings.samples_per_proposal,

@@ -167,6 +167,12 @@ class GeneratorConfig(BaseModel):
     langevin_steps: int | None = Field(
         None, ge=1, description="Langevin steps per noise level; default the preset's (100 / 2)"
     )
+    pdm_swap_sweeps: int | None = Field(
+        None,
+        ge=0,
+        description="element exchanges proposed per atom towards each proposal's PDM target "
+        "after sampling; default the preset's (20), 0 keeps the decoder's ordering",
+    )
     latent_steps: int = Field(200, ge=0, description="Adam steps on the property head")
     latent_lr: float = Field(1e-3, gt=0)
     train_epochs: int = Field(50, ge=0)

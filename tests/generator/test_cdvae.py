@@ -65,6 +65,29 @@ def test_samples_have_exact_composition_and_no_close_atoms(trained) -> None:
         )
 
 
+def test_pdm_target_is_met_closer_with_element_exchanges(trained, monkeypatch) -> None:
+    """The same decoded cells, with and without the swaps towards a clustered Ni-Fe-Cr target."""
+    generator, _ = trained
+    reference = random_solid_solution(NIFECR, "fcc", 54, np.random.default_rng(0))
+    random_pdm = generator.pdm(reference)
+    labels = generator.pdm_labels
+    target = random_pdm.copy()  # more like neighbours, fewer unlike (same totals)
+    for k, label in enumerate(labels):
+        a, b = label.split("-")
+        target[k] = random_pdm[k] * (1.6 if a == b else 0.6)
+    condition = [Condition(NIFECR, pdm_target=list(target), n_atoms=54, phase="fcc")]
+    errors = {}
+    for sweeps in (0, 20):
+        monkeypatch.setattr(generator, "config", generator.config.replace(pdm_swap_sweeps=sweeps))
+        cells = [c.structure for c in generator.sample(condition, 4, seed=5)]
+        errors[sweeps] = np.mean([np.abs(generator.pdm(s) - target).mean() for s in cells])
+        for cell in cells:
+            assert {el.symbol: int(n) for el, n in cell.composition.items()} == atom_counts(
+                NIFECR, 54
+            )
+    assert errors[20] < 0.5 * errors[0]
+
+
 def test_latent_optimisation_raises_the_property_head_at_every_decode_step(trained, nifecr) -> None:
     generator, _ = trained
     starts = [structure for structure, _ in nifecr[:3]]

@@ -10,6 +10,7 @@ from pymatgen.core import Lattice, Structure
 
 from generator.pdm import (
     RADII_SHELL_FACTOR,
+    closest_pair_distances,
     coordination_matrix,
     pair_labels,
     partial_rdf,
@@ -110,3 +111,12 @@ def test_partial_rdf_tends_to_one_for_an_ideal_gas() -> None:
 def test_unknown_element_is_refused() -> None:
     with pytest.raises(ValueError, match="not among the elements"):
         pdm(l12_ni3fe(), ["Ni"])
+
+
+def test_closest_pair_distances_of_l12() -> None:
+    closest = closest_pair_distances([l12_ni3fe(3.56)], ["Ni", "Fe", "Cr"])
+    nearest = 3.56 / math.sqrt(2)
+    assert closest[0, 0] == pytest.approx(nearest)  # Ni-Ni on the faces
+    assert closest[0, 1] == closest[1, 0] == pytest.approx(nearest)
+    assert closest[1, 1] == pytest.approx(3.56)  # Fe-Fe only across the cube edge
+    assert closest[2].tolist() == [0.0, 0.0, 0.0]  # Cr absent
