@@ -591,7 +591,8 @@ class VolumeSearch:
 
     Attributes:
         volume_A3: Zero-pressure volume found (Å³).
-        bulk_modulus_GPa: Bulk modulus of the P(V) fit at that volume (GPa).
+        bulk_modulus_GPa: Bulk modulus of the P(V) fit at that volume (GPa); ``None`` when the
+            volume was found without a fit (:func:`next_volume`).
         pressure_GPa: Mean pressure over the second half of the last run, at that volume (GPa).
         pressure_error_GPa: Its standard error (GPa).
         temperature_K: Mean kinetic temperature of the last run (K).
@@ -600,12 +601,45 @@ class VolumeSearch:
     """
 
     volume_A3: float
-    bulk_modulus_GPa: float
+    bulk_modulus_GPa: float | None
     pressure_GPa: float
     pressure_error_GPa: float
     temperature_K: float
     potential_energy_per_atom: float
     points: list[tuple[float, float]] = field(default_factory=list)
+
+
+def next_volume(
+    points: Sequence[tuple[float, float]], reference_volume: float, factors: Sequence[float]
+) -> tuple[float, float | None]:
+    """Where the volume search runs next (Å³), and the bulk modulus of its P(V) fit (GPa).
+
+    Where P(V) falls with volume, the zero of its fit (:func:`fit_pressure_volume`), kept within
+    20 % of the reference volume outside the explored range (MPMorph widens its search so). A
+    small cell's P(V) may not fall, for two reasons: every run is under tension (a liquid
+    started too dilute cavitates and its pressure stops depending on volume) or every run is
+    under compression, and the search steps outside the explored range by the widest of
+    ``factors``; or the pressures scatter around zero by more than their trend, and the search
+    runs again at the explored volume with the smallest |P|. The bulk modulus is ``None``
+    where no fit exists.
+
+    Args:
+        points: ``(volume Å³, mean pressure GPa)`` of the runs so far.
+        reference_volume: Volume the search started from (Å³).
+        factors: Volume factors of the first runs.
+    """
+    volumes = [v for v, _ in points]
+    pressures = [p for _, p in points]
+    try:
+        volume, bulk = fit_pressure_volume(volumes, pressures)
+    except OracleFailed:
+        if max(pressures) < 0.0:
+            return min(volumes) * min(factors), None
+        if min(pressures) > 0.0:
+            return max(volumes) * max(factors), None
+        return min(points, key=lambda point: abs(point[1]))[0], None
+    limits = (min(volumes) - 0.2 * reference_volume, max(volumes) + 0.2 * reference_volume)
+    return min(max(volume, limits[0]), limits[1]), bulk
 
 
 def volume_search(
@@ -623,10 +657,9 @@ def volume_search(
 
     From the current configuration (kept as the reference), runs NVT at each scaled volume,
     fits P(V) (:func:`fit_pressure_volume`), runs at the fitted zero-pressure volume, and
-    repeats with that point added until its mean pressure is within ``tolerance_GPa``. Each
-    new volume is kept within 20 % of the reference volume outside the explored range, as
-    MPMorph widens its search. The engine is left at the end of the last run, at the volume
-    found.
+    repeats with that point added until its mean pressure is within ``tolerance_GPa``
+    (:func:`next_volume` says where to go when P(V) does not fall with volume). The engine is
+    left at the end of the last run, at the volume found.
 
     Args:
         engine: The engine, thermostat set to ``temperature_K``.
@@ -639,7 +672,7 @@ def volume_search(
         max_iterations: Most fits (each followed by a run at its volume).
 
     Raises:
-        OracleFailed: no convergence, or an unphysical P(V).
+        OracleFailed: no convergence.
     """
     ref_cell, ref_positions = engine.get_cell(), engine.get_positions()
     ref_volume = engine.get_volume()
@@ -656,9 +689,7 @@ def volume_search(
     for factor in factors:
         run_at(factor * ref_volume)
     for _ in range(max_iterations):
-        volumes = [v for v, _ in points]
-        volume, bulk = fit_pressure_volume(volumes, [p for _, p in points])
-        volume = min(max(volume, min(volumes) - 0.2 * ref_volume), max(volumes) + 0.2 * ref_volume)
+        volume, bulk = next_volume(points, ref_volume, factors)
         trace = run_at(volume)
         pressure, error = trace.mean_pressure()
         if abs(pressure) <= tolerance_GPa:
@@ -677,13 +708,19 @@ def volume_search(
     )
 
 
-def rescale_to_pressure(engine: MDEngine, pressure_GPa: float, bulk_modulus_GPa: float) -> None:
+def rescale_to_pressure(
+    engine: MDEngine, pressure_GPa: float, bulk_modulus_GPa: float | None
+) -> None:
     """Scale the volume by ``exp(P / 2B)`` (at most ±2 %) towards zero pressure.
 
     Half the linear-response step, since the bulk modulus of the fit (at the melt) is lower than
-    the solid's on cooling: the correction then converges instead of overshooting.
+    the solid's on cooling: the correction then converges instead of overshooting. With an
+    unknown bulk modulus (``None``: the melt's volume search found no P(V) fit) the step is ±2 %.
     """
-    change = max(-MAX_RESCALE, min(MAX_RESCALE, 0.5 * pressure_GPa / bulk_modulus_GPa))
+    if bulk_modulus_GPa is None:
+        change = math.copysign(MAX_RESCALE, pressure_GPa)
+    else:
+        change = max(-MAX_RESCALE, min(MAX_RESCALE, 0.5 * pressure_GPa / bulk_modulus_GPa))
     engine.scale_volume(math.exp(change))
 
 

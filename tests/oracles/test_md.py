@@ -49,9 +49,11 @@ from oracles.md import (
     fit_pressure_volume,
     maxwell_boltzmann,
     melt_quench,
+    next_volume,
     random_packing,
     run_melt_quench,
     simulate,
+    volume_search,
 )
 from oracles.registry import create_oracle, oracle_types
 from state.composition import atom_counts
@@ -156,6 +158,60 @@ def test_pressure_volume_fit_of_a_nearly_flat_line_stays_in_its_bounds() -> None
     raising, and still points to a larger volume for a positive pressure."""
     v0, b0 = fit_pressure_volume([100.0, 110.0, 120.0], [1.0, 0.99, 0.98])
     assert v0 > 120.0 and b0 > 0.0
+
+
+def test_next_volume_where_pressure_does_not_fall_with_volume() -> None:
+    factors = (0.8, 1.0, 1.2)
+    # a dilute liquid under tension everywhere (it cavitates): go denser than explored
+    assert next_volume([(800.0, -2.6), (1000.0, -1.8), (1200.0, -1.7)], 1000.0, factors) == (
+        pytest.approx(640.0),
+        None,
+    )
+    # compressed everywhere and noisy: go wider than explored
+    assert next_volume([(800.0, 2.9), (1000.0, 3.4), (1200.0, 3.0)], 1000.0, factors) == (
+        pytest.approx(1440.0),
+        None,
+    )
+    # scatter around zero: run again where |P| was smallest
+    assert next_volume([(800.0, -1.6), (1000.0, 0.3), (1200.0, -1.6)], 1000.0, factors) == (
+        1000.0,
+        None,
+    )
+    # a falling P(V): its zero, within 20 % of the reference outside the explored range
+    volumes = np.array([900.0, 1050.0, 1150.0])
+    falling = list(zip(volumes, birch_murnaghan_pressure(volumes, 1000.0, 50.0, 5.0), strict=True))
+    volume, bulk = next_volume(falling, 1000.0, factors)
+    assert volume == pytest.approx(1000.0, rel=1e-4) and bulk == pytest.approx(50.0, rel=1e-3)
+    far, _ = next_volume([(900.0, 9.0), (1000.0, 8.0), (1100.0, 7.0)], 1000.0, factors)
+    assert far == pytest.approx(1300.0)
+
+
+def test_volume_search_recovers_a_liquid_started_too_dilute() -> None:
+    """Liquid Cu at 1500 K packed at 1.45x its volume: the first runs are all under tension
+    (voids open and P barely depends on V: their P(V) does not fall), yet the search must end
+    at zero pressure near the liquid's density (Cu_u3 at 1500 K: about 7.8 g/cm³)."""
+    dilute = random_packing({"Cu": 1}, 32, volume_per_atom_A3=1.45 * 13.0, seed=1)
+    with LammpsEngine.factory("Cu_u3.eam")(dilute) as engine:
+        engine.minimize(0.5, 100)
+        engine.set_velocities(maxwell_boltzmann(engine.masses, 1500.0, np.random.default_rng(1)))
+        engine.set_thermostat(1500.0, 100.0)
+        simulate(engine, 500, every=25, temperature_K=1500.0, deadline=Deadline(60))
+        found = volume_search(
+            engine,
+            1500.0,
+            duration_ps=1.0,
+            every=25,
+            deadline=Deadline(120),
+            tolerance_GPa=1.0,
+            max_iterations=8,
+        )
+        liquid = engine.get_structure()
+    first = found.points[:3]
+    assert max(p for _, p in first) < 0.0  # started under tension ...
+    with pytest.raises(OracleFailed, match="does not fall"):  # ... with no P(V) to fit
+        fit_pressure_volume([v for v, _ in first], [p for _, p in first])
+    assert abs(found.pressure_GPa) <= 1.0
+    assert 7.2 < liquid.density < 8.5
 
 
 # ------------------------------------------------------------------ packing
