@@ -72,8 +72,12 @@ logger = logging.getLogger(__name__)
 
 #: Kinetic energy (eV) of 1 amu moving at 1 Å/ps.
 AMU_A2_PER_PS2_TO_EV = 1.0 / (1000.0 * units.fs) ** 2
-#: Temperature step (K) of the quench stages, between which the volume is rescaled.
+#: Smallest temperature step (K) of the quench stages, between which the volume is rescaled.
 QUENCH_STAGE_K = 25.0
+#: Shortest quench stage, in thermostat relaxation times: every stage starts a new thermostat
+#: (both engines reset the Nosé-Hoover chain with its target), which needs about one relaxation
+#: time to act; stages of a few steps (25 K at 4000 K/ps) left a fast quench uncooled.
+QUENCH_STAGE_DAMPINGS = 2.0
 #: Largest relative volume change of one pressure rescaling step.
 MAX_RESCALE = 0.02
 #: Simulated time between volume rescalings during the quench (ps).
@@ -792,12 +796,29 @@ START_FMAX_EV_A = 0.5
 START_MIN_STEPS = 100
 
 
+def quench_schedule(protocol: MeltQuench) -> list[tuple[float, float]]:
+    """Thermostat target (K) and duration (ps) of each quench stage, from the melt down.
+
+    Steps of 25 K at the protocol's rate, or fewer, larger steps where 25 K would last less than
+    :data:`QUENCH_STAGE_DAMPINGS` thermostat relaxation times; the stages take
+    ``(T_melt - T_final) / rate`` in all.
+    """
+    p = protocol
+    drop = p.melt_temperature_K - p.final_temperature_K
+    shortest_ps = QUENCH_STAGE_DAMPINGS * p.thermostat_damping_fs / 1000.0
+    step_K = max(QUENCH_STAGE_K, p.quench_rate_K_per_ps * shortest_ps)
+    n_stages = max(1, math.floor(drop / step_K + 1e-9))
+    stage_ps = drop / n_stages / p.quench_rate_K_per_ps
+    return [(p.melt_temperature_K - (k + 1) * drop / n_stages, stage_ps) for k in range(n_stages)]
+
+
 def run_melt_quench(
     engine: MDEngine, protocol: MeltQuench, rng: np.random.Generator, deadline: Deadline
 ) -> MeltQuenchReport:
     """Relax the start, melt, find the zero-pressure volume, quench, anneal and find it again.
 
-    The quench lowers the thermostat's target in steps of 25 K at the set rate; every 0.5 ps
+    The quench lowers the thermostat's target in steps of 25 K at the set rate, or in larger
+    steps where 25 K would last less than two thermostat relaxation times; every 0.5 ps
     of it the volume is rescaled by the mean pressure of that time (:func:`rescale_to_pressure`),
     so the glass forms near zero pressure. The anneal ends with a volume search at the final
     temperature, which leaves the engine at the zero-pressure volume.
@@ -834,14 +855,9 @@ def run_melt_quench(
     engine.set_velocities(maxwell_boltzmann(engine.masses, p.melt_temperature_K, rng))
     nvt(p.melt_temperature_K, p.melt_ps)
     melt = search(p.melt_temperature_K, p.volume_factors)
-    drop = p.melt_temperature_K - p.final_temperature_K
-    n_stages = math.ceil(drop / QUENCH_STAGE_K)
-    stage_ps = drop / n_stages / p.quench_rate_K_per_ps
     pressures: list[np.ndarray] = []
-    for stage in range(n_stages):
-        pressures.append(
-            nvt(p.melt_temperature_K - (stage + 1) * drop / n_stages, stage_ps).pressure_GPa
-        )
+    for target_K, stage_ps in quench_schedule(p):
+        pressures.append(nvt(target_K, stage_ps).pressure_GPa)
         if len(pressures) * stage_ps >= RESCALE_PS:
             mean = float(np.concatenate(pressures).mean())
             rescale_to_pressure(engine, mean, melt.bulk_modulus_GPa)

@@ -50,6 +50,7 @@ from oracles.md import (
     maxwell_boltzmann,
     melt_quench,
     next_volume,
+    quench_schedule,
     random_packing,
     run_melt_quench,
     simulate,
@@ -184,6 +185,45 @@ def test_next_volume_where_pressure_does_not_fall_with_volume() -> None:
     assert volume == pytest.approx(1000.0, rel=1e-4) and bulk == pytest.approx(50.0, rel=1e-3)
     far, _ = next_volume([(900.0, 9.0), (1000.0, 8.0), (1100.0, 7.0)], 1000.0, factors)
     assert far == pytest.approx(1300.0)
+
+
+def test_quench_stages_last_long_enough_for_the_thermostat() -> None:
+    slow = quench_schedule(MeltQuench(melt_temperature_K=2000, quench_rate_K_per_ps=100))
+    assert len(slow) == 68 and slow[0] == pytest.approx((1975.0, 0.25))  # 25 K steps
+    fast = quench_schedule(MeltQuench(melt_temperature_K=2500, quench_rate_K_per_ps=4000))
+    assert all(ps >= 0.2 for _, ps in fast)  # two 100-fs thermostat relaxation times
+    assert sum(ps for _, ps in fast) == pytest.approx(2200 / 4000)
+    assert fast[-1][0] == pytest.approx(300.0)
+
+
+def test_a_fast_quench_cools_the_liquid() -> None:
+    """Liquid Cu (Cu_u3, 32 atoms) quenched from 2000 K at 4000 K/ps: with the schedule's
+    stages it ends near 300 K; with 25 K stages of 4 steps each, every stage restarts the
+    Nosé-Hoover chain before it acts and the liquid stays hot (the CHGNet Li-Si-O seed
+    quenches that ended in 'temperature blow-up')."""
+    protocol = MeltQuench(
+        melt_temperature_K=2000, final_temperature_K=300, quench_rate_K_per_ps=4000
+    )
+    naive = [(2000.0 - 25.0 * (k + 1), 25.0 / 4000.0) for k in range(68)]
+
+    def final_temperature(stages: list[tuple[float, float]]) -> float:
+        with LammpsEngine.factory("Cu_u3.eam")(fcc_copper(2, a=3.75)) as engine:
+            engine.set_velocities(maxwell_boltzmann(engine.masses, 2000, np.random.default_rng(2)))
+            engine.set_thermostat(2000.0, 100.0)
+            simulate(engine, 1000, every=50, temperature_K=2000.0, deadline=Deadline(60))
+            for target, ps in stages:
+                engine.set_thermostat(target, protocol.thermostat_damping_fs)
+                trace = simulate(
+                    engine,
+                    max(1, round(ps * 500)),
+                    every=1,
+                    temperature_K=None,
+                    deadline=Deadline(60),
+                )
+            return float(trace.temperature_K[-10:].mean())
+
+    assert final_temperature(quench_schedule(protocol)) < 700.0
+    assert final_temperature(naive) > 1200.0
 
 
 def test_volume_search_recovers_a_liquid_started_too_dilute() -> None:
