@@ -352,14 +352,15 @@ def test_result_carries_structure_and_provenance(liquid_copper) -> None:
 
 def test_nve_conserves_energy_in_the_liquid(liquid_copper) -> None:
     _, result = liquid_copper
-    with LammpsEngine.factory("Cu_u3.eam", timestep_fs=2.0)(result.relaxed_structure) as engine:
+    with LammpsEngine.factory("Cu_u3.eam", timestep_fs=1.0)(result.relaxed_structure) as engine:
         engine.set_velocities(maxwell_boltzmann(engine.masses, 1500, np.random.default_rng(0)))
         engine.set_thermostat(None)
-        simulate(engine, 500, every=25, temperature_K=None, deadline=Deadline(60))  # 1 ps
-        trace = simulate(engine, 5000, every=25, temperature_K=None, deadline=Deadline(60))
+        simulate(engine, 1000, every=50, temperature_K=None, deadline=Deadline(60))  # 1 ps
+        trace = simulate(engine, 10000, every=50, temperature_K=None, deadline=Deadline(60))
     drift = np.polyfit(trace.time_ps, trace.total_energy / engine.n_atoms, 1)[0]
-    # eV/atom/ps, after 1 ps of equilibration from fresh velocities; measured ~2e-6 at 2 fs
-    assert abs(drift) < 2e-5
+    # eV/atom/ps, after 1 ps of equilibration from fresh velocities, 1 fs steps; at 2 fs the
+    # drift depends on the liquid configuration (2e-6 to 2.4e-5 seen, Cu_u3's cutoff)
+    assert abs(drift) < 1e-5
     assert 1300 < trace.temperature_K.mean() < 1800
 
 
