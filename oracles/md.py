@@ -37,6 +37,7 @@ import math
 import subprocess
 import tempfile
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -51,7 +52,7 @@ from ase.calculators.emt import EMT
 from ase.md.nose_hoover_chain import NoseHooverChainNVT
 from ase.md.verlet import VelocityVerlet
 from ase.optimize import FIRE
-from pymatgen.core import Element, Lattice, Structure
+from pymatgen.core import Composition, Element, Lattice, Species, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 from scipy.optimize import least_squares
 
@@ -883,20 +884,69 @@ def run_melt_quench(
 # ============================================================================ random packing
 
 
-def estimate_volume_per_atom(composition: Mapping[str, float]) -> float:
-    """Volume per atom (Å³): the mole-fraction average of the elements' molar volumes.
+#: Fraction of space the ions' spheres (Shannon crystal radii) fill in an ionic melt's starting
+#: guess: Li2SiO3 glass 10 Å³/atom from 0.55; open networks (SiO2, 15 Å³/atom) start denser,
+#: which the volume search corrects (a too-dilute start cavitates instead, see volume_search).
+IONIC_PACKING_FRACTION = 0.55
 
-    A starting guess for the packing (MPMorph takes it from Materials Project crystals instead,
-    which needs the network); the volume search corrects it. Compounds of small anions (oxides,
-    nitrides) are denser than their elements, so pass their volume explicitly where known.
+
+def _oxidation_states(composition: Composition) -> dict[str, float]:
+    """Oxidation states of a composition: pymatgen's most likely charge-balanced guess, else
+    (off-stoichiometric) the most electronegative element's lowest common state and every other
+    element's highest."""
+    formula, _ = composition.get_integer_formula_and_factor()
+    guesses = Composition(formula).oxi_state_guesses()
+    if guesses:
+        return dict(guesses[0])
+    anion = max(composition.elements, key=lambda el: el.X)
+    return {
+        el.symbol: float(
+            min(el.common_oxidation_states, default=0)
+            if el == anion
+            else max(el.common_oxidation_states, default=0)
+        )
+        for el in composition.elements
+    }
+
+
+def _ion_volume(symbol: str, state: float) -> float:
+    """Volume (Å³) of the ion's sphere, Shannon crystal radius (pymatgen)."""
+    radius = None
+    if state == int(state):
+        with warnings.catch_warnings():  # "No ionic radius for Co+!": the fallbacks follow
+            warnings.simplefilter("ignore", UserWarning)
+            radius = Species(symbol, int(state)).ionic_radius
+    radius = radius or Element(symbol).average_ionic_radius or Element(symbol).atomic_radius
+    return 4.0 / 3.0 * math.pi * float(radius) ** 3
+
+
+def estimate_volume_per_atom(composition: Mapping[str, float]) -> float:
+    """Starting volume per atom (Å³) of a melt of ``composition``.
+
+    Ionic compositions (an element with a negative oxidation state, :func:`_oxidation_states`):
+    the ions' sphere volumes over :data:`IONIC_PACKING_FRACTION`. Otherwise (alloys, metallic
+    glasses): the mole-fraction average of the elements' molar volumes (Cu50Zr50: 17.6 Å³).
+    The elemental average would put an oxide's O at the volume of solid O2 (29 Å³/atom): such
+    a start is so dilute that the melt cavitates and the volume search settles in a foam
+    (CHGNet Li-Si-O seed cells at 1.3 g/cm³, against 2.5 for Li2SiO3 glass). MPMorph takes the
+    guess from Materials Project crystals instead, which needs the network; the volume search
+    corrects either guess.
+
+    Raises:
+        OracleSetupError: an element with no known molar volume in a metallic composition.
     """
     total = sum(composition.values())
+    fractions = {el: x / total for el, x in composition.items() if x > 0}
+    states = _oxidation_states(Composition(fractions))
+    if any(state < 0 for state in states.values()):
+        ions = sum(x * _ion_volume(el, states[el]) for el, x in fractions.items())
+        return ions / IONIC_PACKING_FRACTION
     volume = 0.0
-    for el, x in composition.items():
+    for el, x in fractions.items():
         molar = Element(el).molar_volume  # cm³/mol
         if molar is None:
             raise OracleSetupError(f"no molar volume known for {el}: give volume_per_atom_A3")
-        volume += x / total * float(molar) * 1e24 / units.mol
+        volume += x * float(molar) * 1e24 / units.mol
     return volume
 
 

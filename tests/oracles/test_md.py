@@ -46,6 +46,7 @@ from oracles.md import (
     MDOracle,
     MeltQuench,
     birch_murnaghan_pressure,
+    estimate_volume_per_atom,
     fit_pressure_volume,
     maxwell_boltzmann,
     melt_quench,
@@ -261,6 +262,19 @@ def test_atom_counts_round_to_the_total() -> None:
     assert atom_counts({"Cu": 64, "Zr": 36}, 100) == {"Cu": 64, "Zr": 36}
     assert atom_counts({"Cu": 1, "Zr": 1, "Al": 1}, 32) == {"Al": 11, "Cu": 11, "Zr": 10}
     assert sum(atom_counts({"Li": 0.4, "P": 0.1, "S": 0.5}, 54).values()) == 54
+
+
+def test_starting_volumes_of_glasses_near_their_measured_densities() -> None:
+    """Volumes per atom (Å³) from glass densities: Li2SiO3 2.5 g/cm³ -> 10.0; Li3PS4 about
+    1.9 g/cm³ -> 19.7; Cu50Zr50 glass 7.35 g/cm³ -> 17.7 (metals keep the elemental molar
+    volumes; the elemental average would give an oxide's O the volume of solid O2)."""
+    assert estimate_volume_per_atom({"Li": 2, "Si": 1, "O": 3}) == pytest.approx(10.0, rel=0.15)
+    assert estimate_volume_per_atom({"Li": 3, "P": 1, "S": 4}) == pytest.approx(19.7, rel=0.15)
+    assert estimate_volume_per_atom({"Cu": 50, "Zr": 50}) == pytest.approx(17.7, rel=0.05)
+    # off-stoichiometric (no charge-balanced guess) and many-cation oxides stay ionic
+    assert 7.0 < estimate_volume_per_atom({"Li": 0.4, "Si": 0.2, "O": 0.4}) < 12.0
+    feconimobo = {"Fe": 0.1, "Co": 0.1, "Ni": 0.1, "Mo": 0.1, "B": 0.1, "O": 0.5}
+    assert 7.0 < estimate_volume_per_atom(feconimobo) < 12.0
 
 
 def test_packmol_packing_is_periodic_random_and_respects_the_tolerance() -> None:
