@@ -216,9 +216,15 @@ def stop_process_tree(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
-def _positive(name: str, value: float) -> None:
-    if not value > 0:
+def _positive(name: str, value: float | str) -> float:
+    """``value`` as a positive float (YAML reads ``1e-3`` without a dot as a string)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise OracleSetupError(f"{name} must be a positive number, not {value!r}") from None
+    if not number > 0:
         raise OracleSetupError(f"{name} must be positive, not {value!r}")
+    return number
 
 
 def _valid_nbands(nbands: int | str) -> bool:
@@ -359,14 +365,27 @@ class DftOracle(Oracle):
             raise OracleSetupError(f"mode must be 'pw' or 'lcao', not {mode!r}")
         if spinpol not in (True, False, "auto"):
             raise OracleSetupError(f"spinpol must be true, false or 'auto', not {spinpol!r}")
+        ecut, kpoint_density, smearing, mixer_beta, mixer_weight = (
+            _positive(option, value)
+            for option, value in (
+                ("ecut", ecut),
+                ("kpoint_density", kpoint_density),
+                ("smearing", smearing),
+                ("mixer_beta", mixer_beta),
+                ("mixer_weight", mixer_weight),
+            )
+        )
+        energy_tolerance, density_tolerance, eigenstates_tolerance = (
+            _positive(option, value)
+            for option, value in (
+                ("energy_tolerance", energy_tolerance),
+                ("density_tolerance", density_tolerance),
+                ("eigenstates_tolerance", eigenstates_tolerance),
+            )
+        )
         for option, value in (
-            ("ecut", ecut),
-            ("kpoint_density", kpoint_density),
-            ("smearing", smearing),
             ("maxiter", maxiter),
-            ("mixer_beta", mixer_beta),
             ("mixer_history", mixer_history),
-            ("mixer_weight", mixer_weight),
             ("dos_width", dos_width),
             ("dos_step", dos_step),
             ("processes", processes),
@@ -374,7 +393,7 @@ class DftOracle(Oracle):
         ):
             _positive(option, value)
         if grid_spacing is not None:
-            _positive("grid_spacing", grid_spacing)
+            grid_spacing = _positive("grid_spacing", grid_spacing)
         if not dos_emin < 0.0 < dos_emax:
             raise OracleSetupError(
                 f"the DOS window [dos_emin, dos_emax] = [{dos_emin}, {dos_emax}] eV must "

@@ -303,6 +303,8 @@ def test_input_settings(gpaw: None) -> None:
         ]
         is False
     )
+    # YAML 1.1 and `--set` read 1e-3 (no dot) as text: taken as the number
+    assert DftOracle(density_tolerance="1e-3").convergence["density"] == 1e-3
     assert DftOracle(processes=2).command()[1:3] == ["-np", "2"]
     assert DftOracle().command()[0] == SYSTEM_PYTHON
 
@@ -352,6 +354,7 @@ def test_registered_and_missing_interpreter_is_a_setup_error() -> None:
         ({"grid_spacing": -0.3}, "grid_spacing must be positive"),
         ({"spinpol": "yes"}, "spinpol must be"),
         ({"nbands": "lots"}, "nbands must be"),
+        ({"density_tolerance": "tight"}, "density_tolerance must be a positive number"),
     ],
 )
 def test_bad_options_are_setup_errors(options: dict, match: str) -> None:
