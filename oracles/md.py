@@ -901,9 +901,9 @@ def _oxidation_states(composition: Composition) -> dict[str, float]:
     anion = max(composition.elements, key=lambda el: el.X)
     return {
         el.symbol: float(
-            min(el.common_oxidation_states, default=0)
+            min(el.common_oxidation_states or (0,))
             if el == anion
-            else max(el.common_oxidation_states, default=0)
+            else max(el.common_oxidation_states or (0,))
         )
         for el in composition.elements
     }
@@ -916,7 +916,7 @@ def _ion_volume(symbol: str, state: float) -> float:
         with warnings.catch_warnings():  # "No ionic radius for Co+!": the fallbacks follow
             warnings.simplefilter("ignore", UserWarning)
             radius = Species(symbol, int(state)).ionic_radius
-    radius = radius or Element(symbol).average_ionic_radius or Element(symbol).atomic_radius
+    radius = radius or Element(symbol).average_ionic_radius or Element(symbol).atomic_radius or 1.0
     return 4.0 / 3.0 * math.pi * float(radius) ** 3
 
 
