@@ -28,12 +28,15 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from pymatgen.core import Structure
 
 from acquisition.propose import MIN_POINTS, Proposal, propose
 from generator.cdvae import CondCDVAE
 from generator.config import CondCDVAEConfig
+from generator.data import DataSpec
+from generator.pdm_ordering import match_pdm
 from generator.quality_gate import QualityGate
 from generator.sample import Condition
 from generator.solid_solution import snap_to_lattice
@@ -401,9 +404,13 @@ def generate(
             "proposal": asdict(proposal),
             "seed": seed,
         }
-        stored.append(run.store.add_candidate(on_lattice(run.config, candidate)))
+        target = conditions[k // settings.samples_per_proposal].pdm_target
+        on_sites = on_lattice(
+            run.config, candidate, model.spec, target, model.config.pdm_swap_sweeps
+        )
+        stored.append(run.store.add_candidate(on_sites))
     stored.extend(
-        run.store.add_candidate(on_lattice(run.config, candidate))
+        run.store.add_candidate(on_lattice(run.config, candidate, model.spec))
         for candidate in _latent_candidates(run, index, model, seed)
     )
     run.store.update_iteration(
@@ -453,17 +460,38 @@ def _latent_candidates(
     return stored
 
 
-def on_lattice(config: CampaignConfig, candidate: Candidate) -> Candidate:
+def on_lattice(
+    config: CampaignConfig,
+    candidate: Candidate,
+    spec: DataSpec,
+    pdm_target: Sequence[float] | None = None,
+    sweeps: int = 0,
+) -> Candidate:
     """``candidate`` with its atoms on the parent lattice's sites
     (:func:`generator.solid_solution.snap_to_lattice`) in a lattice campaign with
-    ``generator.snap_to_lattice``; unchanged otherwise. The snap's RMS displacement (Å) goes
-    into the provenance."""
+    ``generator.snap_to_lattice``; unchanged otherwise. The snap moves atoms, so their
+    neighbours change: with a ``pdm_target`` and ``sweeps > 0`` the elements are exchanged
+    between the sites again towards it (:func:`generator.pdm_ordering.match_pdm` with the
+    generator's cutoffs ``spec.pdm_cutoffs``; the ideal sites need no contact limit). The snap's RMS displacement (Å) and the PDM error on
+    the lattice (neighbours) go into the provenance."""
     kind = config.cell.lattice
     if kind == "amorphous" or not config.generator.snap_to_lattice:
         return candidate
     snapped, rms = snap_to_lattice(candidate.structure, kind)
+    provenance = {**candidate.provenance, "snapped_to": kind, "snap_rms_A": rms}
+    if pdm_target is not None and sweeps > 0:
+        ordering = match_pdm(
+            snapped,
+            pdm_target,
+            spec.elements,
+            np.array(spec.pdm_cutoffs),
+            sweeps=sweeps,
+            seed=int(candidate.provenance.get("seed", 0)),
+        )
+        snapped = ordering.structure
+        provenance["pdm_error_on_lattice"] = ordering.error_after
     fields = candidate.model_dump(exclude={"structure", "content_hash", "composition"})
-    fields["provenance"] = {**fields["provenance"], "snapped_to": kind, "snap_rms_A": rms}
+    fields["provenance"] = provenance
     return Candidate(structure=snapped, **fields)
 
 

@@ -7,11 +7,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from pymatgen.core import Structure
 
 from acquisition.propose import Proposal
-from generator.solid_solution import random_solid_solution
+from generator.data import DataSpec
+from generator.solid_solution import (
+    mean_metallic_radius,
+    random_solid_solution,
+    supercell_shape,
+    two_atom_cell,
+)
 from loop.campaigns import init_campaign
-from loop.steps import CampaignRun, EvaluationTask, expensive_tasks, seed_sources, stop_reason
+from loop.steps import (
+    CampaignRun,
+    EvaluationTask,
+    expensive_tasks,
+    on_lattice,
+    seed_sources,
+    stop_reason,
+)
 from state.schema import Candidate, Cost, Evaluation, PropertyValue
 from state.settings import Settings
 
@@ -138,3 +152,32 @@ def test_seed_oracles_of_the_config_score_the_seed_set(run):
     config = run.config.model_copy(update={"acquisition": acquisition})
     assert [c.name for c, _ in seed_sources(config)[0]] == ["lammps_dear"]
     assert [c.name for c, _ in seed_sources(config, cheap)[0]] == cheap
+
+
+def test_a_generated_cell_put_on_fcc_sites_is_reordered_towards_its_pdm_target(run):
+    """L1_0 NiFe (alternate (001) layers: 4 like and 8 unlike first neighbours) as the target; a
+    displaced, re-numbered random Ni16Fe16 cell snaps onto the FCC sites and its elements are
+    exchanged there until the PDM is L1_0's."""
+    elements = run.config.elements
+    rng = np.random.default_rng(5)
+    references = [random_solid_solution({"Ni": 0.5, "Fe": 0.5}, "fcc", 32, rng) for _ in range(3)]
+    spec = DataSpec.from_data(references, [{}] * 3, elements=elements)
+    l10 = two_atom_cell("fcc", mean_metallic_radius({"Ni": 0.5, "Fe": 0.5}))
+    l10.replace_species({"H": "Ni"})
+    l10.replace(1, "Fe")
+    l10.make_supercell(supercell_shape(32))
+    target = spec.pdm_of(l10)
+    assert target[: len(elements)] == pytest.approx([4.0, 8.0, 0.0])  # Ni-Ni, Ni-Fe, Ni-Cr
+    generated = references[0].copy()
+    generated.perturb(0.2)
+    order = rng.permutation(len(generated))
+    generated = Structure.from_sites([generated[int(k)] for k in order])
+    candidate = Candidate(structure=generated, origin="generated", provenance={"seed": 1})
+    snapped_only = on_lattice(run.config, candidate, spec)
+    reordered = on_lattice(run.config, candidate, spec, list(target), sweeps=20)
+    assert reordered.structure.composition == generated.composition
+    assert np.array_equal(reordered.structure.frac_coords, snapped_only.structure.frac_coords)
+    assert np.abs(spec.pdm_of(snapped_only.structure) - target).mean() > 0.5
+    assert spec.pdm_of(reordered.structure) == pytest.approx(target, abs=1e-9)
+    assert reordered.provenance["pdm_error_on_lattice"] == pytest.approx(0.0, abs=1e-9)
+    assert reordered.provenance["snapped_to"] == "fcc"
