@@ -708,10 +708,10 @@ def write_summary(
         " reached by almost any structure; 99 % and 100 % are the informative columns.",
         "- A strategy that stops producing new structures keeps its best for the rest of the"
         " budget (its curve is flat).",
-        "- A LAMMPS call on a lattice-decorated 32-atom cell takes ~0.3 s; generated cells start"
-        " far from a minimum and take several times longer to relax (`rest s/call`). With such a"
-        " cheap oracle the surrogate and generator costs weigh more than they would with the"
-        " full size or a dearer oracle.",
+        "- Generated cells are put on the lattice sites and reordered there towards their"
+        " proposal's PDM target, so a LAMMPS call costs the same for every strategy"
+        " (`rest s/call`). With a call this cheap the surrogate and generator costs weigh more"
+        " than they would with larger cells or a dearer oracle.",
         "- Task B (amorphous Cu-Zr, two objectives, hypervolume vs calls):"
         " [discovery-b](../discovery-b-ci/summary.md).",
         "",
