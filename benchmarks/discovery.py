@@ -49,8 +49,10 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
 from typing import Any
 
 import matplotlib
@@ -664,6 +666,16 @@ def plot(runs: Sequence[RunResult], spec: CurvePlot, path: Path) -> None:
     plt.close(figure)
 
 
+def produced_by(command: str, wall_s: float) -> str:
+    """The summary's first line: the command and this invocation's wall time (s); with
+    ``--resume`` the runs kept from earlier invocations are not in it (their walls are in the
+    table)."""
+    return (
+        f"Produced by `{command}` on this machine (2 cores; each strategy run in one process,"
+        f" one thread); this invocation took {wall_s:.0f} s."
+    )
+
+
 def write_summary(
     path: Path,
     command: str,
@@ -677,7 +689,7 @@ def write_summary(
     lines = [
         f"# Discovery benchmark ({size.name} size)",
         "",
-        f"Produced by `{command}` in {wall_s:.0f} s on this machine (2 cores, one thread).",
+        produced_by(command, wall_s),
         "",
         f"Task A: Ni-Fe-Cr {size.n_atoms}-atom FCC cells (Cr <= 0.6), maximise the LAMMPS Voigt"
         " bulk modulus (2NN-MEAM, ELASTIC protocol) with seed 001's energy gate (relaxed energy"
@@ -723,17 +735,29 @@ def write_summary(
 
 @dataclass(frozen=True)
 class Invocation:
-    """The command line of a benchmark run: its size, strategies and whether to refresh the
-    cached reference pool."""
+    """The command line of a benchmark run: its size, strategies, whether to refresh the
+    cached reference pool, worker processes, and whether to keep runs finished earlier."""
 
     size: Size
     strategies: list[str]
     full: bool
     refresh_reference: bool
+    jobs: int = 1
+    resume: bool = False
+
+    def command(self, module: str) -> str:
+        """The shell command that reproduces this run."""
+        flags = [" --full" if self.full else ""]
+        if self.resume:
+            flags.append(" --resume")
+        if self.jobs > 1:
+            flags.append(f" --jobs {self.jobs}")
+        return f"python -m {module}" + "".join(flags)
 
 
 def parse_invocation(description: str, ci: Size, full: Size) -> Invocation:
-    """Parse ``[--full] [--seeds N] [--strategies a,b] [--refresh-reference]``."""
+    """Parse ``[--full] [--seeds N] [--strategies a,b] [--refresh-reference] [--jobs N]
+    [--resume]``."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--full",
@@ -747,33 +771,80 @@ def parse_invocation(description: str, ci: Size, full: Size) -> Invocation:
     parser.add_argument(
         "--refresh-reference", action="store_true", help="recompute the cached reference pool"
     )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="strategy runs in parallel processes (one core each)"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="read back the runs an interrupted invocation of the same size finished (runs/)",
+    )
     args = parser.parse_args()
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     size = full if args.full else ci
     if args.seeds:
         size = Size(**(asdict(size) | {"seeds": args.seeds}))
     strategies = args.strategies.split(",")
     if unknown := set(strategies) - set(STRATEGIES):
         parser.error(f"unknown strategies {sorted(unknown)}; choose from {', '.join(STRATEGIES)}")
-    return Invocation(size, strategies, args.full, args.refresh_reference)
+    return Invocation(size, strategies, args.full, args.refresh_reference, args.jobs, args.resume)
+
+
+def run_path(folder: Path, strategy: str, seed: int) -> Path:
+    """Where the finished run of ``strategy`` on ``seed`` is kept (``folder/runs/``)."""
+    return folder / "runs" / f"{strategy}-{seed}.json"
+
+
+def finished_run(folder: Path, size: Size, strategy: str, seed: int) -> RunResult | None:
+    """The run kept at :func:`run_path` when it was made at ``size``, else ``None``."""
+    path = run_path(folder, strategy, seed)
+    if not path.is_file():
+        return None
+    kept = json.loads(path.read_text())
+    same_size = kept["size"] == json.loads(json.dumps(asdict(size)))  # tuples read as lists
+    return RunResult(**kept["run"]) if same_size else None
 
 
 def run_all(
     invocation: Invocation,
     run_one: Callable[[str, Size, int], RunResult],
     describe: Callable[[RunResult], str],
+    folder: Path,
 ) -> list[RunResult]:
-    """Every strategy on every seed, one progress line each (``describe`` says how it did)."""
-    runs = []
-    for seed in range(invocation.size.seeds):
-        for strategy in invocation.strategies:
-            result = run_one(strategy, invocation.size, seed)
+    """Every strategy on every seed in ``invocation.jobs`` worker processes, one progress line
+    each (``describe`` says how it did). Each finished run is written to
+    ``folder/runs/<strategy>-<seed>.json`` at once; with ``invocation.resume`` the runs found
+    there at the same size are read back instead of rerun (a killed benchmark loses only the
+    runs in progress)."""
+    size = invocation.size
+    wanted = [(strategy, seed) for seed in range(size.seeds) for strategy in invocation.strategies]
+    runs = {
+        key: kept
+        for key in wanted
+        if invocation.resume and (kept := finished_run(folder, size, *key)) is not None
+    }
+    for result in runs.values():
+        print(f"  seed {result.seed} {result.strategy:15s} kept from an earlier invocation")
+    (folder / "runs").mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(invocation.jobs, mp_context=get_context("spawn")) as pool:
+        futures = [
+            pool.submit(run_one, strategy, size, seed)
+            for strategy, seed in wanted
+            if (strategy, seed) not in runs
+        ]
+        for future in as_completed(futures):
+            result = future.result()
+            run_path(folder, result.strategy, result.seed).write_text(
+                json.dumps({"size": asdict(size), "run": asdict(result)})
+            )
             print(
-                f"  seed {seed} {strategy:15s} {len(result.values):4d} calls  {describe(result)}"
-                f"  {result.wall_s:6.1f} s",
+                f"  seed {result.seed} {result.strategy:15s} {len(result.values):4d} calls"
+                f"  {describe(result)}  {result.wall_s:6.1f} s",
                 flush=True,
             )
-            runs.append(result)
-    return runs
+            runs[(result.strategy, result.seed)] = result
+    return [runs[key] for key in wanted]
 
 
 def main() -> None:
@@ -793,7 +864,8 @@ def main() -> None:
         value = max((v for v in result.values if v is not None), default=math.nan)
         return f"best {value:.2f} GPa"
 
-    runs = run_all(invocation, run_strategy, best)
+    out = RESULTS / f"discovery-{size.name}"
+    runs = run_all(invocation, run_strategy, best, out)
     wall = time.perf_counter() - started
 
     rows, reached = summary_rows(
@@ -812,8 +884,6 @@ def main() -> None:
     )
     print("\n".join(f"target: {line}" for line in targets))
 
-    out = RESULTS / f"discovery-{size.name}"
-    out.mkdir(parents=True, exist_ok=True)
     spec = CurvePlot(
         curve_of=lambda r: best_so_far(r.values, size.budget),
         budget=size.budget,
@@ -824,8 +894,15 @@ def main() -> None:
         title=f"Ni-Fe-Cr {size.n_atoms}-atom FCC, {size.seeds} seeds (median, IQR)",
     )
     plot(runs, spec, out / "best_so_far.png")
-    command = "python -m benchmarks.discovery" + (" --full" if invocation.full else "")
-    write_summary(out / "summary.md", command, rows, targets, ref, size, wall)
+    write_summary(
+        out / "summary.md",
+        invocation.command("benchmarks.discovery"),
+        rows,
+        targets,
+        ref,
+        size,
+        wall,
+    )
     save_runs(out, ref, runs, wall, ["best_so_far.png", "summary.md"])
 
 

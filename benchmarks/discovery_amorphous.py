@@ -63,6 +63,7 @@ from benchmarks.discovery import (
     parse_invocation,
     plot,
     pool_settings,
+    produced_by,
     run_all,
     run_loop,
     save_runs,
@@ -320,7 +321,7 @@ def write_summary(
     text = [
         f"# Discovery benchmark, task B ({size.name} size)",
         "",
-        f"Produced by `{command}` in {wall_s:.0f} s on this machine (2 cores, one thread).",
+        produced_by(command, wall_s),
         "",
         f"Task B: amorphous Cu-Zr (Cu 0.3-0.8), {size.n_atoms}-atom cells, Mendelev EAM;"
         " maximise the LAMMPS Voigt bulk modulus B and minimise the relaxed energy per atom E."
@@ -368,7 +369,8 @@ def main() -> None:
         found = hypervolume_so_far(result.values, size.budget, ref.ref_point)[-1]
         return f"HV {found / ref.hypervolume:.3f} of the reference"
 
-    runs = run_all(invocation, run_strategy, share)
+    out = RESULTS / f"discovery-b-{size.name}"
+    runs = run_all(invocation, run_strategy, share, out)
     wall = time.perf_counter() - started
 
     def share_curve(r: RunResult) -> np.ndarray:
@@ -383,8 +385,6 @@ def main() -> None:
     print("\n".join(table(rows)))
     lines = ratio_lines(reached, runs, size) if "amloop" in strategies else []
     print("\n".join(lines))
-    out = RESULTS / f"discovery-b-{size.name}"
-    out.mkdir(parents=True, exist_ok=True)
     spec = CurvePlot(
         curve_of=share_curve,
         budget=size.budget,
@@ -395,8 +395,15 @@ def main() -> None:
         title=f"Cu-Zr {size.n_atoms}-atom glass, {size.seeds} seeds (median, IQR)",
     )
     plot(runs, spec, out / "hypervolume.png")
-    command = "python -m benchmarks.discovery_amorphous" + (" --full" if invocation.full else "")
-    write_summary(out / "summary.md", command, rows, lines, ref, size, wall)
+    write_summary(
+        out / "summary.md",
+        invocation.command("benchmarks.discovery_amorphous"),
+        rows,
+        lines,
+        ref,
+        size,
+        wall,
+    )
     save_runs(out, ref, runs, wall, ["hypervolume.png", "summary.md"])
 
 
