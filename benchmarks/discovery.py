@@ -26,8 +26,9 @@ random (composition grid) + local-search pool, computed once and cached in
 seeds), the best value at fixed budgets, the loop's overhead (acquisition + generator training,
 sampling and latent optimisation) as a share of its wall time, and the issue's targets.
 
-Usage: ``python -m benchmarks.discovery`` (CI size: ~6 min on 2 cores, +1.5 min the first time
-for the reference pool) or ``--full`` (54-atom cells, 5 seeds, 1000 calls; hours). Task B
+Usage: ``python -m benchmarks.discovery`` (CI size: ~3 min on 2 cores, +1 min the first time
+for the reference pool) or ``--full --jobs 2 --resume`` (54-atom cells, 3 seeds, 1000 calls;
+hours: every finished run is kept, so an interrupted full run goes on where it stopped). Task B
 (amorphous Cu-Zr, two objectives, hypervolume) is :mod:`benchmarks.discovery_amorphous`, built on
 this module's strategies and tables.
 """
@@ -138,7 +139,7 @@ class Size:
 
 
 CI = Size("ci", 32, 3, 32, (8, 16, 32), 8, 2, 2, 200, 20, 5, 2, 3, 3)
-FULL = Size("full", 54, 5, 1000, (100, 300, 1000), 50, 4, 3, 200, 20, 5, 5, 5, 10)
+FULL = Size("full", 54, 3, 1000, (100, 300, 1000), 50, 4, 3, 200, 20, 5, 5, 5, 10)
 
 
 @dataclass

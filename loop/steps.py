@@ -281,13 +281,13 @@ def acquire(run: CampaignRun, index: int) -> list[Proposal]:
 
 
 def training_pairs(store: CampaignStore) -> list[tuple[Structure, dict[str, float]]]:
-    """``(structure, properties)`` per scored candidate: the relaxed structure where an oracle
-    relaxed it, with the values of every oracle that scored it (canonical units)."""
+    """``(structure, properties)`` per scored candidate, oldest first (by its first scoring):
+    the relaxed structure where an oracle relaxed it, with the values of every oracle that
+    scored it (canonical units; a higher fidelity's value wins)."""
     candidates = {c.content_hash: c for c in store.candidates()}
+    scored = [e for e in store.evaluations(status="done") if e.properties]  # in stored order
     merged: dict[str, tuple[Structure, dict[str, float]]] = {}
-    for evaluation in sorted(store.evaluations(status="done"), key=lambda e: e.fidelity):
-        if not evaluation.properties:
-            continue
+    for evaluation in sorted(scored, key=lambda e: e.fidelity):
         structure, values = merged.get(
             evaluation.candidate_hash, (candidates[evaluation.candidate_hash].structure, {})
         )
@@ -295,7 +295,22 @@ def training_pairs(store: CampaignStore) -> list[tuple[Structure, dict[str, floa
             structure = evaluation.relaxed_structure
         values.update({k: v.value for k, v in evaluation.properties.items()})
         merged[evaluation.candidate_hash] = (structure, values)
-    return list(merged.values())
+    return [merged[key] for key in dict.fromkeys(e.candidate_hash for e in scored)]
+
+
+def finetuning_subset(
+    data: Sequence[tuple[Structure, dict[str, float]]], cap: int | None, seed: int
+) -> list[tuple[Structure, dict[str, float]]]:
+    """At most ``cap`` of the scored ``data`` (oldest first) for a fine-tuning: the newest
+    ``cap // 2`` and a random (``seed``) choice of the older ones, so that a fine-tuning costs
+    the same late in a campaign as early and still sees what the last iterations found.
+    Everything when ``cap`` is ``None`` or not exceeded."""
+    if cap is None or len(data) <= cap:
+        return list(data)
+    newest = cap // 2
+    older = len(data) - newest
+    chosen = np.random.default_rng(seed).choice(older, size=cap - newest, replace=False)
+    return [data[int(k)] for k in sorted(chosen)] + list(data[older:])
 
 
 def ensure_generator(
@@ -322,7 +337,7 @@ def ensure_generator(
         if start is not None:
             model = CondCDVAE.load(start)
             model.finetune(
-                data,
+                finetuning_subset(data, settings.finetune_max_structures, run.config.seed + index),
                 epochs=max(settings.finetune_epochs, 1),
                 checkpoint_dir=folder,
                 resume=(folder / "training.pt").is_file(),

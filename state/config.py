@@ -177,6 +177,12 @@ class GeneratorConfig(BaseModel):
     latent_lr: float = Field(1e-3, gt=0)
     train_epochs: int = Field(50, ge=0)
     finetune_epochs: int = Field(5, ge=0)
+    finetune_max_structures: int | None = Field(
+        256,
+        ge=2,
+        description="fine-tuning data cap: the newest half plus a random half of the older "
+        "structures; None fine-tunes on everything scored (cost grows with the campaign)",
+    )
     checkpoint: str | None = Field(None, description="path of a pretrained model folder")
     snap_to_lattice: bool = Field(
         True,

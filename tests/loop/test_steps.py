@@ -22,6 +22,7 @@ from loop.steps import (
     CampaignRun,
     EvaluationTask,
     expensive_tasks,
+    finetuning_subset,
     on_lattice,
     seed_sources,
     stop_reason,
@@ -181,3 +182,16 @@ def test_a_generated_cell_put_on_fcc_sites_is_reordered_towards_its_pdm_target(r
     assert spec.pdm_of(reordered.structure) == pytest.approx(target, abs=1e-9)
     assert reordered.provenance["pdm_error_on_lattice"] == pytest.approx(0.0, abs=1e-9)
     assert reordered.provenance["snapped_to"] == "fcc"
+
+
+def test_a_finetuning_keeps_the_newest_half_and_samples_the_older_structures():
+    cell = random_solid_solution({"Ni": 0.5, "Fe": 0.5}, "fcc", 16, np.random.default_rng(0))
+    data = [(cell, {"order": float(k)}) for k in range(10)]
+    subset = finetuning_subset(data, 6, seed=3)
+    order = [values["order"] for _, values in subset]
+    assert len(order) == 6 and order == sorted(order)
+    assert order[3:] == [7.0, 8.0, 9.0]  # the newest three, always
+    assert set(order[:3]) < {float(k) for k in range(7)}
+    assert finetuning_subset(data, 6, seed=3) == subset  # seeded
+    assert finetuning_subset(data, None, seed=3) == data
+    assert finetuning_subset(data, 10, seed=3) == data
