@@ -80,6 +80,13 @@ def test_two_iterations_end_to_end(finished_campaign):
         min(len(c.structure.get_neighbors(site, 2.7)) for site in c.structure) == 12
         for c in generated
     )
+    # ... and their elements are exchanged on those sites towards the proposal's PDM target
+    targeted = [
+        c
+        for c in generated
+        if c.origin == "generated" and c.provenance["proposal"]["pdm_target"] is not None
+    ]
+    assert targeted and all("pdm_error_on_lattice" in c.provenance for c in targeted)
     verdicts = {e.candidate_hash: e for e in evaluations if e.oracle == GATE_ORACLE}
     assert set(verdicts) == {c.content_hash for c in generated}  # every one was gated
     for verdict in verdicts.values():
