@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from pymatgen.core import Structure
 
-from acquisition.features import build_training_set
+from acquisition.features import build_training_set, structure_pdm
 from acquisition.propose import propose
 from acquisition.surrogate import fit_surrogate
 from generator.data import read_training_data
+from generator.pdm import pdm
+from generator.solid_solution import random_solid_solution
 from state.config import CampaignConfig
 from state.database import dispose_engines
 from state.schema import Candidate, Evaluation, Measurement, PropertyValue
@@ -213,3 +215,23 @@ def test_composition_only_baseline_from_config(tmp_path: Path, frames: list) -> 
     proposals = propose(store, config, q=2, seed=0)
     check_feasible(proposals)
     assert all(p.pdm_target is None and p.reason.startswith("qLogNEI") for p in proposals)
+
+
+def test_remembered_pdms_follow_the_structure_content():
+    """The PDM cache of the training set: the same content gives the same PDM, an exchange of
+    two unlike atoms or a moved atom is a new structure (its own PDM)."""
+    elements = ["Ni", "Fe", "Cr"]
+    rng = np.random.default_rng(2)
+    cell = random_solid_solution({"Ni": 0.5, "Fe": 0.25, "Cr": 0.25}, "fcc", 32, rng)
+    first = structure_pdm(cell, elements)
+    assert first == pytest.approx(pdm(cell, elements))
+    assert structure_pdm(cell.copy(), elements) == pytest.approx(first)
+    unlike = next(k for k in range(len(cell)) if cell[k].specie != cell[0].specie)
+    exchanged = cell.copy()
+    exchanged.replace(0, cell[unlike].specie)
+    exchanged.replace(unlike, cell[0].specie)
+    assert structure_pdm(exchanged, elements) == pytest.approx(pdm(exchanged, elements))
+    assert not np.allclose(structure_pdm(exchanged, elements), first)
+    moved = cell.copy()
+    moved.perturb(0.3)
+    assert structure_pdm(moved, elements) == pytest.approx(pdm(moved, elements))
