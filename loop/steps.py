@@ -487,8 +487,9 @@ def on_lattice(
     ``generator.snap_to_lattice``; unchanged otherwise. The snap moves atoms, so their
     neighbours change: with a ``pdm_target`` and ``sweeps > 0`` the elements are exchanged
     between the sites again towards it (:func:`generator.pdm_ordering.match_pdm` with the
-    generator's cutoffs ``spec.pdm_cutoffs``; the ideal sites need no contact limit). The snap's RMS displacement (Å) and the PDM error on
-    the lattice (neighbours) go into the provenance."""
+    generator's cutoffs ``spec.pdm_cutoffs``; the ideal sites need no contact limit). The
+    snap's RMS displacement (Å) and the PDM error on the lattice (neighbours) go into the
+    provenance."""
     kind = config.cell.lattice
     if kind == "amorphous" or not config.generator.snap_to_lattice:
         return candidate
