@@ -737,7 +737,8 @@ def write_summary(
 @dataclass(frozen=True)
 class Invocation:
     """The command line of a benchmark run: its size, strategies, whether to refresh the
-    cached reference pool, worker processes, and whether to keep runs finished earlier."""
+    cached reference pool, worker processes, whether to keep runs finished earlier, and the
+    number of seeds when it overrides the size's."""
 
     size: Size
     strategies: list[str]
@@ -745,10 +746,13 @@ class Invocation:
     refresh_reference: bool
     jobs: int = 1
     resume: bool = False
+    seeds: int | None = None
 
     def command(self, module: str) -> str:
         """The shell command that reproduces this run."""
         flags = [" --full" if self.full else ""]
+        if self.seeds:
+            flags.append(f" --seeds {self.seeds}")
         if self.resume:
             flags.append(" --resume")
         if self.jobs > 1:
@@ -789,7 +793,9 @@ def parse_invocation(description: str, ci: Size, full: Size) -> Invocation:
     strategies = args.strategies.split(",")
     if unknown := set(strategies) - set(STRATEGIES):
         parser.error(f"unknown strategies {sorted(unknown)}; choose from {', '.join(STRATEGIES)}")
-    return Invocation(size, strategies, args.full, args.refresh_reference, args.jobs, args.resume)
+    return Invocation(
+        size, strategies, args.full, args.refresh_reference, args.jobs, args.resume, args.seeds
+    )
 
 
 def run_path(folder: Path, strategy: str, seed: int) -> Path:
@@ -798,13 +804,14 @@ def run_path(folder: Path, strategy: str, seed: int) -> Path:
 
 
 def finished_run(folder: Path, size: Size, strategy: str, seed: int) -> RunResult | None:
-    """The run kept at :func:`run_path` when it was made at ``size``, else ``None``."""
+    """The run kept at :func:`run_path` when it was made at ``size`` (the number of seeds aside:
+    seed ``k`` is the same run whatever the count), else ``None``."""
     path = run_path(folder, strategy, seed)
     if not path.is_file():
         return None
     kept = json.loads(path.read_text())
-    same_size = kept["size"] == json.loads(json.dumps(asdict(size)))  # tuples read as lists
-    return RunResult(**kept["run"]) if same_size else None
+    same_size = kept["size"] | {"seeds": size.seeds} == json.loads(json.dumps(asdict(size)))
+    return RunResult(**kept["run"]) if same_size else None  # (JSON reads tuples as lists)
 
 
 def run_all(
