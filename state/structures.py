@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,9 @@ from pymatgen.io.ase import AseAtomsAdaptor
 HASH_FRAC_DECIMALS = 4
 #: Lattice parameters (Å, degrees) are rounded to this many decimals for hashing.
 HASH_LATTICE_DECIMALS = 3
+#: Parsed structures remembered by :func:`structure_from_json` (least recently used dropped).
+PARSED_CACHE_SIZE = 4096
+_parsed: OrderedDict[str, Structure] = OrderedDict()
 
 
 def structure_to_json(structure: Structure) -> str:
@@ -29,8 +33,21 @@ def structure_to_json(structure: Structure) -> str:
 
 
 def structure_from_json(text: str) -> Structure:
-    """Inverse of :func:`structure_to_json`."""
-    return Structure.from_dict(json.loads(text))
+    """Inverse of :func:`structure_to_json`; returns a new object each call.
+
+    Parsed structures are remembered by the text's digest (:data:`PARSED_CACHE_SIZE` of them):
+    every acquisition reads all stored structures again, and copying one is about 10x cheaper
+    than parsing it (0.2 against 2.4 ms at 54 atoms)."""
+    key = hashlib.sha1(text.encode()).hexdigest()
+    parsed = _parsed.get(key)
+    if parsed is None:
+        parsed = Structure.from_dict(json.loads(text))
+        _parsed[key] = parsed
+        if len(_parsed) > PARSED_CACHE_SIZE:
+            _parsed.popitem(last=False)
+    else:
+        _parsed.move_to_end(key)
+    return parsed.copy()
 
 
 def content_hash(structure: Structure) -> str:
