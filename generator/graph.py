@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.nn import functional as nn_functional
 
 #: Most pair-image candidates (atoms² x images) examined at once; bounds the memory per chunk.
 MAX_CANDIDATES_PER_CHUNK = 1 << 23
@@ -187,17 +186,12 @@ def _chunk_edges(
     delta_metric = (delta[:, :, None] * metric[cell]).sum(dim=1)
     image_frac = images.to(dtype)
     image_norms = torch.einsum("mi,cij,mj->cm", image_frac, metric, image_frac)  # (C, M)
-    # one product: [d G dᵀ, 2 d G, onehot(cell)] @ [1; tᵀ; t G tᵀ per cell] -> (P, M)
-    left = torch.cat(
-        [
-            (delta_metric * delta).sum(dim=1, keepdim=True),
-            2.0 * delta_metric,
-            nn_functional.one_hot(cell, len(cells)).to(dtype),
-        ],
-        dim=1,
-    )
-    right = torch.cat([image_frac.new_ones(1, len(images)), image_frac.T, image_norms])
-    squared = left @ right
+    squared = torch.addmm(
+        (delta_metric * delta).sum(dim=1, keepdim=True) + image_norms[cell],
+        delta_metric,
+        image_frac.T,
+        alpha=2.0,
+    )  # (P, M)
     zero_image = int(torch.nonzero((images == 0).all(dim=1))[0, 0])
     squared[centre == neighbour, zero_image] = torch.inf
     pair, which = (squared <= (cutoff * (1 + 1e-5)) ** 2).nonzero(as_tuple=True)
