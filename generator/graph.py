@@ -15,6 +15,7 @@ This is the ``(centre, point, image, distance)`` form of pymatgen's
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -162,10 +163,11 @@ def _chunk_edges(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """All (centre, neighbour, image, vector) within ``cutoff`` in the cells ``cells``.
 
-    Squared distances of all pair-image candidates come from the cells' metric tensors
-    ``G = L Lᵀ``: ``|d + t|² = d G dᵀ + 2 (d G) tᵀ + t G tᵀ`` for fractional separation ``d``
-    and image ``t``, one ``(pairs, images)`` matrix product; Cartesian vectors are built only
-    for the pairs kept.
+    The cells' atoms are laid out as ``(C, n, 3)``, padded to the largest cell's ``n``, so that
+    every pair is one entry of a ``(C, n, n)`` array. Squared distances of all pair-image
+    candidates come from the cells' metric tensors ``G = L Lᵀ``:
+    ``|d + t|² = d G dᵀ + 2 (d G) tᵀ + t G tᵀ`` for fractional separation ``d`` and image
+    ``t``, batched matrix products; Cartesian vectors are built only for the pairs kept.
     """
     device, dtype = frac.device, frac.dtype
     index = torch.tensor(cells, device=device)
@@ -173,33 +175,37 @@ def _chunk_edges(
         torch.arange(-int(m), int(m) + 1, device=device) for m in reach[index].max(dim=0).values
     ]
     images = torch.cartesian_prod(*ranges)  # (M, 3)
-    size, offset, lattice = sizes[index], starts[index], lattice[index]
-    pairs = size * size
-    cell = torch.repeat_interleave(torch.arange(len(cells), device=device), pairs)
-    local = torch.arange(cell.numel(), device=device) - (torch.cumsum(pairs, 0) - pairs)[cell]
-    centre = offset[cell] + torch.div(local, size[cell], rounding_mode="floor")
-    neighbour = offset[cell] + local % size[cell]
-    metric = lattice @ lattice.transpose(1, 2)  # (C, 3, 3)
-    delta = frac[neighbour] - frac[centre]  # (P, 3)
+    image_frac = images.to(dtype)
+    size, lattice = sizes[index], lattice[index]
+    slot = torch.arange(int(size.max()), device=device)
+    real = slot[None, :] < size[:, None]  # (C, n): slots holding an atom
+    atom = (starts[index][:, None] + slot[None, :]).clamp(max=frac.shape[0] - 1)  # (C, n)
+    positions = frac[atom]  # (C, n, 3)
+    delta = positions[:, None, :, :] - positions[:, :, None, :]  # (C, centre, neighbour, 3)
     shift = -torch.round(delta)
     delta = delta + shift  # wrapped into [-0.5, 0.5]
-    delta_metric = (delta[:, :, None] * metric[cell]).sum(dim=1)
-    image_frac = images.to(dtype)
+    metric = lattice @ lattice.transpose(1, 2)  # (C, 3, 3)
+    delta_metric = delta @ metric[:, None]  # (C, n, n, 3)
     image_norms = torch.einsum("mi,cij,mj->cm", image_frac, metric, image_frac)  # (C, M)
-    squared = torch.addmm(
-        (delta_metric * delta).sum(dim=1, keepdim=True) + image_norms[cell],
-        delta_metric,
-        image_frac.T,
-        alpha=2.0,
-    )  # (P, M)
+    squared = (
+        (delta_metric * delta).sum(dim=-1, keepdim=True)
+        + 2.0 * delta_metric @ image_frac.T
+        + image_norms[:, None, None, :]
+    )  # (C, n, n, M)
+    squared.masked_fill_(~(real[:, :, None] & real[:, None, :])[..., None], torch.inf)
     zero_image = int(torch.nonzero((images == 0).all(dim=1))[0, 0])
-    squared[centre == neighbour, zero_image] = torch.inf
-    pair, which = (squared <= (cutoff * (1 + 1e-5)) ** 2).nonzero(as_tuple=True)
-    shifted = delta[pair] + image_frac[which]
-    vectors = (shifted[:, :, None] * lattice[cell[pair]]).sum(dim=1)
+    squared[:, slot, slot, zero_image] = torch.inf  # an atom is not its own neighbour
+    cell, centre, neighbour, which = (squared <= (cutoff * (1 + 1e-5)) ** 2).nonzero(as_tuple=True)
+    shifted = delta[cell, centre, neighbour] + image_frac[which]
+    vectors = (shifted[:, :, None] * lattice[cell]).sum(dim=1)
     exact = vectors.norm(dim=-1) <= cutoff
-    pair, which, vectors = pair[exact], which[exact], vectors[exact]
-    return centre[pair], neighbour[pair], images[which] + shift[pair].long(), vectors
+    cell, centre, neighbour, which = (t[exact] for t in (cell, centre, neighbour, which))
+    return (
+        atom[cell, centre],
+        atom[cell, neighbour],
+        images[which] + shift[cell, centre, neighbour].long(),
+        vectors[exact],
+    )
 
 
 def radius_graph_pbc(
@@ -227,12 +233,17 @@ def radius_graph_pbc(
     sizes = torch.bincount(batch, minlength=lattice.shape[0])
     starts = torch.cumsum(sizes, 0) - sizes
     reach = _image_ranges(lattice, cutoff)
-    n_images = torch.prod(2 * reach + 1, dim=1)
-    budget = (sizes * sizes * n_images).tolist()
+    size_of, reach_of = sizes.tolist(), reach.tolist()
+
+    def candidates(cells: list[int]) -> int:  # entries of _chunk_edges' padded (C, n, n, M)
+        n = max(size_of[c] for c in cells)
+        images = math.prod(2 * max(reach_of[c][k] for c in cells) + 1 for k in range(3))
+        return len(cells) * n * n * images
+
     parts: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
     chunk: list[int] = []
     for b in range(lattice.shape[0]):
-        if chunk and sum(budget[c] for c in chunk) + budget[b] > MAX_CANDIDATES_PER_CHUNK:
+        if chunk and candidates([*chunk, b]) > MAX_CANDIDATES_PER_CHUNK:
             parts.append(_chunk_edges(frac, lattice, sizes, starts, reach, chunk, cutoff))
             chunk = []
         chunk.append(b)
