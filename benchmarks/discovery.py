@@ -814,8 +814,9 @@ def finished_run(folder: Path, size: Size, strategy: str, seed: int) -> RunResul
     if not path.is_file():
         return None
     kept = json.loads(path.read_text())
-    same_size = kept["size"] | {"seeds": size.seeds} == json.loads(json.dumps(asdict(size)))
-    return RunResult(**kept["run"]) if same_size else None  # (JSON reads tuples as lists)
+    wanted = json.loads(json.dumps(asdict(size)))  # as read back: tuples become lists
+    same_size = kept["size"] | {"seeds": size.seeds} == wanted
+    return RunResult(**kept["run"]) if same_size else None
 
 
 def run_all(
