@@ -79,7 +79,7 @@ def oracle_sources(
     reported: dict[str, set[str]] = defaultdict(set)
     counts: dict[str, int] = {}
     if store is not None:
-        for evaluation in store.evaluations(status="done"):
+        for evaluation in store.evaluations(status="done", structures=False):
             costs[evaluation.oracle].append(evaluation.cost.core_s + evaluation.cost.gpu_s)
             reported[evaluation.oracle].update(evaluation.properties)
         counts = store.evaluation_counts()

@@ -278,9 +278,10 @@ def objective_oracle(config: CampaignConfig) -> str:
     return name
 
 
-def oracle_calls(run: CampaignRun) -> list[Evaluation]:
-    """The run's finished or failed calls of the objective's oracle, in call order."""
-    calls = run.store.evaluations(oracle=objective_oracle(run.config))
+def oracle_calls(run: CampaignRun, *, structures: bool = False) -> list[Evaluation]:
+    """The run's finished or failed calls of the objective's oracle, in call order (with their
+    relaxed structures if ``structures``)."""
+    calls = run.store.evaluations(oracle=objective_oracle(run.config), structures=structures)
     return [e for e in calls if e.status in ("done", "failed")]
 
 
@@ -378,7 +379,7 @@ def composition_search(run: CampaignRun, timings: dict[str, float]) -> list[Eval
 
 def run_local_search(run: CampaignRun, timings: dict[str, float]) -> list[Evaluation]:
     """Seed 001's local search from the best multi-element seed structure (by gated value)."""
-    seeds = oracle_calls(run)
+    seeds = oracle_calls(run, structures=True)
     threshold = energy_threshold(seeds)
     starts = [
         (value, e)

@@ -191,7 +191,7 @@ def seeded_campaign(config: CampaignConfig, size: Size) -> Iterator[CampaignRun]
 
 def run_local_search(run: CampaignRun, timings: dict[str, float]) -> list[Evaluation]:
     """Seed 001's swap search on B from the seed cell of highest B."""
-    seeds = oracle_calls(run)
+    seeds = oracle_calls(run, structures=True)
     scored = [(p[0], e) for e in seeds if (p := point(e)) is not None]
     _, start = max(scored, key=lambda pair: pair[0])
     return swap_search_from(run, seeds, start, BULK, N_SWAPS)

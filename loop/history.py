@@ -113,7 +113,7 @@ def best_per_objective(store: CampaignStore, config: CampaignConfig) -> list[Bes
     """Best value of each objective among finished evaluations and measurements."""
     candidates = {c.content_hash: c for c in store.candidates()}
     found: list[Best] = []
-    evaluations = store.evaluations(status="done")
+    evaluations = store.evaluations(status="done", structures=False)
     measurements = store.measurements()
     for objective in config.objectives:
         sign = 1.0 if objective.direction == "maximize" else -1.0

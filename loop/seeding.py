@@ -146,7 +146,9 @@ def build_seed_set(
         if c.origin == "seed" and "seed_recipe" in c.provenance
     }
     finished = {
-        (e.candidate_hash, e.oracle) for e in store.evaluations() if e.status in ("done", "failed")
+        (e.candidate_hash, e.oracle)
+        for e in store.evaluations(structures=False)
+        if e.status in ("done", "failed")
     }
     for index, recipe in enumerate(plan, start=1):
         candidate = made.get(recipe.key)

@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -127,8 +127,8 @@ def evaluate(
     """
     existing = [
         e
-        for e in store.evaluations(oracle=oracle_cfg.name)
-        if e.candidate_hash == candidate_hash and e.status in ("done", "failed")
+        for e in store.evaluations(oracle=oracle_cfg.name, candidates=[candidate_hash])
+        if e.status in ("done", "failed")
     ]
     if existing:
         return existing[0]
@@ -231,12 +231,12 @@ def seed(run: CampaignRun, progress: ProgressCallback | None = None) -> SeedRepo
 
 def scored_seed_count(store: CampaignStore, oracles: set[str]) -> int:
     """Seed structures with at least one successful call of ``oracles``."""
-    seeds = {c.content_hash for c in store.candidates() if c.origin == "seed"}
+    seeds = [c.content_hash for c in store.candidates(origin="seed")]
     return len(
         {
             e.candidate_hash
-            for e in store.evaluations(status="done")
-            if e.candidate_hash in seeds and e.oracle in oracles
+            for e in store.evaluations(status="done", candidates=seeds, structures=False)
+            if e.oracle in oracles
         }
     )
 
@@ -298,6 +298,17 @@ def training_pairs(store: CampaignStore) -> list[tuple[Structure, dict[str, floa
     return [merged[key] for key in dict.fromkeys(e.candidate_hash for e in scored)]
 
 
+def scored_count(store: CampaignStore) -> int:
+    """Scored candidates: the length of :func:`training_pairs`, without reading structures."""
+    return len(
+        {
+            e.candidate_hash
+            for e in store.evaluations(status="done", structures=False)
+            if e.properties
+        }
+    )
+
+
 def finetuning_subset(
     data: Sequence[tuple[Structure, dict[str, float]]], cap: int | None, seed: int
 ) -> list[tuple[Structure, dict[str, float]]]:
@@ -320,9 +331,22 @@ def ensure_generator(
     iteration 0 from scratch, or fine-tuned from ``generator.checkpoint`` when one is configured;
     later, fine-tuned from iteration ``index - 1``'s) on everything
     scored so far, resuming an interrupted training. The training cost is added to iteration
-    ``trained_in`` (default ``index``), once."""
+    ``trained_in`` (default ``index``), once.
+
+    Later iterations keep iteration ``index - 1``'s weights (a copy, at no training cost) while
+    the scored set has grown by less than ``generator.finetune_growth`` since the weights were
+    last trained: fine-tuning then costs O(log n) trainings over a campaign, not one per
+    iteration."""
     folder = run.generator_dir(index)
     settings = run.config.generator
+    previous = run.generator_dir(index - 1)
+    if not (folder / MODEL_FILE).is_file() and index > 0 and (previous / MODEL_FILE).is_file():
+        last = json.loads((previous / TRAINING_COST_FILE).read_text())
+        if scored_count(run.store) < (1.0 + settings.finetune_growth) * last["n_structures"]:
+            kept = {**last, "core_s": 0.0, "gpu_s": 0.0, "kept_from": index - 1}
+            with atomic_path(folder / TRAINING_COST_FILE) as partial:
+                partial.write_text(json.dumps(kept))
+            CondCDVAE.load(previous).save(folder)
     if not (folder / MODEL_FILE).is_file():
         data = training_pairs(run.store)
         if len(data) < 2:
@@ -331,7 +355,6 @@ def ensure_generator(
                 f"has {len(data)}; seed it first (amloop seed) or inject structures"
             )
         wall0, cpu0 = time.perf_counter(), time.process_time()
-        previous = run.generator_dir(index - 1)
         pretrained = Path(settings.checkpoint) if settings.checkpoint else None
         start = previous if index > 0 and (previous / MODEL_FILE).is_file() else pretrained
         if start is not None:
@@ -360,7 +383,7 @@ def ensure_generator(
             partial.write_text(json.dumps(cost))
         model.save(folder)  # model.pt last: it marks the training finished
     registered = {a.path for a in run.store.artifacts(kind="generator_checkpoint")}
-    if str(folder) not in registered:  # cost and checkpoint recorded once
+    if str(folder) not in registered:  # cost and checkpoint recorded once (kept weights: free)
         cost = json.loads((folder / TRAINING_COST_FILE).read_text())
         digest = sha256_file(folder / MODEL_FILE)
         run.store.update_iteration(
@@ -368,15 +391,16 @@ def ensure_generator(
             metadata={"trained_generator": {"for_iteration": index, "sha256": digest, **cost}},
             training_cost=Cost(core_s=cost["core_s"], gpu_s=cost["gpu_s"]),
         )
-        run.store.add_artifact(
-            Artifact(
-                kind="generator_checkpoint",
-                path=str(folder),
-                sha256=digest,
-                iteration=index,
-                metadata={"trained_on": cost["n_structures"], "preset": settings.preset},
+        if "kept_from" not in cost:  # kept weights stay registered under the folder that trained
+            run.store.add_artifact(
+                Artifact(
+                    kind="generator_checkpoint",
+                    path=str(folder),
+                    sha256=digest,
+                    iteration=index,
+                    metadata={"trained_on": cost["n_structures"], "preset": settings.preset},
+                )
             )
-        )
     return CondCDVAE.load(folder)
 
 
@@ -401,8 +425,11 @@ def generate(
     ]
     # push apart to the gate's closest distance, so that passing structures need no change
     model.config = replace(model.config, min_distance=run.config.quality.min_distance)
+    sweeps = model.config.pdm_swap_sweeps
     if settings.pdm_swap_sweeps is not None:
-        model.config = replace(model.config, pdm_swap_sweeps=settings.pdm_swap_sweeps)
+        sweeps = settings.pdm_swap_sweeps
+    # on a lattice the snap changes every atom's neighbours: the PDM is matched once, on the sites
+    model.config = replace(model.config, pdm_swap_sweeps=0 if snap_lattice(run.config) else sweeps)
     sampled = model.sample(
         conditions,
         settings.samples_per_proposal,
@@ -420,9 +447,7 @@ def generate(
             "seed": seed,
         }
         target = conditions[k // settings.samples_per_proposal].pdm_target
-        on_sites = on_lattice(
-            run.config, candidate, model.spec, target, model.config.pdm_swap_sweeps
-        )
+        on_sites = on_lattice(run.config, candidate, model.spec, target, sweeps)
         stored.append(run.store.add_candidate(on_sites))
     stored.extend(
         run.store.add_candidate(on_lattice(run.config, candidate, model.spec))
@@ -475,6 +500,13 @@ def _latent_candidates(
     return stored
 
 
+def snap_lattice(config: CampaignConfig) -> Literal["fcc", "bcc", "hcp"] | None:
+    """The parent lattice whose sites generated structures go onto (:func:`on_lattice`), or
+    ``None`` (an amorphous campaign, or ``generator.snap_to_lattice`` off)."""
+    kind = config.cell.lattice
+    return None if kind == "amorphous" or not config.generator.snap_to_lattice else kind
+
+
 def on_lattice(
     config: CampaignConfig,
     candidate: Candidate,
@@ -486,12 +518,12 @@ def on_lattice(
     (:func:`generator.solid_solution.snap_to_lattice`) in a lattice campaign with
     ``generator.snap_to_lattice``; unchanged otherwise. The snap moves atoms, so their
     neighbours change: with a ``pdm_target`` and ``sweeps > 0`` the elements are exchanged
-    between the sites again towards it (:func:`generator.pdm_ordering.match_pdm` with the
+    between the sites towards it (:func:`generate` skips the decoder-side matching then) (:func:`generator.pdm_ordering.match_pdm` with the
     generator's cutoffs ``spec.pdm_cutoffs``; the ideal sites need no contact limit). The
     snap's RMS displacement (Å) and the PDM error on the lattice (neighbours) go into the
     provenance."""
-    kind = config.cell.lattice
-    if kind == "amorphous" or not config.generator.snap_to_lattice:
+    kind = snap_lattice(config)
+    if kind is None:
         return candidate
     snapped, rms = snap_to_lattice(candidate.structure, kind)
     provenance = {**candidate.provenance, "snapped_to": kind, "snap_rms_A": rms}
@@ -519,27 +551,24 @@ def best_structures(
     starts from must not depend on how far its own evaluations got before a crash."""
     objective = run.config.objectives[0]
     sign = 1.0 if objective.direction == "maximize" else -1.0
-    earlier = {
-        c.content_hash
-        for c in run.store.candidates()
-        if c.iteration is None or c.iteration < before_iteration
-    }
     scored = [
         (sign * e.properties[objective.property].value, e)
-        for e in run.store.evaluations(status="done")
-        if objective.property in e.properties and e.candidate_hash in earlier
+        for e in run.store.evaluations(status="done", structures=False)
+        if objective.property in e.properties
     ]
     scored.sort(key=lambda pair: pair[0], reverse=True)
     chosen: dict[str, Structure] = {}
     for _, evaluation in scored:
         if evaluation.candidate_hash in chosen:
             continue
-        structure = evaluation.relaxed_structure
-        if structure is None:
-            candidate = run.store.candidate(evaluation.candidate_hash)
-            assert candidate is not None
-            structure = candidate.structure
-        chosen[evaluation.candidate_hash] = structure
+        candidate = run.store.candidate(evaluation.candidate_hash)
+        assert candidate is not None
+        if candidate.iteration is not None and candidate.iteration >= before_iteration:
+            continue
+        stored = run.store.evaluations(
+            oracle=evaluation.oracle, status="done", candidates=[evaluation.candidate_hash]
+        )[0]
+        chosen[evaluation.candidate_hash] = stored.relaxed_structure or candidate.structure
         if len(chosen) == n:
             break
     return list(chosen.items())
@@ -559,7 +588,10 @@ def gate(run: CampaignRun, index: int, candidates: Sequence[Candidate]) -> list[
     ``max_energy_above_reference`` (and the unrelaxed energy at most 10 eV above it, per cell).
     """
     verdicts: dict[str, str] = {
-        e.candidate_hash: e.status for e in run.store.evaluations(oracle=GATE_ORACLE)
+        e.candidate_hash: e.status
+        for e in run.store.evaluations(
+            oracle=GATE_ORACLE, candidates=[c.content_hash for c in candidates], structures=False
+        )
     }
     pending = [c for c in candidates if c.content_hash not in verdicts]
     if pending:
@@ -586,27 +618,26 @@ def seed_energy_max(run: CampaignRun) -> float | None:
     name = run.config.quality.energy_oracle
     if name is None or run.config.quality.max_energy_above_reference is None:
         return None
-    seeds = {c.content_hash for c in run.store.candidates() if c.origin == "seed"}
+    seeds = [c.content_hash for c in run.store.candidates(origin="seed")]
     energies = [
         e.properties["energy_per_atom"].value
-        for e in run.store.evaluations(oracle=name, status="done")
-        if e.candidate_hash in seeds and "energy_per_atom" in e.properties
+        for e in run.store.evaluations(
+            oracle=name, status="done", candidates=seeds, structures=False
+        )
+        if "energy_per_atom" in e.properties
     ]
     return max(energies) if energies else None
 
 
 def seed_structures(run: CampaignRun) -> list[tuple[str, Structure]]:
     """``(candidate hash, structure)`` of the seed set, relaxed where an oracle relaxed it."""
+    seeds = run.store.candidates(origin="seed")
     relaxed = {
         e.candidate_hash: e.relaxed_structure
-        for e in run.store.evaluations(status="done")
+        for e in run.store.evaluations(status="done", candidates=[c.content_hash for c in seeds])
         if e.relaxed_structure is not None
     }
-    return [
-        (c.content_hash, relaxed.get(c.content_hash) or c.structure)
-        for c in run.store.candidates()
-        if c.origin == "seed"
-    ]
+    return [(c.content_hash, relaxed.get(c.content_hash) or c.structure) for c in seeds]
 
 
 def _gate_one(
@@ -719,7 +750,7 @@ def _starving_oracles(run: CampaignRun) -> list[str]:
             continue
         count = sum(
             objective.property in e.properties
-            for e in run.store.evaluations(oracle=objective.oracle, status="done")
+            for e in run.store.evaluations(oracle=objective.oracle, status="done", structures=False)
         )
         if count < MIN_POINTS:
             names.append(objective.oracle)

@@ -183,6 +183,12 @@ class GeneratorConfig(BaseModel):
         description="fine-tuning data cap: the newest half plus a random half of the older "
         "structures; None fine-tunes on everything scored (cost grows with the campaign)",
     )
+    finetune_growth: float = Field(
+        0.25,
+        ge=0,
+        description="fine-tune once the scored set has grown by this fraction since the last "
+        "training (the previous weights are kept until then); 0 fine-tunes every iteration",
+    )
     checkpoint: str | None = Field(None, description="path of a pretrained model folder")
     snap_to_lattice: bool = Field(
         True,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,6 +40,7 @@ from state.schema import (
     CampaignRecord,
     CampaignStatus,
     Candidate,
+    CandidateOrigin,
     Cost,
     Evaluation,
     EvaluationStatus,
@@ -191,11 +192,15 @@ class CampaignStore:
             row = self._candidate_row(session, content_hash)
             return None if row is None else _candidate_record(row)
 
-    def candidates(self, *, iteration: int | None = None) -> list[Candidate]:
-        """All candidates (of one iteration if given), oldest first."""
+    def candidates(
+        self, *, iteration: int | None = None, origin: CandidateOrigin | None = None
+    ) -> list[Candidate]:
+        """All candidates (of one iteration, of one origin if given), oldest first."""
         query = select(CandidateRow).where(CandidateRow.campaign_id == self.campaign_id)
         if iteration is not None:
             query = query.where(CandidateRow.iteration == iteration)
+        if origin is not None:
+            query = query.where(CandidateRow.origin == origin)
         with self.transaction() as session:
             return [
                 _candidate_record(row) for row in session.scalars(query.order_by(CandidateRow.id))
@@ -284,8 +289,14 @@ class CampaignStore:
         iteration: int | None = None,
         status: EvaluationStatus | None = None,
         oracle: str | None = None,
+        candidates: Collection[str] | None = None,
+        structures: bool = True,
     ) -> list[Evaluation]:
-        """Evaluations, optionally filtered, oldest first."""
+        """Evaluations, optionally filtered (``candidates``: content hashes), oldest first.
+
+        With ``structures=False`` the relaxed structures are not read (``relaxed_structure`` is
+        ``None``): parsing them is most of the cost of listing a large campaign's evaluations,
+        and most callers want only values, statuses and costs."""
         query = (
             select(EvaluationRow, CandidateRow.content_hash)
             .join(CandidateRow, CandidateRow.id == EvaluationRow.candidate_id)
@@ -297,9 +308,11 @@ class CampaignStore:
             query = query.where(EvaluationRow.status == status)
         if oracle is not None:
             query = query.where(EvaluationRow.oracle == oracle)
+        if candidates is not None:
+            query = query.where(CandidateRow.content_hash.in_(list(candidates)))
         with self.transaction() as session:
             rows = session.execute(query.order_by(EvaluationRow.id)).all()
-            return [_evaluation_record(row, content_hash) for row, content_hash in rows]
+            return [_evaluation_record(row, content_hash, structures) for row, content_hash in rows]
 
     def evaluation_counts(self) -> dict[str, int]:
         """Finished or failed calls per oracle name (what per-oracle budgets count)."""
@@ -843,7 +856,9 @@ def _candidate_record(row: CandidateRow) -> Candidate:
     )
 
 
-def _evaluation_record(row: EvaluationRow, candidate_hash: str) -> Evaluation:
+def _evaluation_record(
+    row: EvaluationRow, candidate_hash: str, structures: bool = True
+) -> Evaluation:
     return Evaluation(
         id=row.id,
         candidate_hash=candidate_hash,
@@ -856,7 +871,9 @@ def _evaluation_record(row: EvaluationRow, candidate_hash: str) -> Evaluation:
         traceback=row.traceback,
         attempts=row.attempts,
         relaxed_structure=(
-            structure_from_json(row.relaxed_structure) if row.relaxed_structure else None
+            structure_from_json(row.relaxed_structure)
+            if structures and row.relaxed_structure
+            else None
         ),
         provenance=row.provenance,
         iteration=row.iteration,

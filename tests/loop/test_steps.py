@@ -21,6 +21,7 @@ from loop.campaigns import init_campaign
 from loop.steps import (
     CampaignRun,
     EvaluationTask,
+    ensure_generator,
     expensive_tasks,
     finetuning_subset,
     on_lattice,
@@ -86,6 +87,30 @@ def test_a_dear_oracle_that_alone_measures_an_objective_runs_on_the_best_survivo
     proposal = Proposal({"Ni": 0.5, "Fe": 0.5, "Cr": 0.0}, None, 0.6, "lammps_meam", 0.0)
     tasks = expensive_tasks(run, 0, [proposal], [low, high])
     assert tasks == [EvaluationTask("lammps_dear", high.content_hash)]
+
+
+def test_the_generator_is_fine_tuned_only_once_the_data_has_grown_enough(run):
+    """finetune_growth 0.25: 8 scored structures train iteration 0's weights; 9 keep them for
+    iteration 1 (free, nothing new registered); 10 (= 1.25 x 8) fine-tune for iteration 2."""
+    candidates = _candidates(run, 10)
+    for index in range(3):
+        run.store.start_iteration(index)
+    for k, candidate in enumerate(candidates[:8]):
+        _done(run, candidate, "lammps_meam", bulk_modulus=160.0 + k)
+    first = ensure_generator(run, 0)
+    _done(run, candidates[8], "lammps_meam", bulk_modulus=190.0)
+    kept = ensure_generator(run, 1)
+    assert kept.checkpoint_sha256 == first.checkpoint_sha256
+    iterations = {r.index: r for r in run.store.iterations()}
+    assert iterations[1].metadata["trained_generator"]["kept_from"] == 0
+    assert iterations[1].training_cost.core_s == 0.0
+    assert [a.iteration for a in run.store.artifacts(kind="generator_checkpoint")] == [0]
+    _done(run, candidates[9], "lammps_meam", bulk_modulus=195.0)
+    tuned = ensure_generator(run, 2)
+    assert tuned.checkpoint_sha256 != first.checkpoint_sha256
+    assert run.store.iterations()[2].training_cost.core_s > 0.0
+    trained = run.store.artifacts(kind="generator_checkpoint")
+    assert [(a.iteration, a.metadata["trained_on"]) for a in trained] == [(0, 8), (2, 10)]
 
 
 def test_stop_when_the_cheap_oracles_budget_is_spent(run):

@@ -233,6 +233,28 @@ def test_requeue_running_and_filters(store: CampaignStore) -> None:
     assert store.evaluation_counts() == {ORACLE: 1}
 
 
+def test_filters_by_candidate_and_origin_and_listing_without_structures(
+    store: CampaignStore,
+) -> None:
+    origins = ["seed", "generated", "seed"]
+    hashes = [
+        store.add_candidate(Candidate(structure=pair_structure(1, k), origin=o)).content_hash
+        for k, o in enumerate(origins)
+    ]
+    relaxed = pair_structure(2, 0)
+    for k, h in enumerate(hashes):
+        store.record_evaluation(done_evaluation(h, 100.0 + k, relaxed_structure=relaxed))
+    assert [c.content_hash for c in store.candidates(origin="seed")] == [hashes[0], hashes[2]]
+    assert store.candidates(origin="injected") == []
+    chosen = store.evaluations(candidates=[hashes[2], hashes[1]])
+    assert [e.candidate_hash for e in chosen] == hashes[1:]  # oldest first, not in the asked order
+    assert store.evaluations(candidates=[]) == []
+    assert_same_structure(chosen[0].relaxed_structure, relaxed)
+    bare = store.evaluations(structures=False)
+    assert [e.relaxed_structure for e in bare] == [None] * 3
+    assert [e.properties["bulk_modulus"].value for e in bare] == [100.0, 101.0, 102.0]
+
+
 # ------------------------------------------------------------------ measurements
 def measurement(value: float, **extra: object) -> Measurement:
     return Measurement(
