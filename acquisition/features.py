@@ -33,6 +33,7 @@ from pymatgen.core import Structure
 from generator.data import composition_vector
 from generator.pdm import pdm, pdm_labels
 from state.config import CampaignConfig
+from state.memo import BoundedMemo
 from state.store import CampaignStore
 from state.units import UnitError, to_canonical, uncertainty_to_canonical
 
@@ -131,9 +132,9 @@ def _in_unit(
     return value, (math.nan if sigma is None else sigma**2)
 
 
-#: PDMs kept by :func:`structure_pdm` (cleared when full).
+#: PDMs kept by :func:`structure_pdm` (least recently used dropped).
 PDM_CACHE_SIZE = 200_000
-_pdm_cache: dict[str, np.ndarray] = {}
+_pdm_cache: BoundedMemo[np.ndarray] = BoundedMemo(PDM_CACHE_SIZE)
 
 
 def structure_pdm(structure: Structure, elements: Sequence[str]) -> np.ndarray:
@@ -144,11 +145,7 @@ def structure_pdm(structure: Structure, elements: Sequence[str]) -> np.ndarray:
     digest.update(np.ascontiguousarray(structure.frac_coords).tobytes())
     digest.update(" ".join([*elements, "|", *(s.specie.symbol for s in structure)]).encode())
     key = digest.hexdigest()
-    if key not in _pdm_cache:
-        if len(_pdm_cache) >= PDM_CACHE_SIZE:
-            _pdm_cache.clear()
-        _pdm_cache[key] = np.asarray(pdm(structure, elements), dtype=float)
-    return _pdm_cache[key].copy()
+    return _pdm_cache.get(key, lambda: np.asarray(pdm(structure, elements), dtype=float)).copy()
 
 
 def build_training_set(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,15 @@ from ase.io import read as ase_read
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
+from state.memo import BoundedMemo
+
 #: Fractional coordinates are rounded to this many decimals for hashing (1e-4 of a cell vector).
 HASH_FRAC_DECIMALS = 4
 #: Lattice parameters (Å, degrees) are rounded to this many decimals for hashing.
 HASH_LATTICE_DECIMALS = 3
 #: Parsed structures remembered by :func:`structure_from_json` (least recently used dropped).
 PARSED_CACHE_SIZE = 4096
-_parsed: OrderedDict[str, Structure] = OrderedDict()
+_parsed: BoundedMemo[Structure] = BoundedMemo(PARSED_CACHE_SIZE)
 
 
 def structure_to_json(structure: Structure) -> str:
@@ -39,15 +40,7 @@ def structure_from_json(text: str) -> Structure:
     every acquisition reads all stored structures again, and copying one is about 10x cheaper
     than parsing it (0.2 against 2.4 ms at 54 atoms)."""
     key = hashlib.sha1(text.encode()).hexdigest()
-    parsed = _parsed.get(key)
-    if parsed is None:
-        parsed = Structure.from_dict(json.loads(text))
-        _parsed[key] = parsed
-        if len(_parsed) > PARSED_CACHE_SIZE:
-            _parsed.popitem(last=False)
-    else:
-        _parsed.move_to_end(key)
-    return parsed.copy()
+    return _parsed.get(key, lambda: Structure.from_dict(json.loads(text))).copy()
 
 
 def content_hash(structure: Structure) -> str:
