@@ -903,12 +903,21 @@ def run_melt_quench(
 IONIC_PACKING_FRACTION = 0.55
 
 
+#: Amounts of the integer formula pymatgen's charge-balance guess is asked about are
+#: fractions with denominators below this (exact for cells of up to 32 atoms): its enumeration
+#: grows combinatorially with the amounts, and a random-fraction Cu-Zr as Cu3719Zr6281 ran for
+#: hours.
+GUESS_MAX_DENOMINATOR = 33
+
+
 def _oxidation_states(composition: Composition) -> dict[str, float]:
-    """Oxidation states of a composition: pymatgen's most likely charge-balanced guess, else
-    (off-stoichiometric) the most electronegative element's lowest common state and every other
-    element's highest."""
-    formula, _ = composition.get_integer_formula_and_factor()
-    guesses = Composition(formula).oxi_state_guesses()
+    """Oxidation states of a composition: pymatgen's most likely charge-balanced guess (of the
+    formula rounded to :data:`GUESS_MAX_DENOMINATOR`), else (off-stoichiometric) the most
+    electronegative element's lowest common state and every other element's highest."""
+    formula, _ = composition.get_integer_formula_and_factor(max_denominator=GUESS_MAX_DENOMINATOR)
+    rounded = Composition(formula)
+    keeps_every_element = set(rounded.elements) == set(composition.elements)
+    guesses = rounded.oxi_state_guesses() if keeps_every_element else ()
     if guesses:
         return dict(guesses[0])
     anion = max(composition.elements, key=lambda el: el.X)

@@ -275,6 +275,11 @@ def test_starting_volumes_of_glasses_near_their_measured_densities() -> None:
     assert 7.0 < estimate_volume_per_atom({"Li": 0.4, "Si": 0.2, "O": 0.4}) < 12.0
     feconimobo = {"Fe": 0.1, "Co": 0.1, "Ni": 0.1, "Mo": 0.1, "B": 0.1, "O": 0.5}
     assert 7.0 < estimate_volume_per_atom(feconimobo) < 12.0
+    # random fractions, as a composition search proposes them: pymatgen's charge-balance
+    # enumeration over the exact integer formula (Cu3719Zr6281) ran for hours
+    cu_zr = estimate_volume_per_atom({"Cu": 0.3719, "Zr": 0.6281})
+    assert 0.3719 * 11.8 + 0.6281 * 23.3 == pytest.approx(cu_zr, rel=0.05)  # molar volumes
+    assert 7.0 < estimate_volume_per_atom({"Li": 0.49, "Si": 0.01, "O": 0.5}) < 12.0
 
 
 def test_packmol_packing_is_periodic_random_and_respects_the_tolerance() -> None:
