@@ -339,8 +339,9 @@ def write_summary(
         *table(rows),
         "",
         "`HV@n`: hypervolume share after n calls; `overhead`: acquisition and generator time as"
-        " a share of the strategy's wall time; `rest s/call`: the remaining wall time (LAMMPS,"
-        " gate, store) per oracle call.",
+        " a share of the strategy's wall time; `loop s/call`: that time per oracle call"
+        " (acquisition + generator); `rest s/call`: the remaining wall time (LAMMPS, gate, store)"
+        " per oracle call.",
         "",
         "## Ratios",
         "",
