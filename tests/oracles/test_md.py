@@ -277,8 +277,10 @@ def test_starting_volumes_of_glasses_near_their_measured_densities() -> None:
     assert 7.0 < estimate_volume_per_atom(feconimobo) < 12.0
     # random fractions, as a composition search proposes them: pymatgen's charge-balance
     # enumeration over the exact integer formula (Cu3719Zr6281) ran for hours
-    cu_zr = estimate_volume_per_atom({"Cu": 0.3719, "Zr": 0.6281})
-    assert 0.3719 * 11.8 + 0.6281 * 23.3 == pytest.approx(cu_zr, rel=0.05)  # molar volumes
+    molar_average = 0.3719 * 11.8 + 0.6281 * 23.3  # Å³/atom of Cu and Zr metal
+    assert estimate_volume_per_atom({"Cu": 0.3719, "Zr": 0.6281}) == pytest.approx(
+        molar_average, rel=0.05
+    )
     assert 7.0 < estimate_volume_per_atom({"Li": 0.49, "Si": 0.01, "O": 0.5}) < 12.0
 
 
