@@ -425,9 +425,11 @@ def generate(
     ]
     # push apart to the gate's closest distance, so that passing structures need no change
     model.config = replace(model.config, min_distance=run.config.quality.min_distance)
-    sweeps = model.config.pdm_swap_sweeps
-    if settings.pdm_swap_sweeps is not None:
-        sweeps = settings.pdm_swap_sweeps
+    sweeps = (
+        model.config.pdm_swap_sweeps
+        if settings.pdm_swap_sweeps is None
+        else settings.pdm_swap_sweeps
+    )
     # on a lattice the snap changes every atom's neighbours: the PDM is matched once, on the sites
     model.config = replace(model.config, pdm_swap_sweeps=0 if snap_lattice(run.config) else sweeps)
     sampled = model.sample(
@@ -518,10 +520,10 @@ def on_lattice(
     (:func:`generator.solid_solution.snap_to_lattice`) in a lattice campaign with
     ``generator.snap_to_lattice``; unchanged otherwise. The snap moves atoms, so their
     neighbours change: with a ``pdm_target`` and ``sweeps > 0`` the elements are exchanged
-    between the sites towards it (:func:`generate` skips the decoder-side matching then) (:func:`generator.pdm_ordering.match_pdm` with the
-    generator's cutoffs ``spec.pdm_cutoffs``; the ideal sites need no contact limit). The
-    snap's RMS displacement (Å) and the PDM error on the lattice (neighbours) go into the
-    provenance."""
+    between the sites towards it (:func:`generator.pdm_ordering.match_pdm` with the generator's
+    cutoffs ``spec.pdm_cutoffs``; the ideal sites need no contact limit), the only PDM matching
+    such a candidate gets (:func:`generate` skips the decoder-side one). The snap's RMS
+    displacement (Å) and the PDM error on the lattice (neighbours) go into the provenance."""
     kind = snap_lattice(config)
     if kind is None:
         return candidate
