@@ -20,19 +20,24 @@ from torch import Tensor
 
 from acquisition.features import ObjectiveData, TrainingSet
 from acquisition.outcome_constraints import OutcomeConstraint
-from acquisition.surrogate import fit_property_gp
+from acquisition.surrogate import HyperparameterReuse, fit_property_gp
 
 #: A sample of the success indicator at or above this counts as feasible.
 FEASIBLE_LEVEL = 0.5
+#: The feasibility GP's name in :class:`~acquisition.surrogate.HyperparameterReuse`.
+FEASIBILITY_GP = "feasible"
 
 
-def fit_feasibility(training: TrainingSet, bounds: Tensor) -> OutcomeConstraint | None:
+def fit_feasibility(
+    training: TrainingSet, bounds: Tensor, reuse: HyperparameterReuse | None = None
+) -> OutcomeConstraint | None:
     """GP on the success indicator as the constraint ``s >= 1/2``, or ``None`` unless there
     are failures and successes.
 
     Args:
         training: The campaign's training set (its ``feasibility_X`` / ``feasibility_y``).
         bounds: Normalisation box of the inputs, shape ``(2, d)``.
+        reuse: Kept hyper-parameters (name :data:`FEASIBILITY_GP`); ``None`` fits them.
 
     Returns:
         The fitted constraint (model output: the success indicator, ``0`` to ``1``) or ``None``.
@@ -45,7 +50,7 @@ def fit_feasibility(training: TrainingSet, bounds: Tensor) -> OutcomeConstraint 
     data = ObjectiveData(X=X, Y=y, Yvar=np.full(len(y), np.nan))
     return OutcomeConstraint(
         name="feasible",
-        model=fit_property_gp(data, bounds),
+        model=fit_property_gp(data, bounds, reuse=reuse, name=FEASIBILITY_GP),
         lower=FEASIBLE_LEVEL,
         upper=None,
         label="feasible",

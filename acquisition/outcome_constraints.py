@@ -27,7 +27,7 @@ from torch import Tensor
 from torch.distributions import Normal
 
 from acquisition.features import TrainingSet
-from acquisition.surrogate import DTYPE, fit_property_gp
+from acquisition.surrogate import DTYPE, HyperparameterReuse, fit_property_gp
 from state.config import CampaignConfig
 
 #: Fewest values of a constrained property for which its GP is fitted (below: unconstrained).
@@ -83,7 +83,10 @@ class OutcomeConstraint:
 
 
 def fit_config_constraints(
-    training: TrainingSet, config: CampaignConfig, bounds: Tensor
+    training: TrainingSet,
+    config: CampaignConfig,
+    bounds: Tensor,
+    reuse: HyperparameterReuse | None = None,
 ) -> list[OutcomeConstraint]:
     """GPs of ``config.constraints`` with at least :data:`MIN_CONSTRAINT_POINTS` values.
 
@@ -91,6 +94,7 @@ def fit_config_constraints(
         training: The campaign's training set (it holds the constrained properties' values).
         config: The campaign's config.
         bounds: Normalisation box of the inputs, shape ``(2, d)``.
+        reuse: Kept hyper-parameters (names :func:`constraint_gp`); ``None`` fits them.
 
     Returns:
         One :class:`OutcomeConstraint` per constraint with enough data, in config order.
@@ -103,7 +107,9 @@ def fit_config_constraints(
         fitted.append(
             OutcomeConstraint(
                 name=constraint.property,
-                model=fit_property_gp(data, bounds),
+                model=fit_property_gp(
+                    data, bounds, reuse=reuse, name=constraint_gp(constraint.property)
+                ),
                 lower=constraint.lower,
                 upper=constraint.upper,
                 label=constraint.describe(),
@@ -112,4 +118,10 @@ def fit_config_constraints(
     return fitted
 
 
-__all__ = ["MIN_CONSTRAINT_POINTS", "OutcomeConstraint", "fit_config_constraints"]
+def constraint_gp(prop: str) -> str:
+    """The name of the constraint GP of property ``prop`` in
+    :class:`~acquisition.surrogate.HyperparameterReuse` (apart from an objective's GP)."""
+    return f"constraint:{prop}"
+
+
+__all__ = ["MIN_CONSTRAINT_POINTS", "OutcomeConstraint", "constraint_gp", "fit_config_constraints"]

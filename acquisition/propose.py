@@ -7,7 +7,9 @@
 2. one GP per objective (:mod:`acquisition.surrogate`), one per ``constraints:`` entry with
    enough values and, where some oracle calls failed and others succeeded, a GP on the success
    indicator (:mod:`acquisition.feasibility`); the last two are outcome constraints
-   (:mod:`acquisition.outcome_constraints`);
+   (:mod:`acquisition.outcome_constraints`); given the previous acquisition's hyper-parameters
+   (``hyperparameters``), a GP whose data grew by less than ``acquisition.refit_growth`` keeps
+   them (:class:`acquisition.surrogate.HyperparameterReuse`);
 3. a BoTorch acquisition function, maximised with :func:`botorch.optim.optimize_acqf` over the
    search space of :mod:`acquisition.constraints` (bounded simplex, PDM cone, fidelity fixed
    at 1.0): one objective ``qLogNoisyExpectedImprovement`` (``qUpperConfidenceBound`` with
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,11 +55,22 @@ from botorch.sampling import SobolQMCNormalSampler
 from torch import Tensor
 
 from acquisition.constraints import SearchSpace
-from acquisition.feasibility import fit_feasibility
+from acquisition.feasibility import FEASIBILITY_GP, fit_feasibility
 from acquisition.features import TrainingSet, build_training_set
 from acquisition.fidelity import OracleSource, choose_oracles, oracle_sources
-from acquisition.outcome_constraints import OutcomeConstraint, fit_config_constraints
-from acquisition.surrogate import DTYPE, Surrogate, fit_surrogate, input_bounds, subsample
+from acquisition.outcome_constraints import (
+    OutcomeConstraint,
+    constraint_gp,
+    fit_config_constraints,
+)
+from acquisition.surrogate import (
+    DTYPE,
+    HyperparameterReuse,
+    Surrogate,
+    fit_surrogate,
+    input_bounds,
+    subsample,
+)
 from generator.data import composition_vector
 from state.config import CampaignConfig
 from state.store import CampaignStore
@@ -118,6 +132,7 @@ def propose(
     seed: int = 0,
     use_pdm: bool | None = None,
     pending: Sequence[Mapping[str, float]] | None = None,
+    hyperparameters: dict[str, Any] | None = None,
 ) -> list[Proposal]:
     """The next ``q`` conditions for the campaign, best first for a fitted model.
 
@@ -129,6 +144,9 @@ def propose(
         use_pdm: Include the PDM in the features and propose PDM targets (``False``: the
             composition-only baseline); default from ``config.acquisition.features``.
         pending: Compositions submitted but not yet evaluated (fractions by element).
+        hyperparameters: The previous acquisition's GP hyper-parameters
+            (:attr:`HyperparameterReuse.fitted`), updated in place with this one's; ``None``
+            fits every GP.
 
     Returns:
         ``q`` :class:`Proposal` records.
@@ -137,7 +155,13 @@ def propose(
         use_pdm = config.acquisition.features == "composition+pdm"
     training = build_training_set(store, config, use_pdm=use_pdm)
     return propose_from_training(
-        training, config, sources=oracle_sources(config, store), q=q, seed=seed, pending=pending
+        training,
+        config,
+        sources=oracle_sources(config, store),
+        q=q,
+        seed=seed,
+        pending=pending,
+        hyperparameters=hyperparameters,
     )
 
 
@@ -149,6 +173,7 @@ def propose_from_training(
     q: int | None = None,
     seed: int = 0,
     pending: Sequence[Mapping[str, float]] | None = None,
+    hyperparameters: dict[str, Any] | None = None,
 ) -> list[Proposal]:
     """:func:`propose` on a ready training set.
 
@@ -159,11 +184,17 @@ def propose_from_training(
         q: Batch size; default ``config.acquisition.batch_size``.
         seed: Seed of every random choice.
         pending: Compositions submitted but not yet evaluated.
+        hyperparameters: As for :func:`propose`.
 
     Returns:
         ``q`` :class:`Proposal` records.
     """
     q = q or config.acquisition.batch_size
+    reuse = None
+    if hyperparameters is not None:
+        reuse = HyperparameterReuse(
+            config.acquisition.refit_growth, _gp_sizes(training), hyperparameters
+        )
     sources = sources if sources is not None else oracle_sources(config)
     elements = list(config.elements)
     n_el = len(elements)
@@ -191,14 +222,14 @@ def propose_from_training(
                 existing = np.vstack([observed[:, :n_el], pending_comp])
                 compositions, scores = _space_filling(existing, pool, q)
                 reason = f"space-filling: too few data ({min(counts)} < {MIN_POINTS} values)"
-            surrogate = fit_surrogate(training, config) if enough else None
+            surrogate = fit_surrogate(training, config, reuse) if enough else None
             X = space.pending_features(compositions, mean_pdm)
             return _records(X, None, scores, surrogate, elements, sources, [reason] * q)
 
-        surrogate = fit_surrogate(training, config)
+        surrogate = fit_surrogate(training, config, reuse)
         bounds = input_bounds(training, config)
-        feasibility = fit_feasibility(training, bounds)
-        outcome_constraints = fit_config_constraints(training, config, bounds)
+        feasibility = fit_feasibility(training, bounds, reuse)
+        outcome_constraints = fit_config_constraints(training, config, bounds, reuse)
         if feasibility is not None:
             outcome_constraints.append(feasibility)
         X_pending = None
@@ -226,6 +257,14 @@ def propose_from_training(
             ]
         pdm_targets = X[:, training.pdm_slice] if training.use_pdm else None
         return _records(X, pdm_targets, scores[order], surrogate, elements, sources, reasons)
+
+
+def _gp_sizes(training: TrainingSet) -> dict[str, int]:
+    """Training points of every GP an acquisition may fit, by its name in
+    :class:`HyperparameterReuse` (before :func:`subsample`)."""
+    sizes = {prop: len(data) for prop, data in training.objectives.items()}
+    sizes |= {constraint_gp(prop): len(data) for prop, data in training.objectives.items()}
+    return sizes | {FEASIBILITY_GP: len(training.feasibility_y)}
 
 
 def _space_filling(existing: np.ndarray, pool: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:

@@ -352,6 +352,7 @@ def composition_search(run: CampaignRun, timings: dict[str, float]) -> list[Eval
     oracle_cfg = steps.oracle_config(run.config, objective_oracle(run.config))
     rng = np.random.default_rng(run.config.seed)
     stalled, round_index = 0, 0
+    hyperparameters: dict[str, Any] = {}  # kept between rounds, as the loop's iterations do
     while (
         stalled < STALL_ROUNDS
         and budget_exhausted_reason(run.store, run.config, oracle_cfg) is None
@@ -363,6 +364,7 @@ def composition_search(run: CampaignRun, timings: dict[str, float]) -> list[Eval
                 run.config,
                 seed=steps.iteration_seed(run.config, round_index),
                 use_pdm=False,
+                hyperparameters=hyperparameters,
             )
         for proposal in proposals:
             structure = random_structure(run.config, proposal.composition, rng)

@@ -63,6 +63,8 @@ SEED_ATTEMPTS = 3
 #: Files marking a finished generator training in its checkpoint folder.
 MODEL_FILE = "model.pt"
 TRAINING_COST_FILE = "training_cost.json"
+#: Iteration-metadata key of the acquisition's GP hyper-parameters (:func:`acquire`).
+GP_KEY = "gp_hyperparameters"
 
 
 @dataclass
@@ -258,22 +260,30 @@ def iteration_seed(config: CampaignConfig, index: int) -> int:
 
 
 def acquire(run: CampaignRun, index: int) -> list[Proposal]:
-    """The iteration's proposals: stored ones when acquisition already ran, else new ones."""
-    record = next(r for r in run.store.iterations() if r.index == index)
+    """The iteration's proposals: stored ones when acquisition already ran, else new ones.
+
+    The GP hyper-parameters go into the iteration's metadata (``gp_hyperparameters``); the
+    next iteration's acquisition starts from them (``acquisition.refit_growth``)."""
+    iterations = {r.index: r for r in run.store.iterations()}
+    record = iterations[index]
     if "proposals" in record.metadata:
         return [Proposal(**p) for p in record.metadata["proposals"]]
     started = time.perf_counter()
+    previous = iterations.get(index - 1)
+    hyperparameters = dict(previous.metadata.get(GP_KEY, {})) if previous else {}
     proposals = propose(
         run.store,
         run.config,
         q=run.config.acquisition.batch_size,
         seed=iteration_seed(run.config, index),
+        hyperparameters=hyperparameters,
     )
     run.store.update_iteration(
         index,
         phase="generate",
         metadata={
             "proposals": [asdict(p) for p in proposals],
+            GP_KEY: hyperparameters,
             "timings_s": {"acquire": time.perf_counter() - started},
         },
     )

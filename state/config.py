@@ -217,6 +217,13 @@ class AcquisitionConfig(BaseModel):
     max_points: int = Field(
         500, ge=50, description="exact-GP limit per objective; above, a documented subsample"
     )
+    refit_growth: float = Field(
+        0.25,
+        ge=0,
+        description="re-optimise a GP's hyper-parameters once its data has grown by this "
+        "fraction since they were fitted (the previous iteration's are reused until then, "
+        "conditioned on all current data); 0 refits every iteration",
+    )
     lab_request_core_s: float = Field(
         1e6, gt=0, description="core-s equivalent of a lab request without a configured cost"
     )

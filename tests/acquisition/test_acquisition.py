@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from pymatgen.core import Structure
 
 from acquisition.features import build_training_set, structure_pdm
 from acquisition.propose import propose
-from acquisition.surrogate import fit_surrogate
+from acquisition.surrogate import HyperparameterReuse, fit_surrogate
 from generator.data import read_training_data
 from generator.pdm import pdm
 from generator.solid_solution import random_solid_solution
@@ -97,6 +98,45 @@ def test_gp_predicts_held_out_points(tmp_path: Path, frames: list) -> None:
     rmse = float(np.sqrt(np.mean((mean[:, 0] - held.Y) ** 2)))
     assert rmse < float(np.std(held.Y))
     assert np.all(sigma > 0)
+
+
+def test_gp_hyperparameters_are_kept_until_the_data_grows_by_refit_growth(
+    tmp_path: Path, frames: list
+) -> None:
+    train, test = frames[::3] + frames[1::3], frames[2::3]
+    config = CampaignConfig.model_validate(config_dict([BULK], refit_growth=0.25))
+    growth = config.acquisition.refit_growth
+
+    def fit_on(n: int, kept: dict[str, Any]) -> tuple[Any, HyperparameterReuse]:
+        (tmp_path / str(n)).mkdir()
+        store, _ = make_store(tmp_path / str(n), train[:n], config_dict([BULK]))
+        training = build_training_set(store, config)
+        reuse = HyperparameterReuse(
+            growth, {"bulk_modulus": len(training.objectives["bulk_modulus"])}, kept
+        )
+        return fit_surrogate(training, config, reuse), reuse
+
+    kept: dict[str, Any] = {}
+    _, first = fit_on(16, kept)
+    n_first = first.sizes["bulk_modulus"]  # two frames may relax to the same structure
+    assert first.refitted == ["bulk_modulus"] and kept["bulk_modulus"]["n_points"] == n_first
+    stored = json.loads(json.dumps(kept))  # as the loop keeps them: iteration metadata
+    surrogate, second = fit_on(19, stored)  # kept, conditioned on all the data
+    n_second = second.sizes["bulk_modulus"]
+    assert n_first < n_second < (1 + growth) * n_first
+    assert second.refitted == [] and stored == kept
+    own = {k: v.tolist() for k, v in surrogate.models[0].named_parameters()}
+    assert own == kept["bulk_modulus"]["parameters"]
+    assert surrogate.models[0].train_targets.shape == (n_second,)
+    (tmp_path / "held").mkdir()
+    test_store, _ = make_store(tmp_path / "held", test, config_dict([BULK]))
+    held = build_training_set(test_store, config).objectives["bulk_modulus"]
+    mean, _ = surrogate.predict(held.X)
+    assert float(np.sqrt(np.mean((mean[:, 0] - held.Y) ** 2))) < float(np.std(held.Y))
+    _, third = fit_on(len(train), stored)  # grown by more than refit_growth: refitted
+    n_third = third.sizes["bulk_modulus"]
+    assert n_third >= (1 + growth) * n_first
+    assert third.refitted == ["bulk_modulus"] and stored["bulk_modulus"]["n_points"] == n_third
 
 
 def test_proposals_feasible_distinct_and_deterministic(tmp_path: Path, frames: list) -> None:

@@ -67,6 +67,7 @@ def test_two_iterations_end_to_end(finished_campaign):
         assert len(record.metadata["proposals"]) == 2
         assert record.metadata["best"]["bulk_modulus"] > 0
         assert record.training_cost.core_s > 0  # the generator was (re)trained and charged
+        assert record.metadata["gp_hyperparameters"]["bulk_modulus"]["n_points"] >= 6
     evaluations = store.evaluations()
     assert not [e for e in evaluations if e.status in ("running", "pending")]
     seeds = [c for c in store.candidates() if c.origin == "seed"]
