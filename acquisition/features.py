@@ -149,7 +149,11 @@ def structure_pdm(structure: Structure, elements: Sequence[str]) -> np.ndarray:
 
 
 def build_training_set(
-    store: CampaignStore, config: CampaignConfig, *, use_pdm: bool = True
+    store: CampaignStore,
+    config: CampaignConfig,
+    *,
+    use_pdm: bool = True,
+    through_iteration: int | None = None,
 ) -> TrainingSet:
     """Training set of ``config``'s objectives from ``store``'s done evaluations and measurements.
 
@@ -157,6 +161,7 @@ def build_training_set(
         store: The campaign's store.
         config: The campaign's config (elements, objectives and their units).
         use_pdm: Include the PDM vector in the features (``False``: composition-only baseline).
+        through_iteration: Leave out the evaluations of later iterations (``None``: all).
 
     Returns:
         The :class:`TrainingSet`; objectives without data have zero rows.
@@ -172,7 +177,7 @@ def build_training_set(
 
     points: list[_Point] = []
     feasibility: list[tuple[np.ndarray, np.ndarray | None, float, float]] = []
-    for evaluation in store.evaluations():
+    for evaluation in store.evaluations(through_iteration=through_iteration):
         if evaluation.status not in ("done", "failed"):
             continue
         candidate = candidates.get(evaluation.candidate_hash)

@@ -133,6 +133,7 @@ def propose(
     use_pdm: bool | None = None,
     pending: Sequence[Mapping[str, float]] | None = None,
     hyperparameters: dict[str, Any] | None = None,
+    through_iteration: int | None = None,
 ) -> list[Proposal]:
     """The next ``q`` conditions for the campaign, best first for a fitted model.
 
@@ -147,13 +148,16 @@ def propose(
         hyperparameters: The previous acquisition's GP hyper-parameters
             (:attr:`HyperparameterReuse.fitted`), updated in place with this one's; ``None``
             fits every GP.
+        through_iteration: Fit on the evaluations up to this iteration only (``None``: all).
 
     Returns:
         ``q`` :class:`Proposal` records.
     """
     if use_pdm is None:
         use_pdm = config.acquisition.features == "composition+pdm"
-    training = build_training_set(store, config, use_pdm=use_pdm)
+    training = build_training_set(
+        store, config, use_pdm=use_pdm, through_iteration=through_iteration
+    )
     return propose_from_training(
         training,
         config,

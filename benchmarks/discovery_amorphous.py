@@ -71,6 +71,7 @@ from benchmarks.discovery import (
     summary_rows,
     swap_search_from,
     table,
+    timed,
 )
 from benchmarks.discovery import campaign_config as discovery_config
 from generator.solid_solution import composition_grid
@@ -119,11 +120,13 @@ class ReferenceB:
     pool: dict[str, int]
 
 
-def campaign_config(size: Size, seed: int, *, strategy: str = "qLogNEHVI") -> CampaignConfig:
+def campaign_config(
+    size: Size, seed: int, *, strategy: str = "qLogNEHVI", overlap: bool = False
+) -> CampaignConfig:
     """``examples/cuzr-glass.yaml`` at the benchmark's size
     (:func:`benchmarks.discovery.campaign_config`) with the faster melt-quench
     :data:`MD_PROTOCOL`."""
-    config = discovery_config(size, seed, strategy=strategy, example=EXAMPLE)
+    config = discovery_config(size, seed, strategy=strategy, example=EXAMPLE, overlap=overlap)
     for oracle in config.oracles:
         if oracle.type == "md":
             oracle.options |= MD_PROTOCOL
@@ -194,7 +197,8 @@ def run_local_search(run: CampaignRun, timings: dict[str, float]) -> list[Evalua
     seeds = oracle_calls(run, structures=True)
     scored = [(p[0], e) for e in seeds if (p := point(e)) is not None]
     _, start = max(scored, key=lambda pair: pair[0])
-    return swap_search_from(run, seeds, start, BULK, N_SWAPS)
+    with timed(timings, "oracle"):
+        return swap_search_from(run, seeds, start, BULK, N_SWAPS)
 
 
 def run_strategy(strategy: str, size: Size, seed: int) -> RunResult:
@@ -209,7 +213,8 @@ def run_strategy(strategy: str, size: Size, seed: int) -> RunResult:
     function, acquisition = functions[strategy]
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    with seeded_campaign(campaign_config(size, seed, strategy=acquisition), size) as run:
+    config = campaign_config(size, seed, strategy=acquisition, overlap=strategy == "amloop")
+    with seeded_campaign(config, size) as run:
         trace = function(run, timings)
     wall = time.perf_counter() - started
     return RunResult(strategy, seed, [point(e) for e in trace[: size.budget]], wall, timings)

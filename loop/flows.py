@@ -1,8 +1,10 @@
 """The closed loop as a Prefect flow: ``campaign_flow`` drives :mod:`loop.steps` until the budget
 is spent, the iteration limit is reached or the objective stalls.
 
-Every step is a Prefect task; oracle calls are fanned out with ``.map`` on the task runner the
-config's ``execution`` section picks: a one-worker thread pool (``local``; oracles such as LAMMPS
+Iterations follow :mod:`loop.schedule` (one after another, or overlapped with
+``execution.overlap``: the next one is prepared while the oracle calls of the current one run
+as one task in the runner's worker). Every step is a Prefect task; oracle calls are fanned out
+with ``.map`` on the task runner the config's ``execution`` section picks: a one-worker thread pool (``local``; oracles such as LAMMPS
 run their own threads, and one call at a time keeps the measured core-seconds honest), or a Dask
 cluster through prefect-dask (``dask``: a ``LocalCluster`` of ``n_workers`` single-threaded
 processes, or the scheduler at ``dask_address``, e.g. one started by dask-jobqueue on SLURM).
@@ -37,6 +39,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy.exc import OperationalError
 
 from loop import steps
+from loop.schedule import Halves, run_iterations
 from loop.steps import CampaignRun, EvaluationTask
 from state.config import CampaignConfig, OracleConfig
 from state.store import CampaignStore, LockHeld, default_lock_owner
@@ -105,13 +108,32 @@ def acquire_task(
 def generate_task(
     database_url: str, campaign: str, directory: str, limits: RunLimits, index: int
 ) -> list[str]:
-    """Train/fine-tune the generator if needed, sample, latent-optimise and gate; returns the
-    hashes of the candidates that passed the quality gate."""
+    """Train/fine-tune the generator if needed, sample and latent-optimise; returns the hashes
+    of the iteration's candidates."""
     run = _open(database_url, campaign, directory, limits)
     proposals = steps.acquire(run, index)
     model = steps.ensure_generator(run, index)
-    candidates = steps.generate(run, index, proposals, model)
-    return [c.content_hash for c in steps.gate(run, index, candidates)]
+    return [c.content_hash for c in steps.generate(run, index, proposals, model)]
+
+
+@task(name="evaluate-iteration", retries=2, retry_condition_fn=_transient)
+def evaluate_iteration_task(
+    database_url: str,
+    campaign: str,
+    directory: str,
+    limits: RunLimits,
+    index: int,
+    candidate_hashes: list[str],
+) -> str:
+    """The whole oracle half of an iteration in this worker, one call after another (gate,
+    cheap and dear oracles, record), then the iteration is done: what runs while the flow
+    prepares the next iteration with ``execution.overlap``."""
+    steps.set_torch_threads()
+    run = _open(database_url, campaign, directory, limits)
+    line = steps.evaluate_iteration(run, index, candidate_hashes, steps.evaluate_here(run, index))
+    steps.finish_iteration(run, index, {})
+    get_run_logger().info(line)
+    return line
 
 
 @task(name="evaluate", retries=2, retry_condition_fn=_transient)
@@ -225,33 +247,35 @@ def campaign_flow(
 
 
 def _iterate(run: CampaignRun, args: tuple[str, str, str, RunLimits], lost: threading.Event) -> str:
-    """Seed, then run iterations until :func:`loop.steps.stop_reason` gives a reason."""
+    """Seed, then run iterations (:func:`loop.schedule.run_iterations`) until one should stop."""
     logger = get_run_logger()
     campaign = run.store.name
     logger.info(seed_task(*args))
-    while (reason := steps.stop_reason(run, run.config.execution.max_iterations)) is None:
+
+    def check() -> None:
         if lost.is_set():
             raise LockHeld(f"campaign '{campaign}' was taken over by another process")
-        index = steps.current_iteration(run.store).index
+
+    def prepare(index: int) -> list[str]:
         logger.info("iteration %d", index)
         acquire_task(*args, index)
-        survivors = generate_task(*args, index)
-        started = time.perf_counter()
-        candidates = [c for h in survivors if (c := run.store.candidate(h)) is not None]
-        cheap = _fan_out(steps.cheap_tasks(run, candidates), run, args, index)
-        proposals = steps.acquire(run, index)
-        dear = _fan_out(steps.expensive_tasks(run, index, proposals, candidates), run, args, index)
-        best = steps.record(run, index, {"evaluate": time.perf_counter() - started})
-        logger.info("iteration %d: cheap %s, expensive %s, best %s", index, cheap, dear, best)
+        return generate_task(*args, index)
+
+    def evaluate(index: int, candidate_hashes: list[str]) -> None:
+        logger.info(
+            steps.evaluate_iteration(
+                run, index, candidate_hashes, lambda tasks: _fan_out(tasks, run, args, index)
+            )
+        )
         started = time.perf_counter()
         logger.info(retrain_task(*args, index))
-        retrain_s = time.perf_counter() - started
-        run.store.update_iteration(
-            index,
-            phase="done",
-            metadata={"timings_s": {**steps.timings(run, index), "retrain": retrain_s}},
-        )
-    return reason
+        steps.finish_iteration(run, index, {"retrain": time.perf_counter() - started})
+
+    def submit(index: int, candidate_hashes: list[str]) -> Any:
+        return evaluate_iteration_task.submit(*args, index, candidate_hashes)
+
+    halves = Halves(prepare=prepare, evaluate=evaluate, submit=submit)
+    return run_iterations(run, halves, run.config.execution.max_iterations, check)
 
 
 def task_runner(config: CampaignConfig) -> Any:

@@ -23,7 +23,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -259,8 +259,18 @@ def iteration_seed(config: CampaignConfig, index: int) -> int:
     return config.seed * 100_003 + index
 
 
+def data_cutoff(config: CampaignConfig, index: int) -> int:
+    """The last iteration whose evaluations iteration ``index``'s acquisition and generator see:
+    ``index - 1``, or ``index - 2`` with ``execution.overlap`` (iteration ``index - 1``'s oracle
+    calls are still running then). Fixed by the index, so that what an iteration proposes never
+    depends on how far other evaluations got (nor on a crash and resume)."""
+    return index - (2 if config.execution.overlap else 1)
+
+
 def acquire(run: CampaignRun, index: int) -> list[Proposal]:
-    """The iteration's proposals: stored ones when acquisition already ran, else new ones.
+    """The iteration's proposals: stored ones when acquisition already ran, else new ones, from
+    the evaluations up to :func:`data_cutoff` (with ``execution.overlap``, the previous
+    iteration's proposals are pending).
 
     The GP hyper-parameters go into the iteration's metadata (``gp_hyperparameters``); the
     next iteration's acquisition starts from them (``acquisition.refit_growth``)."""
@@ -271,12 +281,19 @@ def acquire(run: CampaignRun, index: int) -> list[Proposal]:
     started = time.perf_counter()
     previous = iterations.get(index - 1)
     hyperparameters = dict(previous.metadata.get(GP_KEY, {})) if previous else {}
+    pending = (
+        [p["composition"] for p in previous.metadata.get("proposals", [])]
+        if previous is not None and run.config.execution.overlap
+        else None
+    )
     proposals = propose(
         run.store,
         run.config,
         q=run.config.acquisition.batch_size,
         seed=iteration_seed(run.config, index),
+        pending=pending,
         hyperparameters=hyperparameters,
+        through_iteration=data_cutoff(run.config, index),
     )
     run.store.update_iteration(
         index,
@@ -290,12 +307,19 @@ def acquire(run: CampaignRun, index: int) -> list[Proposal]:
     return proposals
 
 
-def training_pairs(store: CampaignStore) -> list[tuple[Structure, dict[str, float]]]:
+def training_pairs(
+    store: CampaignStore, through_iteration: int | None = None
+) -> list[tuple[Structure, dict[str, float]]]:
     """``(structure, properties)`` per scored candidate, oldest first (by its first scoring):
     the relaxed structure where an oracle relaxed it, with the values of every oracle that
-    scored it (canonical units; a higher fidelity's value wins)."""
+    scored it (canonical units; a higher fidelity's value wins); evaluations of iterations
+    after ``through_iteration`` left out."""
     candidates = {c.content_hash: c for c in store.candidates()}
-    scored = [e for e in store.evaluations(status="done") if e.properties]  # in stored order
+    scored = [  # in stored order
+        e
+        for e in store.evaluations(status="done", through_iteration=through_iteration)
+        if e.properties
+    ]
     merged: dict[str, tuple[Structure, dict[str, float]]] = {}
     for evaluation in sorted(scored, key=lambda e: e.fidelity):
         structure, values = merged.get(
@@ -308,12 +332,14 @@ def training_pairs(store: CampaignStore) -> list[tuple[Structure, dict[str, floa
     return [merged[key] for key in dict.fromkeys(e.candidate_hash for e in scored)]
 
 
-def scored_count(store: CampaignStore) -> int:
+def scored_count(store: CampaignStore, through_iteration: int | None = None) -> int:
     """Scored candidates: the length of :func:`training_pairs`, without reading structures."""
     return len(
         {
             e.candidate_hash
-            for e in store.evaluations(status="done", structures=False)
+            for e in store.evaluations(
+                status="done", structures=False, through_iteration=through_iteration
+            )
             if e.properties
         }
     )
@@ -350,15 +376,17 @@ def ensure_generator(
     folder = run.generator_dir(index)
     settings = run.config.generator
     previous = run.generator_dir(index - 1)
+    cutoff = data_cutoff(run.config, index)
     if not (folder / MODEL_FILE).is_file() and index > 0 and (previous / MODEL_FILE).is_file():
         last = json.loads((previous / TRAINING_COST_FILE).read_text())
-        if scored_count(run.store) < (1.0 + settings.finetune_growth) * last["n_structures"]:
+        scored = scored_count(run.store, cutoff)
+        if scored < (1.0 + settings.finetune_growth) * last["n_structures"]:
             kept = {**last, "core_s": 0.0, "gpu_s": 0.0, "kept_from": index - 1}
             with atomic_path(folder / TRAINING_COST_FILE) as partial:
                 partial.write_text(json.dumps(kept))
             CondCDVAE.load(previous).save(folder)
     if not (folder / MODEL_FILE).is_file():
-        data = training_pairs(run.store)
+        data = training_pairs(run.store, cutoff)
         if len(data) < 2:
             raise RuntimeError(
                 f"the generator needs at least 2 scored structures to train on, the campaign "
@@ -485,7 +513,9 @@ def _latent_candidates(
     objective = run.config.objectives[0]
     if settings.latent_steps == 0 or objective.property not in model.spec.properties:
         return []
-    starts = best_structures(run, run.config.acquisition.batch_size, before_iteration=index)
+    starts = best_structures(
+        run, run.config.acquisition.batch_size, before_iteration=data_cutoff(run.config, index) + 1
+    )
     if not starts:
         return []
     result = model.optimize_latent(
@@ -812,6 +842,53 @@ def _same(a: dict[str, float], b: dict[str, float], tolerance: float = 1e-6) -> 
     return all(abs(a.get(el, 0.0) - b.get(el, 0.0)) <= tolerance for el in {*a, *b})
 
 
+# ----------------------------------------------------------------------------- an iteration's oracle calls
+
+#: Runs evaluation tasks (here, or fanned out by the flow); returns the count per status.
+TaskRunner = Callable[[list[EvaluationTask]], dict[str, int]]
+
+
+def evaluate_here(run: CampaignRun, index: int) -> TaskRunner:
+    """A :data:`TaskRunner` that calls the oracles one after another in this process."""
+
+    def run_tasks(tasks: list[EvaluationTask]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for task in tasks:
+            oracle_cfg = oracle_config(run.config, task.oracle)
+            evaluation = evaluate(run.store, run.config, oracle_cfg, task.candidate_hash, index)
+            status = "skipped" if evaluation is None else evaluation.status
+            counts[status] = counts.get(status, 0) + 1
+        return counts
+
+    return run_tasks
+
+
+def evaluate_iteration(
+    run: CampaignRun, index: int, candidate_hashes: Sequence[str], run_tasks: TaskRunner
+) -> str:
+    """The oracle half of iteration ``index``: gate its candidates (the energy gate's oracle call
+    scores a structure), run the cheap oracles on the survivors and the dear ones its proposals
+    chose (through ``run_tasks``), and record the best values; returns a log line. Every step
+    is idempotent, so a resumed iteration redoes nothing finished."""
+    started = time.perf_counter()
+    candidates = [c for h in candidate_hashes if (c := run.store.candidate(h)) is not None]
+    survivors = gate(run, index, candidates)
+    cheap = run_tasks(cheap_tasks(run, survivors))
+    dear = run_tasks(expensive_tasks(run, index, acquire(run, index), candidates))
+    best = record(run, index, {"evaluate": time.perf_counter() - started})
+    return (
+        f"iteration {index}: {len(survivors)} of {len(candidates)} candidates passed the gate; "
+        f"cheap {cheap}, expensive {dear}; best {best}"
+    )
+
+
+def finish_iteration(run: CampaignRun, index: int, timings_s: dict[str, float]) -> None:
+    """Mark iteration ``index`` done, adding ``timings_s`` to its phase timings."""
+    run.store.update_iteration(
+        index, phase="done", metadata={"timings_s": {**timings(run, index), **timings_s}}
+    )
+
+
 # ----------------------------------------------------------------------------- record and stop
 
 
@@ -892,7 +969,10 @@ __all__ = [
     "current_iteration",
     "ensure_generator",
     "evaluate",
+    "evaluate_here",
+    "evaluate_iteration",
     "expensive_tasks",
+    "finish_iteration",
     "gate",
     "generate",
     "is_cheap",

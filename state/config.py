@@ -267,6 +267,12 @@ class ExecutionConfig(BaseModel):
     )
     n_workers: int = Field(2, ge=1, description="LocalCluster workers (one thread each)")
     max_iterations: int | None = Field(None, ge=1, description="stop after this many iterations")
+    overlap: bool = Field(
+        False,
+        description="prepare the next iteration (acquisition on the data up to the one before, "
+        "the running iteration's proposals pending; generation) while an iteration's oracle "
+        "calls run, so that cheap oracles do not wait for the loop; needs a core to spare",
+    )
 
 
 class CampaignConfig(BaseModel):

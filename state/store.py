@@ -291,8 +291,11 @@ class CampaignStore:
         oracle: str | None = None,
         candidates: Collection[str] | None = None,
         structures: bool = True,
+        through_iteration: int | None = None,
     ) -> list[Evaluation]:
-        """Evaluations, optionally filtered (``candidates``: content hashes), oldest first.
+        """Evaluations, optionally filtered (``candidates``: content hashes; ``through_iteration``:
+        those of no iteration, such as the seed set's, and of iterations up to that index),
+        oldest first.
 
         With ``structures=False`` the relaxed structures are not read (``relaxed_structure`` is
         ``None``): parsing them is most of the cost of listing a large campaign's evaluations,
@@ -310,6 +313,10 @@ class CampaignStore:
             query = query.where(EvaluationRow.oracle == oracle)
         if candidates is not None:
             query = query.where(CandidateRow.content_hash.in_(list(candidates)))
+        if through_iteration is not None:
+            query = query.where(
+                or_(EvaluationRow.iteration.is_(None), EvaluationRow.iteration <= through_iteration)
+            )
         with self.transaction() as session:
             rows = session.execute(query.order_by(EvaluationRow.id)).all()
             return [_evaluation_record(row, content_hash, structures) for row, content_hash in rows]

@@ -66,7 +66,9 @@ def _candidates(run: CampaignRun, n: int) -> list[Candidate]:
     ]
 
 
-def _done(run: CampaignRun, candidate: Candidate, oracle: str, **values: float) -> None:
+def _done(
+    run: CampaignRun, candidate: Candidate, oracle: str, iteration: int | None = 0, **values: float
+) -> None:
     run.store.record_evaluation(
         Evaluation(
             candidate_hash=candidate.content_hash,
@@ -75,7 +77,7 @@ def _done(run: CampaignRun, candidate: Candidate, oracle: str, **values: float) 
             status="done",
             properties={k: PropertyValue(value=v, unit="GPa") for k, v in values.items()},
             cost=Cost(core_s=1.0),
-            iteration=0,
+            iteration=iteration,
         )
     )
 
@@ -90,22 +92,23 @@ def test_a_dear_oracle_that_alone_measures_an_objective_runs_on_the_best_survivo
 
 
 def test_the_generator_is_fine_tuned_only_once_the_data_has_grown_enough(run):
-    """finetune_growth 0.25: 8 scored structures train iteration 0's weights; 9 keep them for
-    iteration 1 (free, nothing new registered); 10 (= 1.25 x 8) fine-tune for iteration 2."""
+    """finetune_growth 0.25: 8 scored seed structures train iteration 0's weights; 9 keep them for
+    iteration 1 (free, nothing new registered); 10 (= 1.25 x 8) fine-tune for iteration 2. Each
+    iteration sees the evaluations of the iterations before it only."""
     candidates = _candidates(run, 10)
     for index in range(3):
         run.store.start_iteration(index)
     for k, candidate in enumerate(candidates[:8]):
-        _done(run, candidate, "lammps_meam", bulk_modulus=160.0 + k)
+        _done(run, candidate, "lammps_meam", iteration=None, bulk_modulus=160.0 + k)
+    _done(run, candidates[8], "lammps_meam", iteration=0, bulk_modulus=190.0)
     first = ensure_generator(run, 0)
-    _done(run, candidates[8], "lammps_meam", bulk_modulus=190.0)
     kept = ensure_generator(run, 1)
     assert kept.checkpoint_sha256 == first.checkpoint_sha256
     iterations = {r.index: r for r in run.store.iterations()}
     assert iterations[1].metadata["trained_generator"]["kept_from"] == 0
     assert iterations[1].training_cost.core_s == 0.0
     assert [a.iteration for a in run.store.artifacts(kind="generator_checkpoint")] == [0]
-    _done(run, candidates[9], "lammps_meam", bulk_modulus=195.0)
+    _done(run, candidates[9], "lammps_meam", iteration=1, bulk_modulus=195.0)
     tuned = ensure_generator(run, 2)
     assert tuned.checkpoint_sha256 != first.checkpoint_sha256
     assert run.store.iterations()[2].training_cost.core_s > 0.0
