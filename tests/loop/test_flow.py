@@ -228,3 +228,34 @@ def test_an_error_pauses_the_campaign_with_the_reason(tmp_path, monkeypatch, pre
     assert info.status == "paused" and info.lock is None
     (event,) = handle.store().events(kind="error")
     assert "at least 2 scored structures" in event.message
+
+
+def test_overlapped_campaign_prepares_an_iteration_while_the_last_ones_calls_run(
+    tmp_path, monkeypatch, prefect_api_url
+):
+    """execution.overlap: iteration 1 is proposed and generated while iteration 0's oracle calls
+    run (one task in the runner's worker), so it sees the seed set only, with iteration 0's
+    proposals pending; both finish, every candidate gated, every call finished."""
+    import yaml
+
+    data = yaml.safe_load(CONFIG.read_text())
+    data["name"] = "loop-overlap"
+    data["execution"] = {"max_iterations": 2, "overlap": True}
+    config = tmp_path / "overlap.yaml"
+    config.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("AMLOOP_HOME", str(tmp_path / "home"))
+    handle = init_campaign(config, Settings())
+    reason = run_campaign(handle.database_url, handle.name, handle.directory, RunLimits())
+    assert reason == "2 iteration(s) done (limit 2)"
+    store = handle.store()
+    first, second = store.iterations()
+    assert (first.phase, second.phase) == ("done", "done")
+    seeds = {e.candidate_hash for e in store.evaluations(status="done") if e.iteration is None}
+    fitted = second.metadata["gp_hyperparameters"]["bulk_modulus"]["n_points"]
+    assert fitted == len(seeds)  # iteration 0's results were not used: they were running
+    assert all("2 pending" in p["reason"] for p in second.metadata["proposals"])
+    generated = [c for c in store.candidates() if c.origin in ("generated", "latent_opt")]
+    verdicts = {e.candidate_hash for e in store.evaluations(oracle=GATE_ORACLE)}
+    assert {c.content_hash for c in generated} == verdicts
+    assert not [e for e in store.evaluations() if e.status in ("running", "pending")]
+    assert {e.iteration for e in store.evaluations(oracle="lammps_meam")} == {None, 0, 1}
