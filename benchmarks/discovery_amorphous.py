@@ -343,10 +343,11 @@ def write_summary(
         "",
         *table(rows),
         "",
-        "`HV@n`: hypervolume share after n calls; `overhead`: acquisition and generator time as"
-        " a share of the strategy's wall time; `loop s/call`: that time per oracle call"
-        " (acquisition + generator); `rest s/call`: the remaining wall time (LAMMPS, gate, store)"
-        " per oracle call.",
+        "`HV@n`: hypervolume share after n calls; `overhead`: the share of the wall time in"
+        " which no oracle call ran (amloop prepares each iteration while the previous one's"
+        " calls run, `execution.overlap`); `loop s/call`: acquisition + generator time per"
+        " oracle call, overlapped or not; `oracle s/call`: the wall time in which oracle calls"
+        " (with gate and store) ran, per call. Task A's summary explains the columns.",
         "",
         "## Ratios",
         "",
