@@ -4,10 +4,11 @@ is spent, the iteration limit is reached or the objective stalls.
 Iterations follow :mod:`loop.schedule` (one after another, or overlapped with
 ``execution.overlap``: the next one is prepared while the oracle calls of the current one run
 as one task in the runner's worker). Every step is a Prefect task; oracle calls are fanned out
-with ``.map`` on the task runner the config's ``execution`` section picks: a one-worker thread pool (``local``; oracles such as LAMMPS
-run their own threads, and one call at a time keeps the measured core-seconds honest), or a Dask
-cluster through prefect-dask (``dask``: a ``LocalCluster`` of ``n_workers`` single-threaded
-processes, or the scheduler at ``dask_address``, e.g. one started by dask-jobqueue on SLURM).
+with ``.map`` on the task runner the config's ``execution`` section picks: a one-worker thread
+pool (``local``; oracles such as LAMMPS run their own threads, and one call at a time keeps the
+measured core-seconds honest), or a Dask cluster through prefect-dask (``dask``: a
+``LocalCluster`` of ``n_workers`` single-threaded processes, or the scheduler at
+``dask_address``, e.g. one started by dask-jobqueue on SLURM).
 
 Tasks take plain arguments (database URL, campaign name, oracle config as a dict), so a Dask
 worker on another host opens the same store (PostgreSQL for multi-host runs). Only transient
