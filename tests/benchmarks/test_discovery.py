@@ -55,6 +55,20 @@ def test_speedup_uses_medians_and_a_lower_bound_for_misses(discovery):
     assert discovery.format_speedup(None, False).startswith("n/a")
 
 
+def test_overhead_is_the_wall_time_without_a_running_oracle_call(discovery):
+    overlapped = discovery.RunResult(
+        "amloop",
+        0,
+        [1.0],
+        100.0,
+        {"acquisition": 50.0, "generator": 20.0, "seed": 10.0, "oracle": 85.0},
+    )
+    assert discovery.oracle_idle_s(overlapped) == pytest.approx(5.0)  # 70 s of loop, 65 s hidden
+    kept = discovery.RunResult("amloop", 1, [1.0], 100.0, {"acquisition": 30.0, "generator": 10.0})
+    assert discovery.oracle_idle_s(kept) == pytest.approx(40.0)  # timed before oracle calls were
+    assert discovery.overhead_share([overlapped, kept]) == pytest.approx(45.0 / 200.0)
+
+
 def test_gated_value_applies_the_seed_energy_rule(discovery):
     def call(bulk: float, energy: float) -> Evaluation:
         return Evaluation(
