@@ -726,7 +726,8 @@ def produced_by(command: str, wall_s: float) -> str:
     table)."""
     return (
         f"Produced by `{command}` on this machine (2 cores; each strategy run in one process,"
-        f" one thread); this invocation took {wall_s:.0f} s."
+        " one thread; amloop with a second, its oracle calls' worker thread); this invocation"
+        f" took {wall_s:.0f} s."
     )
 
 
