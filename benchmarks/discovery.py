@@ -429,9 +429,11 @@ def swap_search_from(
 
 
 def run_loop(run: CampaignRun, timings: dict[str, float]) -> list[Evaluation]:
-    """The closed loop as :func:`loop.flows.campaign_flow` runs it (:func:`loop.schedule.run_iterations`,
-    overlapped with ``execution.overlap``), without Prefect: the evaluation half runs here or
-    in a worker thread (LAMMPS releases the interpreter lock) instead of a task runner."""
+    """The closed loop as :func:`loop.flows.campaign_flow` runs it
+    (:func:`loop.schedule.run_iterations`, overlapped with ``execution.overlap``), without
+    Prefect: the evaluation half runs here or in a worker thread (LAMMPS releases the
+    interpreter lock) instead of a task runner. Timed: ``acquisition``, ``generator`` and
+    ``oracle`` (the evaluation halves)."""
     overlap = run.config.execution.overlap
 
     def prepare(index: int) -> list[str]:
