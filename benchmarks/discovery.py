@@ -787,7 +787,7 @@ def write_summary(
         "- A strategy that stops producing new structures keeps its best for the rest of the"
         " budget (its curve is flat).",
         "- Generated cells are put on the lattice sites and reordered there towards their"
-        " proposal's PDM target, so they cost a LAMMPS call like any FCC cell; `rest s/call`"
+        " proposal's PDM target, so they cost a LAMMPS call like any FCC cell; `oracle s/call`"
         " varies with how far cells start from their relaxed state (swaps of a relaxed cell"
         " relax fastest, random orderings slowest). With a call this cheap (a 54-atom MEAM"
         " relaxation + 6 strains, ~0.35 s of LAMMPS) the surrogate and generator costs weigh"
