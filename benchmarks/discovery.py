@@ -360,13 +360,9 @@ def composition_search(run: CampaignRun, timings: dict[str, float]) -> list[Eval
     (composition features only) until the budget is spent or the strategy stalls."""
     oracle_cfg = steps.oracle_config(run.config, objective_oracle(run.config))
     rng = np.random.default_rng(run.config.seed)
-    stalled, round_index = 0, 0
+    calls, round_index = [len(oracle_calls(run))], 0
     hyperparameters: dict[str, Any] = {}  # kept between rounds, as the loop's iterations do
-    while (
-        stalled < STALL_ROUNDS
-        and budget_exhausted_reason(run.store, run.config, oracle_cfg) is None
-    ):
-        before = len(oracle_calls(run))
+    while not stalled(calls) and budget_exhausted_reason(run.store, run.config, oracle_cfg) is None:
         with timed(timings, "acquisition"):
             proposals = propose(
                 run.store,
@@ -386,9 +382,15 @@ def composition_search(run: CampaignRun, timings: dict[str, float]) -> list[Eval
             )
             with timed(timings, "oracle"):
                 steps.evaluate(run.store, run.config, oracle_cfg, candidate.content_hash, None)
-        stalled = stalled + 1 if len(oracle_calls(run)) == before else 0
+        calls.append(len(oracle_calls(run)))
         round_index += 1
     return oracle_calls(run)
+
+
+def stalled(calls: Sequence[int]) -> bool:
+    """Whether the oracle-call count after each round (``calls``, the start first) shows no new
+    call in the last :data:`STALL_ROUNDS` rounds: the strategy only repeats itself."""
+    return len(calls) > STALL_ROUNDS and calls[-1] == calls[-1 - STALL_ROUNDS]
 
 
 def run_local_search(run: CampaignRun, timings: dict[str, float]) -> list[Evaluation]:
@@ -455,7 +457,7 @@ def run_loop(run: CampaignRun, timings: dict[str, float]) -> list[Evaluation]:
 
     def check() -> None:  # the benchmark's patience is the budget; a loop that only repeats stops
         calls.append(len(oracle_calls(run)))
-        if len(calls) > STALL_ROUNDS and calls[-1] == calls[-1 - STALL_ROUNDS]:
+        if stalled(calls):
             raise Stalled
 
     with ThreadPoolExecutor(1) as worker:

@@ -29,6 +29,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -180,10 +181,7 @@ def _fan_out(
         [t.candidate_hash for t in tasks],
         unmapped(index),
     )
-    counts: dict[str, int] = {}
-    for status in (future.result() for future in futures):
-        counts[status] = counts.get(status, 0) + 1
-    return counts
+    return dict(Counter(future.result() for future in futures))
 
 
 @contextmanager

@@ -23,6 +23,7 @@ import math
 import os
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -852,13 +853,13 @@ def evaluate_here(run: CampaignRun, index: int) -> TaskRunner:
     """A :data:`TaskRunner` that calls the oracles one after another in this process."""
 
     def run_tasks(tasks: list[EvaluationTask]) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for task in tasks:
-            oracle_cfg = oracle_config(run.config, task.oracle)
-            evaluation = evaluate(run.store, run.config, oracle_cfg, task.candidate_hash, index)
-            status = "skipped" if evaluation is None else evaluation.status
-            counts[status] = counts.get(status, 0) + 1
-        return counts
+        evaluations = (
+            evaluate(
+                run.store, run.config, oracle_config(run.config, t.oracle), t.candidate_hash, index
+            )
+            for t in tasks
+        )
+        return dict(Counter("skipped" if e is None else e.status for e in evaluations))
 
     return run_tasks
 

@@ -69,6 +69,13 @@ def test_overhead_is_the_wall_time_without_a_running_oracle_call(discovery):
     assert discovery.overhead_share([overlapped, kept]) == pytest.approx(45.0 / 200.0)
 
 
+def test_a_strategy_stalls_after_rounds_without_a_new_call(discovery):
+    rounds = discovery.STALL_ROUNDS
+    assert not discovery.stalled([8] * rounds)  # the start and one round short
+    assert discovery.stalled([8] * (rounds + 1))
+    assert not discovery.stalled([8, *([9] * rounds)])
+
+
 def test_gated_value_applies_the_seed_energy_rule(discovery):
     def call(bulk: float, energy: float) -> Evaluation:
         return Evaluation(
