@@ -22,7 +22,6 @@ feasibility labels (``1`` = the oracle succeeded).
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from generator.pdm import pdm, pdm_labels
 from state.config import CampaignConfig
 from state.memo import BoundedMemo
 from state.store import CampaignStore
+from state.structures import structure_digest
 from state.units import UnitError, to_canonical, uncertainty_to_canonical
 
 #: Fidelity of an experimental measurement (the most trusted source).
@@ -141,10 +141,7 @@ def structure_pdm(structure: Structure, elements: Sequence[str]) -> np.ndarray:
     """:func:`generator.pdm.pdm` of ``structure`` (shape ``(n (n + 1) / 2,)``, neighbours),
     remembered by the structure's content (lattice, species, fractional coordinates), since
     every acquisition reads all stored structures again (2-3 ms each at 54 atoms)."""
-    digest = hashlib.sha1(structure.lattice.matrix.tobytes())
-    digest.update(np.ascontiguousarray(structure.frac_coords).tobytes())
-    digest.update(" ".join([*elements, "|", *(s.specie.symbol for s in structure)]).encode())
-    key = digest.hexdigest()
+    key = structure_digest(structure, *elements)
     return _pdm_cache.get(key, lambda: np.asarray(pdm(structure, elements), dtype=float)).copy()
 
 

@@ -82,8 +82,9 @@ MC_SAMPLES = 64
 #: Restarts and raw samples of ``optimize_acqf``.
 NUM_RESTARTS = 4
 RAW_SAMPLES = 256
-#: Iterations of SLSQP per restart; raw q-batches per acquisition call.
-MAX_ITER = 100
+#: Iterations of SLSQP per restart (50: log-EI of the proposals 0.002 below 100's, EI 0.2 % lower,
+#: in 65 % of the time, on a 860-point Ni-Fe-Cr campaign); raw q-batches per acquisition call.
+MAX_ITER = 50
 RAW_BATCH = 64
 #: Cheaper settings for qLogNEHVI (its box decompositions dominate the cost).
 MC_SAMPLES_MO = 32

@@ -18,8 +18,8 @@ seed calls included:
 - ``amloop``: the full loop in the flow's schedule (:mod:`loop.schedule`) without Prefect (BO
   over composition + PDM, tiny Cond-CDVAE trained on the seed set and fine-tuned as the data
   grow, latent optimisation, quality + energy gate), with ``execution.overlap``: the next
-  iteration is prepared while the current one's LAMMPS calls run in a worker thread (LAMMPS
-  releases the interpreter lock), so it takes two cores.
+  iteration is prepared while the current one's LAMMPS calls run in a worker process, so it
+  takes two cores.
 
 A strategy that stops proposing new structures (every proposal already evaluated) keeps its best
 value for the rest of the budget. The reference optimum is the best gated value of a larger
@@ -53,7 +53,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -433,10 +433,12 @@ def swap_search_from(
 def run_loop(run: CampaignRun, timings: dict[str, float]) -> list[Evaluation]:
     """The closed loop as :func:`loop.flows.campaign_flow` runs it
     (:func:`loop.schedule.run_iterations`, overlapped with ``execution.overlap``), without
-    Prefect: the evaluation half runs here or in a worker thread (LAMMPS releases the
-    interpreter lock) instead of a task runner. Timed: ``acquisition``, ``generator`` and
-    ``oracle`` (the evaluation halves)."""
+    Prefect: the evaluation half runs here or, overlapped, in a worker process
+    (:func:`evaluate_elsewhere`; in a thread, the loop's interpreter-bound work and the calls'
+    Python around LAMMPS would wait for each other's interpreter lock) instead of a task runner.
+    Timed: ``acquisition``, ``generator`` and ``oracle`` (the evaluation halves)."""
     overlap = run.config.execution.overlap
+    url = run.store.engine.url.render_as_string(hide_password=False)
 
     def prepare(index: int) -> list[str]:
         with timed(timings, "acquisition"):
@@ -453,6 +455,16 @@ def run_loop(run: CampaignRun, timings: dict[str, float]) -> list[Evaluation]:
                 steps.ensure_generator(run, index + 1, trained_in=index)
         steps.finish_iteration(run, index, {})
 
+    def add_oracle_time(future: Future[float]) -> None:
+        if future.exception() is None:
+            timings["oracle"] = timings.get("oracle", 0.0) + future.result()
+
+    def submit(index: int, candidate_hashes: list[str]) -> Future[float]:
+        args = (url, run.store.name, str(run.directory), index, candidate_hashes)
+        future = worker.submit(evaluate_elsewhere, *args)
+        future.add_done_callback(add_oracle_time)
+        return future
+
     calls = [len(oracle_calls(run))]
 
     def check() -> None:  # the benchmark's patience is the budget; a loop that only repeats stops
@@ -460,15 +472,27 @@ def run_loop(run: CampaignRun, timings: dict[str, float]) -> list[Evaluation]:
         if stalled(calls):
             raise Stalled
 
-    with ThreadPoolExecutor(1) as worker:
-        halves = Halves(
-            prepare=prepare,
-            evaluate=evaluate,
-            submit=lambda index, hashes: worker.submit(evaluate, index, hashes),
-        )
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as worker:  # started on demand
+        if overlap:  # start it while the loop prepares its first iteration
+            worker.submit(torch.set_num_threads, 1)
         with suppress(Stalled):
-            run_iterations(run, halves, None, check)
+            run_iterations(run, Halves(prepare, evaluate, submit), None, check)
     return oracle_calls(run)
+
+
+def evaluate_elsewhere(
+    database_url: str, campaign: str, directory: str, index: int, candidate_hashes: list[str]
+) -> float:
+    """The evaluation half of iteration ``index`` (:func:`loop.steps.evaluate_iteration`, then
+    the iteration is finished) on the campaign opened from its store, as a worker process runs
+    it; returns its wall time (s), the iteration's finishing aside."""
+    store = CampaignStore.open(database_url, campaign)
+    run = CampaignRun(store, CampaignConfig.model_validate(store.info().config), Path(directory))
+    started = time.perf_counter()
+    steps.evaluate_iteration(run, index, candidate_hashes, steps.evaluate_here(run, index))
+    elapsed = time.perf_counter() - started
+    steps.finish_iteration(run, index, {})
+    return elapsed
 
 
 class Stalled(Exception):
@@ -730,7 +754,7 @@ def produced_by(command: str, wall_s: float) -> str:
     table)."""
     return (
         f"Produced by `{command}` on this machine (2 cores; each strategy run in one process,"
-        " one thread; amloop with a second, its oracle calls' worker thread); this invocation"
+        " one thread; amloop with a second, its oracle calls' worker process); this invocation"
         f" took {wall_s:.0f} s."
     )
 

@@ -18,6 +18,9 @@ from typing import Literal, cast
 import numpy as np
 from pymatgen.core import Structure
 
+from state.memo import BoundedMemo
+from state.structures import structure_digest
+
 Phase = Literal["fcc", "bcc", "hcp", "amorphous"]
 #: Phase classes of the phase head, in its output order.
 PHASES: tuple[Phase, ...] = ("fcc", "bcc", "hcp", "amorphous")
@@ -74,8 +77,20 @@ def atom_labels(structure: Structure) -> list[str]:
     return labels
 
 
+#: Phases kept by :func:`classify_phase` (least recently used dropped).
+PHASE_CACHE_SIZE = 100_000
+_phases: BoundedMemo[Phase] = BoundedMemo(PHASE_CACHE_SIZE)
+
+
 def classify_phase(structure: Structure) -> Phase:
-    """Phase of ``structure``: its majority lattice, or ``"amorphous"`` (see module docstring)."""
+    """Phase of ``structure``: its majority lattice, or ``"amorphous"`` (see module docstring).
+
+    Remembered by the structure's content (:func:`state.structures.structure_digest`): every
+    fine-tuning of the generator labels its data again (6 ms per 54-atom structure)."""
+    return _phases.get(structure_digest(structure), lambda: _majority_phase(structure))
+
+
+def _majority_phase(structure: Structure) -> Phase:
     names, counts = np.unique(
         [label for label in atom_labels(structure) if label != "other"], return_counts=True
     )

@@ -6,7 +6,8 @@ Iterations follow :mod:`loop.schedule` (one after another, or overlapped with
 as one task in the runner's worker). Every step is a Prefect task; oracle calls are fanned out
 with ``.map`` on the task runner the config's ``execution`` section picks: a one-worker thread
 pool (``local``; oracles such as LAMMPS run their own threads, and one call at a time keeps the
-measured core-seconds honest), or a Dask cluster through prefect-dask (``dask``: a
+measured core-seconds honest; with ``execution.overlap`` a one-worker process pool, so that the
+calls and the loop's work do not wait for each other's interpreter lock), or a Dask cluster through prefect-dask (``dask``: a
 ``LocalCluster`` of ``n_workers`` single-threaded processes, or the scheduler at
 ``dask_address``, e.g. one started by dask-jobqueue on SLURM).
 
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task, unmapped
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from sqlalchemy.exc import OperationalError
 
 from loop import steps
@@ -281,6 +282,9 @@ def task_runner(config: CampaignConfig) -> Any:
     """The Prefect task runner the config's ``execution`` section asks for."""
     execution = config.execution
     if execution.executor == "local":
+        if execution.overlap:  # the oracle calls run beside the loop's work: in a thread of this
+            # process, each would wait for the other's interpreter lock
+            return ProcessPoolTaskRunner(max_workers=1)
         return ThreadPoolTaskRunner(max_workers=1)
     from prefect_dask import DaskTaskRunner
 

@@ -49,6 +49,18 @@ def structure_from_json(text: str) -> Structure:
     return copy
 
 
+def structure_digest(structure: Structure, *context: str) -> str:
+    """Exact sha1 of a structure (lattice matrix, fractional coordinates, species in site order)
+    and ``context`` (e.g. the element order a derived value depends on): the key of memos of
+    values computed from a structure. Unlike :func:`content_hash`, nothing is rounded or
+    sorted."""
+    digest = hashlib.sha1(structure.lattice.matrix.tobytes())
+    digest.update(np.ascontiguousarray(structure.frac_coords).tobytes())
+    symbols = [site.species_string for site in structure]
+    digest.update(" ".join([*context, "|", *symbols]).encode())
+    return digest.hexdigest()
+
+
 def content_hash(structure: Structure) -> str:
     """Order-invariant sha256 of composition, lattice and rounded fractional coordinates.
 

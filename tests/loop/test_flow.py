@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -234,8 +235,8 @@ def test_overlapped_campaign_prepares_an_iteration_while_the_last_ones_calls_run
     tmp_path, monkeypatch, prefect_api_url
 ):
     """execution.overlap: iteration 1 is proposed and generated while iteration 0's oracle calls
-    run (one task in the runner's worker), so it sees the seed set only, with iteration 0's
-    proposals pending; both finish, every candidate gated, every call finished."""
+    run (one task in the runner's worker process), so it sees the seed set only, with iteration
+    0's proposals pending; both finish, every candidate gated, every call finished."""
     import yaml
 
     data = yaml.safe_load(CONFIG.read_text())
@@ -259,3 +260,7 @@ def test_overlapped_campaign_prepares_an_iteration_while_the_last_ones_calls_run
     assert {c.content_hash for c in generated} == verdicts
     assert not [e for e in store.evaluations() if e.status in ("running", "pending")]
     assert {e.iteration for e in store.evaluations(oracle="lammps_meam")} == {None, 0, 1}
+    calls = [e for e in store.evaluations(oracle="lammps_meam") if e.iteration is not None]
+    workers = {e.provenance["worker"] for e in calls}
+    here = f"{socket.gethostname()}:{os.getpid()}"
+    assert here not in workers  # the calls ran in the process pool's worker, beside the loop

@@ -15,6 +15,7 @@ from state.composition import CompositionError, parse_composition
 from state.structures import (
     HASH_FRAC_DECIMALS,
     content_hash,
+    structure_digest,
     structure_from_json,
     structure_to_json,
 )
@@ -192,6 +193,21 @@ def test_content_hash_tolerates_float_noise_and_sees_species() -> None:
     swapped = Structure(Lattice.cubic(3.6), ["Fe", "Ni"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     assert content_hash(noisy) == content_hash(cell)
     assert content_hash(swapped) != content_hash(cell)
+
+
+def test_structure_digest_is_exact_in_site_order_and_context() -> None:
+    """The memo key: equal for a copy or a parsed round trip; a different context (element
+    order), float noise that content_hash tolerates, or a site order all give a new key."""
+    cell = Structure(Lattice.cubic(3.6), ["Ni", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    key = structure_digest(cell, "Ni", "Fe")
+    assert structure_digest(cell.copy(), "Ni", "Fe") == key
+    assert structure_digest(structure_from_json(structure_to_json(cell)), "Ni", "Fe") == key
+    assert structure_digest(cell, "Fe", "Ni") != key
+    noisy = Structure(Lattice.cubic(3.6), ["Ni", "Fe"], [[1e-7, 0, 0], [0.5, 0.5, 0.5]])
+    assert content_hash(noisy) == content_hash(cell)
+    assert structure_digest(noisy, "Ni", "Fe") != key
+    reordered = Structure(Lattice.cubic(3.6), ["Fe", "Ni"], [[0.5, 0.5, 0.5], [0, 0, 0]])
+    assert structure_digest(reordered, "Ni", "Fe") != key
 
 
 # ------------------------------------------------------------------ units
