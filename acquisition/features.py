@@ -33,6 +33,7 @@ from generator.data import composition_vector
 from generator.pdm import pdm, pdm_labels
 from state.config import CampaignConfig
 from state.memo import BoundedMemo
+from state.schema import Evaluation
 from state.store import CampaignStore
 from state.structures import structure_digest
 from state.units import UnitError, to_canonical, uncertainty_to_canonical
@@ -145,6 +146,48 @@ def structure_pdm(structure: Structure, elements: Sequence[str]) -> np.ndarray:
     return _pdm_cache.get(key, lambda: np.asarray(pdm(structure, elements), dtype=float)).copy()
 
 
+#: PDMs of finished evaluations kept by :func:`build_training_set`, by the evaluation's identity
+#: (store, campaign, row, status, finish time, element order): each acquisition reads the
+#: structures of the evaluations it has not seen only (a failed evaluation recorded again as done
+#: is a new one).
+EVALUATION_PDM_CACHE_SIZE = 200_000
+_evaluation_pdms: BoundedMemo[np.ndarray] = BoundedMemo(EVALUATION_PDM_CACHE_SIZE)
+
+
+def evaluation_pdms(
+    store: CampaignStore, evaluations: Sequence[Evaluation], elements: Sequence[str]
+) -> dict[int | None, np.ndarray]:
+    """PDM (shape ``(n (n + 1) / 2,)``, neighbours) of the structure each finished evaluation's
+    features describe: its relaxed structure when it is done and returned one, else its
+    candidate's; by evaluation id. Remembered by the evaluation's identity (see
+    :data:`EVALUATION_PDM_CACHE_SIZE`); the others' structures are read in two queries."""
+    scope = f"{store.engine.url}|{store.campaign_id}|{','.join(elements)}"
+    keys = {e.id: f"{scope}|{e.id}|{e.status}|{e.finished_at}" for e in evaluations}
+    missing = [e for e in evaluations if keys[e.id] not in _evaluation_pdms]
+    relaxed: dict[int | None, Structure] = {}
+    originals: dict[str, Structure] = {}
+    if missing:
+        hashes = {e.candidate_hash for e in missing}
+        relaxed = {
+            e.id: e.relaxed_structure
+            for e in store.evaluations(candidates=hashes, status="done")
+            if e.relaxed_structure is not None
+        }
+        originals = {c.content_hash: c.structure for c in store.candidates(hashes=hashes)}
+
+    def described(evaluation: Evaluation) -> Structure:
+        if evaluation.status == "done" and evaluation.id in relaxed:
+            return relaxed[evaluation.id]
+        return originals[evaluation.candidate_hash]
+
+    return {
+        e.id: _evaluation_pdms.get(
+            keys[e.id], lambda e=e: structure_pdm(described(e), elements)
+        ).copy()
+        for e in evaluations
+    }
+
+
 def build_training_set(
     store: CampaignStore,
     config: CampaignConfig,
@@ -165,7 +208,7 @@ def build_training_set(
     """
     elements = list(config.elements)
     units = config.modelled_units
-    candidates = {c.content_hash: c for c in store.candidates()}
+    compositions = store.candidate_compositions()
 
     def pdm_of(structure: Structure | None) -> np.ndarray | None:
         if not use_pdm or structure is None:
@@ -174,24 +217,23 @@ def build_training_set(
 
     points: list[_Point] = []
     feasibility: list[tuple[np.ndarray, np.ndarray | None, float, float]] = []
-    for evaluation in store.evaluations(through_iteration=through_iteration):
-        if evaluation.status not in ("done", "failed"):
-            continue
-        candidate = candidates.get(evaluation.candidate_hash)
-        if candidate is None:
-            continue
-        composition = composition_vector(candidate.composition, elements)
-        structure = evaluation.relaxed_structure or candidate.structure
-        success = evaluation.status == "done"
-        if not success:
-            feasibility.append((composition, pdm_of(candidate.structure), evaluation.fidelity, 0.0))
+    finished = [
+        e
+        for e in store.evaluations(through_iteration=through_iteration, structures=False)
+        if e.status in ("done", "failed") and e.candidate_hash in compositions
+    ]
+    pdms = evaluation_pdms(store, finished, elements) if use_pdm else {}
+    for evaluation in finished:
+        composition = composition_vector(compositions[evaluation.candidate_hash], elements)
+        if evaluation.status == "failed":
+            feasibility.append((composition, pdms.get(evaluation.id), evaluation.fidelity, 0.0))
             continue
         values = {
             prop: _in_unit(prop, pv.value, pv.unit, pv.uncertainty, units[prop])
             for prop, pv in evaluation.properties.items()
             if prop in units and math.isfinite(pv.value)
         }
-        point = _Point(composition, pdm_of(structure), evaluation.fidelity, values)
+        point = _Point(composition, pdms.get(evaluation.id), evaluation.fidelity, values)
         points.append(point)
         feasibility.append((composition, point.pdm, evaluation.fidelity, 1.0))
     for measurement in store.measurements():

@@ -23,6 +23,9 @@ class BoundedMemo(Generic[V]):
     def __len__(self) -> int:
         return len(self._values)
 
+    def __contains__(self, key: str) -> bool:
+        return key in self._values
+
     def get(self, key: str, compute: Callable[[], V]) -> V:
         """The value remembered for ``key``, else ``compute()`` (then remembered)."""
         if key in self._values:

@@ -192,11 +192,29 @@ class CampaignStore:
             row = self._candidate_row(session, content_hash)
             return None if row is None else _candidate_record(row)
 
+    def candidate_compositions(self) -> dict[str, dict[str, float]]:
+        """Atomic fractions by element of every candidate, by content hash (no structure is
+        read)."""
+        query = select(CandidateRow.content_hash, CandidateRow.composition).where(
+            CandidateRow.campaign_id == self.campaign_id
+        )
+        with self.transaction() as session:
+            return {
+                content_hash: composition for content_hash, composition in session.execute(query)
+            }
+
     def candidates(
-        self, *, iteration: int | None = None, origin: CandidateOrigin | None = None
+        self,
+        *,
+        iteration: int | None = None,
+        origin: CandidateOrigin | None = None,
+        hashes: Collection[str] | None = None,
     ) -> list[Candidate]:
-        """All candidates (of one iteration, of one origin if given), oldest first."""
+        """All candidates (of one iteration, of one origin, with these content hashes if
+        given), oldest first."""
         query = select(CandidateRow).where(CandidateRow.campaign_id == self.campaign_id)
+        if hashes is not None:
+            query = query.where(CandidateRow.content_hash.in_(list(hashes)))
         if iteration is not None:
             query = query.where(CandidateRow.iteration == iteration)
         if origin is not None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Structure
 
+from acquisition import features
 from acquisition.features import build_training_set, structure_pdm
 from acquisition.propose import propose
 from acquisition.surrogate import HyperparameterReuse, fit_surrogate
@@ -19,6 +20,7 @@ from generator.pdm import pdm
 from generator.solid_solution import random_solid_solution
 from state.config import CampaignConfig
 from state.database import dispose_engines
+from state.memo import BoundedMemo
 from state.schema import Candidate, Evaluation, Measurement, PropertyValue
 from state.store import CampaignStore
 
@@ -255,6 +257,47 @@ def test_composition_only_baseline_from_config(tmp_path: Path, frames: list) -> 
     proposals = propose(store, config, q=2, seed=0)
     check_feasible(proposals)
     assert all(p.pdm_target is None and p.reason.startswith("qLogNEI") for p in proposals)
+
+
+def test_training_set_reads_each_finished_evaluation_once_and_again_when_it_changes(
+    tmp_path: Path, frames: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The evaluation PDM memo: features equal to a cold read's; a failed call recorded again as
+    done (with a relaxed structure) is read anew: its row carries the returned cell's PDM."""
+    store, config = make_store(tmp_path, frames[:5], config_dict([BULK]))
+    warm = build_training_set(store, config)
+    monkeypatch.setattr(features, "_evaluation_pdms", BoundedMemo(100))
+    cold = build_training_set(store, config)
+    assert np.array_equal(warm.objectives["bulk_modulus"].X, cold.objectives["bulk_modulus"].X)
+    rng = np.random.default_rng(4)
+    structure = random_solid_solution({"Ni": 0.5, "Fe": 0.25, "Cr": 0.25}, "fcc", 32, rng)
+    candidate = store.add_candidate(Candidate(structure=structure, origin="seed"))
+    failed = Evaluation(
+        candidate_hash=candidate.content_hash, oracle="lammps", fidelity=0.6, status="failed"
+    )
+    store.record_evaluation(failed.model_copy(update={"error": "lost"}))
+    training = build_training_set(store, config)
+    assert training.feasibility_y.tolist() == [1.0] * 5 + [0.0]
+    pair_part = training.feasibility_X[-1, training.pdm_slice]
+    assert pair_part == pytest.approx(pdm(structure, ELEMENTS))
+    relaxed = structure.copy()  # another ordering stands in for what the oracle returned
+    unlike = next(k for k in range(len(structure)) if structure[k].specie != structure[0].specie)
+    relaxed.replace(0, structure[unlike].specie)
+    relaxed.replace(unlike, structure[0].specie)
+    done = failed.model_copy(
+        update={
+            "status": "done",
+            "relaxed_structure": relaxed,
+            "properties": {"bulk_modulus": PropertyValue(value=190.0, unit="GPa")},
+        }
+    )
+    store.record_evaluation(done)
+    training = build_training_set(store, config)
+    assert training.feasibility_y.tolist() == [1.0] * 6
+    bulk = training.objectives["bulk_modulus"]
+    (row,) = bulk.X[bulk.Y == 190.0]
+    assert row[training.pdm_slice] == pytest.approx(pdm(relaxed, ELEMENTS))
+    assert not np.allclose(pdm(relaxed, ELEMENTS), pdm(structure, ELEMENTS))
 
 
 def test_remembered_pdms_follow_the_structure_content():
