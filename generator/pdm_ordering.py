@@ -66,6 +66,28 @@ class _PairCounts:
         a, b = species[self.centre[edges]], species[self.neighbour[edges]]
         return int(np.count_nonzero(self.distance[edges] < minimum[a, b]))
 
+    def of_swap(self, i: int, j: int) -> np.ndarray:
+        """The edges that touch atom ``i`` or ``j``, each once."""
+        of_j = self.incident[j]
+        return np.concatenate(
+            [self.incident[i], of_j[(self.centre[of_j] != i) & (self.neighbour[of_j] != i)]]
+        )
+
+    def change(self, edges: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        """Counts ``(n, n)`` of ``edges`` with atoms of elements ``after`` less those with
+        ``before`` (one histogram of both)."""
+        ends, distance = (self.centre[edges], self.neighbour[edges]), self.distance[edges]
+        keys, signs = [], []
+        for species, sign in ((before, -1.0), (after, 1.0)):
+            a, b = species[ends[0]], species[ends[1]]
+            inside = distance <= self.cutoffs[a, b]
+            keys.append(a[inside] * self.n + b[inside])
+            signs.append(np.full(keys[-1].size, sign))
+        flat = np.bincount(
+            np.concatenate(keys), weights=np.concatenate(signs), minlength=self.n * self.n
+        )
+        return flat.reshape(self.n, self.n)
+
     def of_edges(self, edges: np.ndarray, species: np.ndarray) -> np.ndarray:
         """Counts ``(n, n)`` contributed by ``edges`` with atoms of elements ``species``."""
         a, b = species[self.centre[edges]], species[self.neighbour[edges]]
@@ -128,10 +150,10 @@ def match_pdm(
         i = int(rng.integers(len(species)))
         unlike = np.flatnonzero(species != species[i])
         j = int(unlike[rng.integers(unlike.size)])
-        edges = np.union1d(counts.incident[i], counts.incident[j])
+        edges = counts.of_swap(i, j)
         swapped = species.copy()
         swapped[i], swapped[j] = species[j], species[i]
-        trial = counts.counts - counts.of_edges(edges, species) + counts.of_edges(edges, swapped)
+        trial = counts.counts + counts.change(edges, species, swapped)
         trial_loss = float(np.sum(error(trial) ** 2))
         if trial_loss < loss - 1e-12 and counts.too_close(
             edges, swapped, minimum
