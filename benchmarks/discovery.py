@@ -246,7 +246,8 @@ def campaign_config(
 ) -> CampaignConfig:
     """``example`` at the benchmark's size: ``size.n_atoms`` atoms on the example's lattice,
     budget = ``size.budget`` calls of the objective's oracle (the example's other caps kept), no
-    stop on stalling (the budget is spent), tiny generator, ``execution.overlap``."""
+    stop on stalling (the budget is spent), tiny generator, ``execution.overlap`` (with a due
+    fine-tuning spread over iterations, one epoch each)."""
     data = yaml.safe_load(example.read_text())
     oracle = data["objectives"][0]["oracle"]
     data |= {
@@ -269,6 +270,8 @@ def campaign_config(
             "latent_steps": size.latent_steps,
             "train_epochs": size.train_epochs,
             "finetune_epochs": size.finetune_epochs,
+            # overlapped, no iteration waits for a whole fine-tuning: one epoch each
+            "finetune_epochs_per_iteration": 1 if overlap else None,
         },
         "execution": {"overlap": overlap},
     }

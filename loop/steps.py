@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import socket
 import time
 from collections import Counter
@@ -64,6 +65,10 @@ SEED_ATTEMPTS = 3
 #: Files marking a finished generator training in its checkpoint folder.
 MODEL_FILE = "model.pt"
 TRAINING_COST_FILE = "training_cost.json"
+#: Folder (in the campaign's ``generator`` folder) of a fine-tuning spread over iterations, and
+#: the file there that says in which iteration it started.
+SPREAD_FINETUNE_DIR = "finetune"
+STARTED_FILE = "started.json"
 #: Iteration-metadata key of the acquisition's GP hyper-parameters (:func:`acquire`).
 GP_KEY = "gp_hyperparameters"
 
@@ -373,19 +378,17 @@ def ensure_generator(
     Later iterations keep iteration ``index - 1``'s weights (a copy, at no training cost) while
     the scored set has grown by less than ``generator.finetune_growth`` since the weights were
     last trained: fine-tuning then costs O(log n) trainings over a campaign, not one per
-    iteration."""
+    iteration. With ``generator.finetune_epochs_per_iteration`` a due fine-tuning is spread over
+    the following iterations (:func:`_spread_finetune`)."""
     folder = run.generator_dir(index)
     settings = run.config.generator
     previous = run.generator_dir(index - 1)
     cutoff = data_cutoff(run.config, index)
     if not (folder / MODEL_FILE).is_file() and index > 0 and (previous / MODEL_FILE).is_file():
-        last = json.loads((previous / TRAINING_COST_FILE).read_text())
-        scored = scored_count(run.store, cutoff)
-        if scored < (1.0 + settings.finetune_growth) * last["n_structures"]:
-            kept = {**last, "core_s": 0.0, "gpu_s": 0.0, "kept_from": index - 1}
-            with atomic_path(folder / TRAINING_COST_FILE) as partial:
-                partial.write_text(json.dumps(kept))
-            CondCDVAE.load(previous).save(folder)
+        if settings.finetune_epochs_per_iteration is not None:
+            _spread_finetune(run, index, progress)
+        elif not _finetune_due(run, index):
+            _keep_previous(run, index, core_s=0.0)
     if not (folder / MODEL_FILE).is_file():
         data = training_pairs(run.store, cutoff)
         if len(data) < 2:
@@ -441,6 +444,70 @@ def ensure_generator(
                 )
             )
     return CondCDVAE.load(folder)
+
+
+def _finetune_due(run: CampaignRun, index: int) -> bool:
+    """Whether the scored set (up to iteration ``index``'s data cutoff) has grown by
+    ``generator.finetune_growth`` since iteration ``index - 1``'s weights were trained."""
+    last = json.loads((run.generator_dir(index - 1) / TRAINING_COST_FILE).read_text())
+    scored = scored_count(run.store, data_cutoff(run.config, index))
+    return scored >= (1.0 + run.config.generator.finetune_growth) * last["n_structures"]
+
+
+def _keep_previous(run: CampaignRun, index: int, *, core_s: float) -> None:
+    """Iteration ``index`` uses iteration ``index - 1``'s weights (a copy); ``core_s`` is the
+    training this iteration did meanwhile (a spread fine-tuning's epochs)."""
+    previous = run.generator_dir(index - 1)
+    last = json.loads((previous / TRAINING_COST_FILE).read_text())
+    kept = {"n_structures": last["n_structures"], "core_s": core_s, "gpu_s": 0.0}
+    kept["kept_from"] = index - 1
+    folder = run.generator_dir(index)
+    with atomic_path(folder / TRAINING_COST_FILE) as partial:
+        partial.write_text(json.dumps(kept))
+    CondCDVAE.load(previous).save(folder)
+
+
+def _spread_finetune(run: CampaignRun, index: int, progress: bool) -> None:
+    """``generator.finetune_epochs_per_iteration`` epochs of the fine-tuning in progress (one is
+    started when :func:`_finetune_due`) for iteration ``index``: its weights once the last epoch
+    is done, else the previous iteration's. The fine-tuning started at iteration ``k`` trains on
+    ``k``'s data (seed ``seed + k``) in the resumable folder :data:`SPREAD_FINETUNE_DIR`, so its
+    weights are those of the same fine-tuning done at once, only later."""
+    settings = run.config.generator
+    assert settings.finetune_epochs_per_iteration is not None
+    pending = run.directory / "generator" / SPREAD_FINETUNE_DIR
+    started = pending / STARTED_FILE
+    if not started.is_file():
+        if not _finetune_due(run, index):
+            _keep_previous(run, index, core_s=0.0)
+            return
+        pending.mkdir(parents=True, exist_ok=True)
+        with atomic_path(started) as partial:
+            partial.write_text(json.dumps({"iteration": index}))
+    begun = int(json.loads(started.read_text())["iteration"])
+    data = training_pairs(run.store, data_cutoff(run.config, begun))
+    epochs = max(settings.finetune_epochs, 1)
+    target = min(epochs, (index - begun + 1) * settings.finetune_epochs_per_iteration)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    model = CondCDVAE.load(run.generator_dir(index - 1))  # the weights it started from
+    history = model.finetune(
+        finetuning_subset(data, settings.finetune_max_structures, run.config.seed + begun),
+        epochs=target,
+        checkpoint_dir=pending,
+        resume=True,
+        progress=progress,
+    )
+    core_s = time.process_time() - cpu0
+    if target < epochs and not history.stopped_early:
+        _keep_previous(run, index, core_s=core_s)
+        return
+    folder = run.generator_dir(index)
+    gpu_s = (time.perf_counter() - wall0) if model.device.type == "cuda" else 0.0
+    cost = {"core_s": core_s, "gpu_s": gpu_s, "n_structures": len(data), "started_in": begun}
+    with atomic_path(folder / TRAINING_COST_FILE) as partial:
+        partial.write_text(json.dumps(cost))
+    model.save(folder)  # model.pt last: it marks the training finished
+    shutil.rmtree(pending)
 
 
 def generate(

@@ -189,6 +189,14 @@ class GeneratorConfig(BaseModel):
         description="fine-tune once the scored set has grown by this fraction since the last "
         "training (the previous weights are kept until then); 0 fine-tunes every iteration",
     )
+    finetune_epochs_per_iteration: int | None = Field(
+        None,
+        ge=1,
+        description="spread a due fine-tuning over iterations, this many epochs each, the "
+        "previous weights used until its last epoch (the same weights as all at once, later): "
+        "no iteration waits for a whole fine-tuning, which the oracle calls would otherwise "
+        "wait for with execution.overlap; None: all epochs at once",
+    )
     checkpoint: str | None = Field(None, description="path of a pretrained model folder")
     snap_to_lattice: bool = Field(
         True,

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from pymatgen.core import Structure
 
 from acquisition.propose import Proposal
+from generator.cdvae import CondCDVAE
 from generator.data import DataSpec
 from generator.solid_solution import (
     mean_metallic_radius,
@@ -27,6 +29,7 @@ from loop.steps import (
     on_lattice,
     seed_sources,
     stop_reason,
+    training_pairs,
 )
 from state.schema import Candidate, Cost, Evaluation, PropertyValue
 from state.settings import Settings
@@ -114,6 +117,45 @@ def test_the_generator_is_fine_tuned_only_once_the_data_has_grown_enough(run):
     assert run.store.iterations()[2].training_cost.core_s > 0.0
     trained = run.store.artifacts(kind="generator_checkpoint")
     assert [(a.iteration, a.metadata["trained_on"]) for a in trained] == [(0, 8), (2, 10)]
+
+
+def test_a_spread_finetuning_gives_the_weights_of_one_done_at_once(run):
+    """finetune_epochs_per_iteration 1 of 2 epochs: the fine-tuning that is due in iteration 1
+    trains its first epoch there (iteration 1 keeps iteration 0's weights, the epoch's cost
+    recorded), its second in iteration 2, which gets exactly the weights of both epochs at once
+    on iteration 1's data; the next iteration without new data keeps them."""
+    generator = run.config.generator.model_copy(
+        update={"finetune_epochs": 2, "finetune_epochs_per_iteration": 1}
+    )
+    run = CampaignRun(
+        run.store, run.config.model_copy(update={"generator": generator}), run.directory
+    )
+    candidates = _candidates(run, 12)
+    for index in range(4):
+        run.store.start_iteration(index)
+    for k, candidate in enumerate(candidates[:8]):
+        _done(run, candidate, "lammps_meam", iteration=None, bulk_modulus=160.0 + k)
+    first = ensure_generator(run, 0)
+    for k, candidate in enumerate(candidates[8:10]):
+        _done(run, candidate, "lammps_meam", iteration=0, bulk_modulus=190.0 + k)
+    kept = ensure_generator(run, 1)  # 10 >= 1.25 x 8: due, one epoch of two done
+    assert kept.checkpoint_sha256 == first.checkpoint_sha256
+    iterations = {r.index: r for r in run.store.iterations()}
+    assert iterations[1].metadata["trained_generator"]["kept_from"] == 0
+    assert iterations[1].training_cost.core_s > 0.0
+    _done(run, candidates[10], "lammps_meam", iteration=1, bulk_modulus=195.0)
+    tuned = ensure_generator(run, 2)  # iteration 1's data, not the newer structure
+    assert tuned.checkpoint_sha256 != first.checkpoint_sha256
+    assert not (run.directory / "generator" / "finetune").exists()
+    at_once = CondCDVAE.load(run.generator_dir(0))
+    at_once.finetune(
+        finetuning_subset(training_pairs(run.store, 0), 256, run.config.seed + 1), epochs=2
+    )
+    for name, weights in at_once.model.state_dict().items():
+        assert torch.equal(weights, tuned.model.state_dict()[name]), name
+    trained = run.store.artifacts(kind="generator_checkpoint")
+    assert [(a.iteration, a.metadata["trained_on"]) for a in trained] == [(0, 8), (2, 10)]
+    assert ensure_generator(run, 3).checkpoint_sha256 == tuned.checkpoint_sha256  # 11 < 12.5
 
 
 def test_stop_when_the_cheap_oracles_budget_is_spent(run):
