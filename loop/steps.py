@@ -459,8 +459,12 @@ def _keep_previous(run: CampaignRun, index: int, *, core_s: float) -> None:
     training this iteration did meanwhile (a spread fine-tuning's epochs)."""
     previous = run.generator_dir(index - 1)
     last = json.loads((previous / TRAINING_COST_FILE).read_text())
-    kept = {"n_structures": last["n_structures"], "core_s": core_s, "gpu_s": 0.0}
-    kept["kept_from"] = index - 1
+    kept = {
+        "n_structures": last["n_structures"],
+        "core_s": core_s,
+        "gpu_s": 0.0,
+        "kept_from": index - 1,
+    }
     folder = run.generator_dir(index)
     with atomic_path(folder / TRAINING_COST_FILE) as partial:
         partial.write_text(json.dumps(kept))
