@@ -23,7 +23,7 @@ feasibility labels (``1`` = the oracle succeeded).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,17 +175,11 @@ def evaluation_pdms(
         }
         originals = {c.content_hash: c.structure for c in store.candidates(hashes=hashes)}
 
-    def described(evaluation: Evaluation) -> Structure:
-        if evaluation.status == "done" and evaluation.id in relaxed:
-            return relaxed[evaluation.id]
-        return originals[evaluation.candidate_hash]
+    def described_pdm(evaluation: Evaluation) -> Callable[[], np.ndarray]:
+        structure = relaxed.get(evaluation.id) if evaluation.status == "done" else None
+        return lambda: structure_pdm(structure or originals[evaluation.candidate_hash], elements)
 
-    return {
-        e.id: _evaluation_pdms.get(
-            keys[e.id], lambda e=e: structure_pdm(described(e), elements)
-        ).copy()
-        for e in evaluations
-    }
+    return {e.id: _evaluation_pdms.get(keys[e.id], described_pdm(e)).copy() for e in evaluations}
 
 
 def build_training_set(
