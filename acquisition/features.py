@@ -151,6 +151,8 @@ def structure_pdm(structure: Structure, elements: Sequence[str]) -> np.ndarray:
 #: structures of the evaluations it has not seen only (a failed evaluation recorded again as done
 #: is a new one).
 EVALUATION_PDM_CACHE_SIZE = 200_000
+#: Most content hashes named in one query (SQLite's bound-parameter limit; a full scan above).
+MAX_LISTED_HASHES = 500
 _evaluation_pdms: BoundedMemo[np.ndarray] = BoundedMemo(EVALUATION_PDM_CACHE_SIZE)
 
 
@@ -168,12 +170,17 @@ def evaluation_pdms(
     originals: dict[str, Structure] = {}
     if missing:
         hashes = {e.candidate_hash for e in missing}
+        wanted = hashes if len(hashes) <= MAX_LISTED_HASHES else None  # else all: one scan
         relaxed = {
             e.id: e.relaxed_structure
-            for e in store.evaluations(candidates=hashes, status="done")
-            if e.relaxed_structure is not None
+            for e in store.evaluations(candidates=wanted, status="done")
+            if e.relaxed_structure is not None and e.candidate_hash in hashes
         }
-        originals = {c.content_hash: c.structure for c in store.candidates(hashes=hashes)}
+        originals = {
+            c.content_hash: c.structure
+            for c in store.candidates(hashes=wanted)
+            if c.content_hash in hashes
+        }
 
     def described_pdm(evaluation: Evaluation) -> Callable[[], np.ndarray]:
         structure = relaxed.get(evaluation.id) if evaluation.status == "done" else None

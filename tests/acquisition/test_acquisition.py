@@ -262,11 +262,13 @@ def test_composition_only_baseline_from_config(tmp_path: Path, frames: list) -> 
 def test_training_set_reads_each_finished_evaluation_once_and_again_when_it_changes(
     tmp_path: Path, frames: list, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The evaluation PDM memo: features equal to a cold read's; a failed call recorded again as
-    done (with a relaxed structure) is read anew: its row carries the returned cell's PDM."""
+    """The evaluation PDM memo: features equal to a cold read's (by a full scan); a failed call
+    recorded again as done (with a relaxed structure) is read anew (by its hash): its row
+    carries the returned cell's PDM."""
     store, config = make_store(tmp_path, frames[:5], config_dict([BULK]))
     warm = build_training_set(store, config)
     monkeypatch.setattr(features, "_evaluation_pdms", BoundedMemo(100))
+    monkeypatch.setattr(features, "MAX_LISTED_HASHES", 1)  # 5 unseen: read by a full scan
     cold = build_training_set(store, config)
     assert np.array_equal(warm.objectives["bulk_modulus"].X, cold.objectives["bulk_modulus"].X)
     rng = np.random.default_rng(4)
