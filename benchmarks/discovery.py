@@ -486,16 +486,11 @@ def run_loop(run: CampaignRun, timings: dict[str, float]) -> list[Evaluation]:
 def evaluate_elsewhere(
     database_url: str, campaign: str, directory: str, index: int, candidate_hashes: list[str]
 ) -> float:
-    """The evaluation half of iteration ``index`` (:func:`loop.steps.evaluate_iteration`, then
-    the iteration is finished) on the campaign opened from its store, as a worker process runs
-    it; returns its wall time (s), the iteration's finishing aside."""
-    store = CampaignStore.open(database_url, campaign)
-    run = CampaignRun(store, CampaignConfig.model_validate(store.info().config), Path(directory))
-    started = time.perf_counter()
-    steps.evaluate_iteration(run, index, candidate_hashes, steps.evaluate_here(run, index))
-    elapsed = time.perf_counter() - started
-    steps.finish_iteration(run, index, {})
-    return elapsed
+    """The evaluation half of iteration ``index`` (:func:`loop.steps.evaluate_and_finish`) on
+    the campaign opened from its store, as the worker process runs it; returns its wall time
+    (s), the iteration's finishing aside."""
+    run = CampaignRun.open(database_url, campaign, directory)
+    return steps.evaluate_and_finish(run, index, candidate_hashes)[1]
 
 
 class Stalled(Exception):

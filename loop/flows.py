@@ -7,9 +7,9 @@ as one task in the runner's worker). Every step is a Prefect task; oracle calls 
 with ``.map`` on the task runner the config's ``execution`` section picks: a one-worker thread
 pool (``local``; oracles such as LAMMPS run their own threads, and one call at a time keeps the
 measured core-seconds honest; with ``execution.overlap`` a one-worker process pool, so that the
-calls and the loop's work do not wait for each other's interpreter lock), or a Dask cluster through prefect-dask (``dask``: a
-``LocalCluster`` of ``n_workers`` single-threaded processes, or the scheduler at
-``dask_address``, e.g. one started by dask-jobqueue on SLURM).
+calls and the loop's work do not wait for each other's interpreter lock), or a Dask cluster
+through prefect-dask (``dask``: a ``LocalCluster`` of ``n_workers`` single-threaded processes,
+or the scheduler at ``dask_address``, e.g. one started by dask-jobqueue on SLURM).
 
 Tasks take plain arguments (database URL, campaign name, oracle config as a dict), so a Dask
 worker on another host opens the same store (PostgreSQL for multi-host runs). Only transient
@@ -33,7 +33,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +81,8 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
 
 
 def _open(database_url: str, campaign: str, directory: str, limits: RunLimits) -> CampaignRun:
-    store = CampaignStore.open(database_url, campaign)
-    config = limits.apply(CampaignConfig.model_validate(store.info().config))
-    return CampaignRun(store, config, Path(directory))
+    run = CampaignRun.open(database_url, campaign, directory)
+    return replace(run, config=limits.apply(run.config))
 
 
 @task(name="seed", retries=2, retry_condition_fn=_transient)
@@ -132,9 +131,9 @@ def evaluate_iteration_task(
     cheap and dear oracles, record), then the iteration is done: what runs while the flow
     prepares the next iteration with ``execution.overlap``."""
     steps.set_torch_threads()
-    run = _open(database_url, campaign, directory, limits)
-    line = steps.evaluate_iteration(run, index, candidate_hashes, steps.evaluate_here(run, index))
-    steps.finish_iteration(run, index, {})
+    line, _ = steps.evaluate_and_finish(
+        _open(database_url, campaign, directory, limits), index, candidate_hashes
+    )
     get_run_logger().info(line)
     return line
 

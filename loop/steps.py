@@ -81,6 +81,14 @@ class CampaignRun:
     config: CampaignConfig
     directory: Path
 
+    @classmethod
+    def open(cls, database_url: str, campaign: str, directory: str | Path) -> CampaignRun:
+        """Campaign ``campaign`` of the store at ``database_url`` with its stored config, as a
+        task or worker process opens it."""
+        store = CampaignStore.open(database_url, campaign)
+        config = CampaignConfig.model_validate(store.info().config)
+        return cls(store, config, Path(directory))
+
     def generator_dir(self, index: int) -> Path:
         """Checkpoint folder of the generator used in iteration ``index``."""
         return self.directory / "generator" / f"iter-{index:03d}"
@@ -419,11 +427,7 @@ def ensure_generator(
                 progress=progress,
                 elements=run.config.elements,
             )
-        gpu_s = (time.perf_counter() - wall0) if model.device.type == "cuda" else 0.0
-        cost = {"core_s": time.process_time() - cpu0, "gpu_s": gpu_s, "n_structures": len(data)}
-        with atomic_path(folder / TRAINING_COST_FILE) as partial:
-            partial.write_text(json.dumps(cost))
-        model.save(folder)  # model.pt last: it marks the training finished
+        _save_trained(model, folder, wall0, cpu0, {"n_structures": len(data)})
     registered = {a.path for a in run.store.artifacts(kind="generator_checkpoint")}
     if str(folder) not in registered:  # cost and checkpoint recorded once (kept weights: free)
         cost = json.loads((folder / TRAINING_COST_FILE).read_text())
@@ -501,17 +505,25 @@ def _spread_finetune(run: CampaignRun, index: int, progress: bool) -> None:
         resume=True,
         progress=progress,
     )
-    core_s = time.process_time() - cpu0
     if target < epochs and not history.stopped_early:
-        _keep_previous(run, index, core_s=core_s)
+        _keep_previous(run, index, core_s=time.process_time() - cpu0)
         return
-    folder = run.generator_dir(index)
+    described = {"n_structures": len(data), "started_in": begun}
+    _save_trained(model, run.generator_dir(index), wall0, cpu0, described)
+    shutil.rmtree(pending)
+
+
+def _save_trained(
+    model: CondCDVAE, folder: Path, wall0: float, cpu0: float, described: dict[str, int]
+) -> None:
+    """Write a finished training to ``folder``: its cost (core-seconds since ``cpu0``, GPU
+    seconds since ``wall0`` on CUDA) with ``described`` (``n_structures``: the scored set it
+    counts as trained on), then the weights, last, as the mark that it finished."""
     gpu_s = (time.perf_counter() - wall0) if model.device.type == "cuda" else 0.0
-    cost = {"core_s": core_s, "gpu_s": gpu_s, "n_structures": len(data), "started_in": begun}
+    cost = {"core_s": time.process_time() - cpu0, "gpu_s": gpu_s, **described}
     with atomic_path(folder / TRAINING_COST_FILE) as partial:
         partial.write_text(json.dumps(cost))
-    model.save(folder)  # model.pt last: it marks the training finished
-    shutil.rmtree(pending)
+    model.save(folder)
 
 
 def generate(
@@ -954,6 +966,19 @@ def evaluate_iteration(
     )
 
 
+def evaluate_and_finish(
+    run: CampaignRun, index: int, candidate_hashes: Sequence[str]
+) -> tuple[str, float]:
+    """The oracle half of iteration ``index`` in this process, one call after another
+    (:func:`evaluate_iteration`), then the iteration is done: what a worker runs beside the
+    loop with ``execution.overlap``. Returns the log line and the half's wall time (s)."""
+    started = time.perf_counter()
+    line = evaluate_iteration(run, index, candidate_hashes, evaluate_here(run, index))
+    elapsed = time.perf_counter() - started
+    finish_iteration(run, index, {})
+    return line, elapsed
+
+
 def finish_iteration(run: CampaignRun, index: int, timings_s: dict[str, float]) -> None:
     """Mark iteration ``index`` done, adding ``timings_s`` to its phase timings."""
     run.store.update_iteration(
@@ -1043,6 +1068,7 @@ __all__ = [
     "data_cutoff",
     "ensure_generator",
     "evaluate",
+    "evaluate_and_finish",
     "evaluate_here",
     "evaluate_iteration",
     "expensive_tasks",
