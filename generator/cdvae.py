@@ -266,6 +266,7 @@ class CondCDVAE(Generator):
             min_distance=self.config.min_distance,
             batch_size=batch_size,
             pdm_swap_sweeps=self.config.pdm_swap_sweeps,
+            pdm_swap_sigma=self.config.pdm_swap_sigma,
         )
 
     def _candidates(

@@ -86,8 +86,12 @@ class CondCDVAEConfig:
     langevin_steps_per_level: int = 100
     langevin_step_lr: float = 1e-4
     min_distance: float = 1.5  # Å, after push-apart
-    #: Element exchanges proposed per atom towards a PDM target after push-apart (0: none).
+    #: Element exchanges proposed per atom towards a PDM target (0: none).
     pdm_swap_sweeps: int = 20
+    #: Noise level (Å) at which the elements are exchanged towards the PDM target, on that
+    #: level's denoised positions, so that the remaining levels fit the geometry to the new
+    #: order (``generator/sample.py``); None: after push-apart, positions fixed.
+    pdm_swap_sigma: float | None = 0.3
     #: Predicted cells below this fraction of the smallest training volume per atom are scaled up.
     min_volume_fraction: float = 0.75
     # PDM

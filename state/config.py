@@ -171,7 +171,7 @@ class GeneratorConfig(BaseModel):
         None,
         ge=0,
         description="element exchanges proposed per atom towards each proposal's PDM target "
-        "after sampling; default the preset's (20), 0 keeps the decoder's ordering",
+        "while sampling; default the preset's (20), 0 keeps the decoder's ordering",
     )
     latent_steps: int = Field(200, ge=0, description="Adam steps on the property head")
     latent_lr: float = Field(1e-3, gt=0)

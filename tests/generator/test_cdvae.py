@@ -65,9 +65,18 @@ def test_samples_have_exact_composition_and_no_close_atoms(trained) -> None:
         )
 
 
-def test_pdm_target_is_met_closer_with_element_exchanges(trained, monkeypatch) -> None:
-    """The same decoded cells, with and without the swaps towards a clustered Ni-Fe-Cr target."""
+@pytest.mark.parametrize(
+    ("swap_sigma", "n_atoms"),
+    [(0.3, 54), (None, 54), (0.3, 48)],
+    ids=["while-annealing", "after-push-apart", "while-annealing-with-type-denoising"],
+)
+def test_pdm_target_is_met_closer_with_element_exchanges(
+    trained, monkeypatch, swap_sigma: float | None, n_atoms: int
+) -> None:
+    """The same decoded cells, with and without the swaps towards a clustered Ni-Fe-Cr target
+    (at 48 atoms the type head also orders the elements, until the exchanges)."""
     generator, _ = trained
+    monkeypatch.setattr(generator, "config", generator.config.replace(pdm_swap_sigma=swap_sigma))
     reference = random_solid_solution(NIFECR, "fcc", 54, np.random.default_rng(0))
     random_pdm = generator.pdm(reference)
     labels = generator.pdm_labels
@@ -75,7 +84,7 @@ def test_pdm_target_is_met_closer_with_element_exchanges(trained, monkeypatch) -
     for k, label in enumerate(labels):
         a, b = label.split("-")
         target[k] = random_pdm[k] * (1.6 if a == b else 0.6)
-    condition = [Condition(NIFECR, pdm_target=list(target), n_atoms=54, phase="fcc")]
+    condition = [Condition(NIFECR, pdm_target=list(target), n_atoms=n_atoms, phase="fcc")]
     errors = {}
     for sweeps in (0, 20):
         monkeypatch.setattr(generator, "config", generator.config.replace(pdm_swap_sweeps=sweeps))
@@ -83,7 +92,7 @@ def test_pdm_target_is_met_closer_with_element_exchanges(trained, monkeypatch) -
         errors[sweeps] = np.mean([np.abs(generator.pdm(s) - target).mean() for s in cells])
         for cell in cells:
             assert {el.symbol: int(n) for el, n in cell.composition.items()} == atom_counts(
-                NIFECR, 54
+                NIFECR, n_atoms
             )
     assert errors[20] < 0.5 * errors[0]
 
