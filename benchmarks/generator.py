@@ -530,10 +530,10 @@ def throughput(args: argparse.Namespace) -> None:
     for device in devices:
         generators[device] = CondCDVAE(config, device=device)
         generators[device].build(spec)
-    calls = config.num_noise_levels * args.steps_per_level
+    calls = config.num_noise_levels * args.steps_per_level + 1  # + the final denoising step
     print(
         f"Cond-CDVAE sampling, paper-size model, {config.num_noise_levels} noise levels x "
-        f"{args.steps_per_level} steps = {calls} decoder calls per sample; "
+        f"{args.steps_per_level} steps + 1 = {calls} decoder calls per sample; "
         f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
         + (f", {torch.cuda.get_device_name()}" if "cuda" in devices else ", no CUDA")
     )
