@@ -76,24 +76,23 @@ class _PairCounts:
     def change(self, edges: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
         """Counts ``(n, n)`` of ``edges`` with atoms of elements ``after`` less those with
         ``before`` (one histogram of both)."""
-        ends, distance = (self.centre[edges], self.neighbour[edges]), self.distance[edges]
-        keys, signs = [], []
-        for species, sign in ((before, -1.0), (after, 1.0)):
-            a, b = species[ends[0]], species[ends[1]]
-            inside = distance <= self.cutoffs[a, b]
-            keys.append(a[inside] * self.n + b[inside])
-            signs.append(np.full(keys[-1].size, sign))
+        removed, added = self._shell_keys(edges, before), self._shell_keys(edges, after)
+        signs = np.concatenate([np.full(removed.size, -1.0), np.ones(added.size)])
         flat = np.bincount(
-            np.concatenate(keys), weights=np.concatenate(signs), minlength=self.n * self.n
+            np.concatenate([removed, added]), weights=signs, minlength=self.n * self.n
         )
         return flat.reshape(self.n, self.n)
 
     def of_edges(self, edges: np.ndarray, species: np.ndarray) -> np.ndarray:
         """Counts ``(n, n)`` contributed by ``edges`` with atoms of elements ``species``."""
+        flat = np.bincount(self._shell_keys(edges, species), minlength=self.n * self.n)
+        return flat.reshape(self.n, self.n).astype(float)
+
+    def _shell_keys(self, edges: np.ndarray, species: np.ndarray) -> np.ndarray:
+        """Flat pair index ``a n + b`` of each of ``edges`` within its elements' cutoff."""
         a, b = species[self.centre[edges]], species[self.neighbour[edges]]
         inside = self.distance[edges] <= self.cutoffs[a, b]
-        flat = np.bincount(a[inside] * self.n + b[inside], minlength=self.n * self.n)
-        return flat.reshape(self.n, self.n).astype(float)
+        return a[inside] * self.n + b[inside]
 
 
 def match_pdm(
