@@ -42,7 +42,7 @@ demo: $(STAMP)
 	@echo "      quality + energy gate, LAMMPS 2NN-MEAM bulk modulus) in $(DEMO_HOME)/nifecr;"
 	@echo "      report: $(DEMO_HOME)/nifecr/report/report.html"
 
-test: $(STAMP) system-deps
+test: lint system-deps
 	$(VENV)/bin/pytest -q -m "not gpu"
 
 bench: $(STAMP)
@@ -52,8 +52,16 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.discovery
 	$(PY) -m benchmarks.discovery_amorphous
 
+# ruff on everything; mypy on every package as amloop.<folder>, through a tree of links
+TYPECHECK := build/typecheck
+PACKAGES := state loop oracles generator acquisition
 lint: $(STAMP)
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/amloop
+	ln -s $(CURDIR)/amloop/*.py $(TYPECHECK)/amloop/
+	for p in $(PACKAGES); do ln -s $(CURDIR)/$$p $(TYPECHECK)/amloop/$$p; done
+	cd $(TYPECHECK) && MYPYPATH=. $(CURDIR)/$(VENV)/bin/mypy --config-file $(CURDIR)/pyproject.toml \
+		--cache-dir $(CURDIR)/.mypy_cache
 
 clean:
 	rm -rf build $(VENV)

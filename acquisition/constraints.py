@@ -34,9 +34,9 @@ import torch
 from botorch.utils.sampling import get_polytope_samples
 from torch import Tensor
 
-from acquisition.features import TrainingSet
-from generator.pdm import pair_indices
-from state.config import CampaignConfig
+from amloop.acquisition.features import TrainingSet
+from amloop.generator.pdm import pair_indices
+from amloop.state.config import CampaignConfig
 
 DTYPE = torch.float64
 #: Bisection steps of the simplex projection (the shift is exact to ~1e-15).

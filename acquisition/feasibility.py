@@ -18,9 +18,9 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor
 
-from acquisition.features import ObjectiveData, TrainingSet
-from acquisition.outcome_constraints import OutcomeConstraint
-from acquisition.surrogate import HyperparameterReuse, fit_property_gp
+from amloop.acquisition.features import ObjectiveData, TrainingSet
+from amloop.acquisition.outcome_constraints import OutcomeConstraint
+from amloop.acquisition.surrogate import HyperparameterReuse, fit_property_gp
 
 #: A sample of the success indicator at or above this counts as feasible.
 FEASIBLE_LEVEL = 0.5

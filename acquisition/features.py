@@ -29,14 +29,14 @@ from dataclasses import dataclass
 import numpy as np
 from pymatgen.core import Structure
 
-from generator.data import composition_vector
-from generator.pdm import pdm, pdm_labels
-from state.config import CampaignConfig
-from state.memo import BoundedMemo
-from state.schema import Evaluation
-from state.store import CampaignStore
-from state.structures import structure_digest
-from state.units import UnitError, to_canonical, uncertainty_to_canonical
+from amloop.generator.data import composition_vector
+from amloop.generator.pdm import pdm, pdm_labels
+from amloop.state.config import CampaignConfig
+from amloop.state.memo import BoundedMemo
+from amloop.state.schema import Evaluation
+from amloop.state.store import CampaignStore
+from amloop.state.structures import structure_digest
+from amloop.state.units import UnitError, to_canonical, uncertainty_to_canonical
 
 #: Fidelity of an experimental measurement (the most trusted source).
 MEASUREMENT_FIDELITY = 1.0

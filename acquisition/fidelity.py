@@ -36,9 +36,9 @@ import numpy as np
 import torch
 from botorch.posteriors import GPyTorchPosterior
 
-from acquisition.surrogate import DTYPE, Surrogate, observation_noise
-from state.config import CampaignConfig, OracleConfig
-from state.store import CampaignStore
+from amloop.acquisition.surrogate import DTYPE, Surrogate, observation_noise
+from amloop.state.config import CampaignConfig, OracleConfig
+from amloop.state.store import CampaignStore
 
 #: Oracle type of the lab.
 EXPERIMENT = "experiment"

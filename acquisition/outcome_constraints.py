@@ -26,9 +26,9 @@ from botorch.models import SingleTaskGP
 from torch import Tensor
 from torch.distributions import Normal
 
-from acquisition.features import TrainingSet
-from acquisition.surrogate import DTYPE, HyperparameterReuse, fit_property_gp
-from state.config import CampaignConfig
+from amloop.acquisition.features import TrainingSet
+from amloop.acquisition.surrogate import DTYPE, HyperparameterReuse, fit_property_gp
+from amloop.state.config import CampaignConfig
 
 #: Fewest values of a constrained property for which its GP is fitted (below: unconstrained).
 MIN_CONSTRAINT_POINTS = 3

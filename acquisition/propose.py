@@ -54,16 +54,16 @@ from botorch.optim.initializers import initialize_q_batch
 from botorch.sampling import SobolQMCNormalSampler
 from torch import Tensor
 
-from acquisition.constraints import SearchSpace
-from acquisition.feasibility import FEASIBILITY_GP, fit_feasibility
-from acquisition.features import TrainingSet, build_training_set
-from acquisition.fidelity import OracleSource, choose_oracles, oracle_sources
-from acquisition.outcome_constraints import (
+from amloop.acquisition.constraints import SearchSpace
+from amloop.acquisition.feasibility import FEASIBILITY_GP, fit_feasibility
+from amloop.acquisition.features import TrainingSet, build_training_set
+from amloop.acquisition.fidelity import OracleSource, choose_oracles, oracle_sources
+from amloop.acquisition.outcome_constraints import (
     OutcomeConstraint,
     constraint_gp,
     fit_config_constraints,
 )
-from acquisition.surrogate import (
+from amloop.acquisition.surrogate import (
     DTYPE,
     HyperparameterReuse,
     Surrogate,
@@ -71,9 +71,9 @@ from acquisition.surrogate import (
     input_bounds,
     subsample,
 )
-from generator.data import composition_vector
-from state.config import CampaignConfig
-from state.store import CampaignStore
+from amloop.generator.data import composition_vector
+from amloop.state.config import CampaignConfig
+from amloop.state.store import CampaignStore
 
 #: Fewest values per objective for which a GP is fitted; below, a space-filling design.
 MIN_POINTS = 3
@@ -296,7 +296,7 @@ def _space_filling(existing: np.ndarray, pool: np.ndarray, q: int) -> tuple[np.n
 def _reference_point(training: TrainingSet, config: CampaignConfig) -> list[float]:
     point = []
     for objective in config.objectives:
-        sign = 1.0 if objective.direction == "maximize" else -1.0
+        sign = objective.sign
         if objective.threshold is not None:
             point.append(sign * objective.threshold)
             continue

@@ -50,8 +50,8 @@ from gpytorch.mlls import ExactMarginalLogLikelihood
 from scipy.spatial.distance import cdist
 from torch import Tensor
 
-from acquisition.features import ObjectiveData, TrainingSet
-from state.config import CampaignConfig
+from amloop.acquisition.features import ObjectiveData, TrainingSet
+from amloop.state.config import CampaignConfig
 
 DTYPE = torch.float64
 #: Most L-BFGS-B iterations of a hyper-parameter fit.
@@ -208,7 +208,7 @@ def fit_surrogate(
         data = training.objectives[objective.property]
         if len(data) == 0:
             raise ValueError(f"objective '{objective.property}' has no data to fit a surrogate on")
-        sign = 1.0 if objective.direction == "maximize" else -1.0
+        sign = objective.sign
         signs.append(sign)
         models.append(
             fit_property_gp(data, bounds, sign=sign, reuse=reuse, name=objective.property)
@@ -288,7 +288,7 @@ def subsample(training: TrainingSet, config: CampaignConfig) -> TrainingSet:
     """``training`` with at most ``config.acquisition.max_points`` rows per objective and of
     feasibility labels (see the module docstring); unchanged below that."""
     limit = config.acquisition.max_points
-    signs = {o.property: 1.0 if o.direction == "maximize" else -1.0 for o in config.objectives}
+    signs = {o.property: o.sign for o in config.objectives}
     objectives = {}
     for prop, data in training.objectives.items():
         keep = _subsample_indices(data.X, signs.get(prop, 1.0) * data.Y, limit)

@@ -30,10 +30,10 @@ import time
 import numpy as np
 import torch
 
-from acquisition.features import ObjectiveData, TrainingSet
-from acquisition.propose import propose_from_training
-from generator.pdm import pair_indices, pair_labels
-from state.config import CampaignConfig
+from amloop.acquisition.features import ObjectiveData, TrainingSet
+from amloop.acquisition.propose import propose_from_training
+from amloop.generator.pdm import pair_indices, pair_labels
+from amloop.state.config import CampaignConfig
 
 ELEMENTS = ["Ni", "Fe", "Cr", "Co"]
 #: Target wall time (s) of one step at 10⁴ points.

@@ -68,20 +68,20 @@ import torch
 import yaml
 from pymatgen.core import Structure
 
-from acquisition.propose import propose
-from generator.solid_solution import composition_grid, random_solid_solution
-from loop import steps
-from loop.budget import budget_exhausted_reason
-from loop.schedule import Halves, run_iterations
-from loop.steps import CampaignRun
-from oracles.base import Oracle
-from oracles.gates import energy_gate
-from oracles.local_search import local_search
-from oracles.md import random_packing
-from state.config import CampaignConfig
-from state.database import dispose_engines
-from state.schema import Candidate, Evaluation
-from state.store import CampaignStore
+from amloop.acquisition.propose import propose
+from amloop.generator.solid_solution import composition_grid, random_solid_solution
+from amloop.loop import steps
+from amloop.loop.budget import Budget
+from amloop.loop.schedule import Halves, run_iterations
+from amloop.loop.steps import CampaignRun
+from amloop.oracles.base import Oracle
+from amloop.oracles.gates import energy_gate
+from amloop.oracles.local_search import local_search
+from amloop.oracles.md import random_packing
+from amloop.state.config import CampaignConfig
+from amloop.state.database import dispose_engines
+from amloop.state.schema import Candidate, Evaluation
+from amloop.state.store import CampaignStore
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "nifecr.yaml"
@@ -365,7 +365,7 @@ def composition_search(run: CampaignRun, timings: dict[str, float]) -> list[Eval
     rng = np.random.default_rng(run.config.seed)
     calls, round_index = [len(oracle_calls(run))], 0
     hyperparameters: dict[str, Any] = {}  # kept between rounds, as the loop's iterations do
-    while not stalled(calls) and budget_exhausted_reason(run.store, run.config, oracle_cfg) is None:
+    while not stalled(calls) and Budget.of(run.store, run.config).call_refused(oracle_cfg) is None:
         with timed(timings, "acquisition"):
             proposals = propose(
                 run.store,

@@ -49,6 +49,16 @@ import torch
 from botorch.utils.multi_objective.hypervolume import Hypervolume
 from botorch.utils.multi_objective.pareto import is_non_dominated
 
+from amloop.generator.solid_solution import composition_grid
+from amloop.loop import steps
+from amloop.loop.steps import CampaignRun
+from amloop.oracles.base import OracleFailed
+from amloop.oracles.local_search import local_search
+from amloop.oracles.md import MDOracle, melt_quench, random_packing
+from amloop.state.config import CampaignConfig
+from amloop.state.database import dispose_engines
+from amloop.state.schema import Candidate, Evaluation
+from amloop.state.store import CampaignStore
 from benchmarks.discovery import (
     CACHE,
     CurvePlot,
@@ -74,16 +84,6 @@ from benchmarks.discovery import (
     timed,
 )
 from benchmarks.discovery import campaign_config as discovery_config
-from generator.solid_solution import composition_grid
-from loop import steps
-from loop.steps import CampaignRun
-from oracles.base import OracleFailed
-from oracles.local_search import local_search
-from oracles.md import MDOracle, melt_quench, random_packing
-from state.config import CampaignConfig
-from state.database import dispose_engines
-from state.schema import Candidate, Evaluation
-from state.store import CampaignStore
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "cuzr-glass.yaml"

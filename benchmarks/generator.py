@@ -61,16 +61,16 @@ import torch
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from generator.cdvae import CondCDVAE
-from generator.config import CondCDVAEConfig
-from generator.data import DataSpec
-from generator.push_apart import PushApartError, push_apart
-from generator.quality import MetricRow, SetDescriptors, describe, quality_table
-from generator.sample import Condition
-from generator.solid_solution import random_solid_solution
-from oracles.base import OracleFailed
-from oracles.lammps import load_mpi
-from oracles.md import (
+from amloop.generator.cdvae import CondCDVAE
+from amloop.generator.config import CondCDVAEConfig
+from amloop.generator.data import DataSpec
+from amloop.generator.push_apart import PushApartError, push_apart
+from amloop.generator.quality import MetricRow, SetDescriptors, describe, quality_table
+from amloop.generator.sample import Condition
+from amloop.generator.solid_solution import random_solid_solution
+from amloop.oracles.base import OracleFailed
+from amloop.oracles.lammps import load_mpi
+from amloop.oracles.md import (
     Deadline,
     EngineFactory,
     LammpsEngine,
@@ -79,7 +79,7 @@ from oracles.md import (
     random_packing,
     run_melt_quench,
 )
-from oracles.mlp import load_backend
+from amloop.oracles.mlp import load_backend
 
 COMPOSITION = {"Ni": 0.4, "Fe": 0.3, "Cr": 0.3}
 

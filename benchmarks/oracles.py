@@ -40,8 +40,8 @@ from ase.units import GPa
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from oracles.lammps import LammpsOracle, lammps_version, load_mpi, resolve_potential_file
-from state.schema import Candidate
+from amloop.oracles.lammps import LammpsOracle, lammps_version, load_mpi, resolve_potential_file
+from amloop.state.schema import Candidate
 
 #: Target wall time (s) of one 54-atom relax + elastic through the oracle, on one core.
 TARGET_S = 2.0

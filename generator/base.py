@@ -17,10 +17,10 @@ from typing import Self
 import numpy as np
 from pymatgen.core import Structure
 
-from generator.latent import DEFAULT_DECODE_AT, Goal
-from generator.sample import ConditionLike
-from generator.train import TrainingHistory
-from state.schema import Candidate
+from amloop.generator.latent import DEFAULT_DECODE_AT, Goal
+from amloop.generator.sample import ConditionLike
+from amloop.generator.train import TrainingHistory
+from amloop.state.schema import Candidate
 
 #: Training data: structures with their properties (missing properties may be left out).
 TrainingData = Sequence[tuple[Structure, Mapping[str, float]]]

@@ -17,25 +17,25 @@ import numpy as np
 import torch
 from pymatgen.core import Element, Structure
 
-from generator.base import Generator, LatentOptimization, TrainingData
-from generator.config import CondCDVAEConfig
-from generator.data import Crystal, CrystalBatch, DataSpec, featurise
-from generator.latent import DEFAULT_DECODE_AT, Goal, optimize_latent
-from generator.model import CondCDVAEModel
-from generator.pdm import pdm_labels
-from generator.phase import classify_phase
-from generator.sample import (
+from amloop.generator.base import Generator, LatentOptimization, TrainingData
+from amloop.generator.config import CondCDVAEConfig
+from amloop.generator.data import Crystal, CrystalBatch, DataSpec, featurise
+from amloop.generator.latent import DEFAULT_DECODE_AT, Goal, optimize_latent
+from amloop.generator.model import CondCDVAEModel
+from amloop.generator.pdm import pdm_labels
+from amloop.generator.phase import classify_phase
+from amloop.generator.sample import (
     Condition,
     ConditionLike,
     LangevinSettings,
     decode_latents,
     seeded_generator,
 )
-from generator.train import TrainingHistory, split_indices, train
-from state.device import resolve_device
-from state.files import atomic_path, sha256_file
-from state.schema import Candidate, CandidateOrigin
-from state.structures import content_hash
+from amloop.generator.train import TrainingHistory, split_indices, train
+from amloop.state.device import resolve_device
+from amloop.state.files import atomic_path, sha256_file
+from amloop.state.schema import Candidate, CandidateOrigin
+from amloop.state.structures import content_hash
 
 HPARAMS_FILE = "hparams.json"
 WEIGHTS_FILE = "model.pt"

@@ -21,9 +21,9 @@ from pymatgen.core import Element, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 from torch import Tensor
 
-from generator.pdm import closest_pair_distances, shell_cutoffs
-from generator.pdm import pdm as pdm_vector
-from generator.phase import PHASES
+from amloop.generator.pdm import closest_pair_distances, shell_cutoffs
+from amloop.generator.pdm import pdm as pdm_vector
+from amloop.generator.phase import PHASES
 
 
 @dataclass

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch_geometric.nn.models.dimenet import BesselBasisLayer
 from torch_geometric.utils import scatter
 
-from generator.graph import radius_graph_pbc
+from amloop.generator.graph import radius_graph_pbc
 
 #: Largest atomic number the type embedding covers.
 MAX_ATOMIC_NUMBER = 100

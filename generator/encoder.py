@@ -28,7 +28,7 @@ from torch_geometric.nn.models.dimenet import (
 from torch_geometric.nn.models.dimenet_utils import Jn_zeros
 from torch_geometric.utils import scatter
 
-from generator.graph import radius_graph_pbc, triplets
+from amloop.generator.graph import radius_graph_pbc, triplets
 
 
 def spherical_bessel(order: int, x: Tensor) -> Tensor:

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from generator.data import DataSpec
-from generator.model import CondCDVAEModel
+from amloop.generator.data import DataSpec
+from amloop.generator.model import CondCDVAEModel
 
 Goal = Literal["maximize", "minimize", "target"]
 #: Decode steps of seed 001.

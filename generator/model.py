@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from generator.config import CondCDVAEConfig
-from generator.data import CrystalBatch
-from generator.decoder import PaiNNDecoder, mlp
-from generator.encoder import DimeNetPPEncoder
-from generator.graph import cart_to_frac, frac_to_cart, min_image_vector
+from amloop.generator.config import CondCDVAEConfig
+from amloop.generator.data import CrystalBatch
+from amloop.generator.decoder import PaiNNDecoder, mlp
+from amloop.generator.encoder import DimeNetPPEncoder
+from amloop.generator.graph import cart_to_frac, frac_to_cart, min_image_vector
 
 
 def geometric_levels(begin: float, end: float, count: int) -> Tensor:

@@ -38,7 +38,7 @@ import numpy as np
 from pymatgen.core import Structure
 from scipy.ndimage import gaussian_filter1d
 
-from generator.solid_solution import element_radius
+from amloop.generator.solid_solution import element_radius
 
 #: Largest distance of the partial RDFs the cutoffs are searched in (Å).
 DEFAULT_R_MAX = 6.0

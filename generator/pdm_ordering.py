@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from pymatgen.core import Structure
 
-from generator.pdm import pair_indices
+from amloop.generator.pdm import pair_indices
 
 
 @dataclass(frozen=True)

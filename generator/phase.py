@@ -18,8 +18,8 @@ from typing import Literal, cast
 import numpy as np
 from pymatgen.core import Structure
 
-from state.memo import BoundedMemo
-from state.structures import structure_digest
+from amloop.state.memo import BoundedMemo
+from amloop.state.structures import structure_digest
 
 Phase = Literal["fcc", "bcc", "hcp", "amorphous"]
 #: Phase classes of the phase head, in its output order.

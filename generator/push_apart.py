@@ -12,18 +12,14 @@ from __future__ import annotations
 import numpy as np
 from pymatgen.core import Structure
 
+from amloop.state.structures import closest_distance
+
 #: Each round aims this fraction beyond the minimum so that rounding does not stop convergence.
 OVERSHOOT = 1e-3
 
 
 class PushApartError(ValueError):
     """The atoms could not be separated (cell too small or too dense for the minimum)."""
-
-
-def min_pair_distance(structure: Structure, *, search_radius: float = 4.0) -> float:
-    """Shortest interatomic distance (Å) including periodic images; ``inf`` beyond the radius."""
-    _, _, _, distances = structure.get_neighbor_list(search_radius, exclude_self=True)
-    return float(distances.min()) if distances.size else float("inf")
 
 
 def push_apart(
@@ -73,7 +69,7 @@ def push_apart(
         moves = np.zeros_like(frac)
         np.add.at(moves, centres, -0.5 * deficit * vectors / lengths)
         frac = frac + lattice.get_fractional_coords(moves)
-    closest = min_pair_distance(Structure(lattice, species, frac))
+    closest = closest_distance(Structure(lattice, species, frac))
     raise PushApartError(
         f"atoms still {closest:.3f} Å apart (< {min_distance} Å) after {max_rounds} rounds; "
         "the cell is too dense for this minimum distance"

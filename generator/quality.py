@@ -44,7 +44,7 @@ import numpy as np
 from pymatgen.analysis.local_env import CN_OPT_PARAMS, CrystalNN, LocalStructOrderParams
 from pymatgen.core import Element, Structure
 
-from generator.pdm import pair_indices, partial_rdf
+from amloop.generator.pdm import pair_indices, partial_rdf
 
 #: Range (Å) and bin width (Å) of the RDFs (seed 002).
 RDF_R_MAX = 10.0

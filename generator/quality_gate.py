@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from pymatgen.core import Structure
 
-from generator.push_apart import PushApartError, min_pair_distance, push_apart
-from generator.quality import element_order, local_environments, structure_rdfs
-from state.config import QualityGateConfig
+from amloop.generator.push_apart import PushApartError, push_apart
+from amloop.generator.quality import element_order, local_environments, structure_rdfs
+from amloop.state.config import QualityGateConfig
+from amloop.state.structures import closest_distance
 
 
 @dataclass
@@ -138,7 +139,7 @@ class QualityGate:
             pushed = push_apart(structure, config.min_distance)
         except PushApartError as exc:
             return GateVerdict(False, f"push-apart failed: {exc}")
-        metrics: dict[str, float] = {"min_distance": min_pair_distance(pushed)}
+        metrics: dict[str, float] = {"min_distance": closest_distance(pushed)}
 
         def reject(reason: str) -> GateVerdict:
             return GateVerdict(False, reason, metrics, pushed)

@@ -39,12 +39,12 @@ from pymatgen.core import Lattice, Structure
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from generator.data import DataSpec, composition_vector
-from generator.graph import cart_to_frac, frac_to_cart, lattice_from_parameters
-from generator.model import CondCDVAEModel, denoises_types
-from generator.pdm_ordering import match_pdm
-from generator.push_apart import PushApartError, push_apart
-from state.composition import atom_counts
+from amloop.generator.data import DataSpec, composition_vector
+from amloop.generator.graph import cart_to_frac, frac_to_cart, lattice_from_parameters
+from amloop.generator.model import CondCDVAEModel, denoises_types
+from amloop.generator.pdm_ordering import match_pdm
+from amloop.generator.push_apart import PushApartError, push_apart
+from amloop.state.composition import atom_counts
 
 #: Cell angles predicted by the lattice head are clipped to this range (degrees).
 ANGLE_RANGE = (60.0, 120.0)

@@ -17,7 +17,7 @@ import numpy as np
 from pymatgen.core import Element, Lattice, Structure
 from scipy.optimize import linear_sum_assignment
 
-from state.composition import atom_counts
+from amloop.state.composition import atom_counts
 
 LatticeKind = Literal["fcc", "bcc", "hcp"]
 #: Atoms in the 2-atom cell each lattice is built from.

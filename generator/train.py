@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from generator.config import CondCDVAEConfig
-from generator.data import Crystal, CrystalBatch
-from generator.model import CondCDVAEModel
-from state.files import atomic_path
+from amloop.generator.config import CondCDVAEConfig
+from amloop.generator.data import Crystal, CrystalBatch
+from amloop.generator.model import CondCDVAEModel
+from amloop.state.files import atomic_path
 
 logger = logging.getLogger(__name__)
 #: Name of the resume file inside a checkpoint folder.

@@ -1,31 +1,109 @@
-"""Budget checks: does one more oracle call fit in what the campaign has left?"""
+"""The campaign's budget: what it has spent against its limits, read once from the store.
+
+One object answers every budget question: does one more oracle call fit, may the generator
+still be trained, and the spent/limit/left lines that ``amloop status``, the live display and
+the report show.
+"""
 
 from __future__ import annotations
 
-from state.config import CampaignConfig, OracleConfig
-from state.store import CampaignStore
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from amloop.state.config import BudgetConfig, CampaignConfig, OracleConfig
+from amloop.state.schema import Cost
+from amloop.state.store import CampaignStore
+
+#: Seconds per hour: budgets are set in hours, costs measured in seconds.
+HOUR_S = 3600.0
 
 
-def budget_exhausted_reason(
-    store: CampaignStore, config: CampaignConfig, oracle: OracleConfig
-) -> str | None:
-    """Why one more call of ``oracle`` would exceed the budget, or ``None`` if it fits.
+@dataclass(frozen=True)
+class BudgetLine:
+    """Spent vs limit for one budget item."""
 
-    Uses the oracle's expected cost (``oracle.cost``) against core-hours and GPU-hours left,
-    and its per-oracle call cap.
+    item: str
+    spent: float
+    limit: float | None
+    unit: str
+
+    @property
+    def left(self) -> float | None:
+        """What is left (``None`` when unlimited)."""
+        return None if self.limit is None else max(self.limit - self.spent, 0.0)
+
+
+@dataclass(frozen=True)
+class _Hours:
+    """One hour-denominated limit (core- or GPU-hours)."""
+
+    label: str  # "core-hour"
+    unit: str  # "core"
+    spent_s: float
+    limit_h: float | None
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The campaign's limits and what it has spent, at one moment.
+
+    Attributes:
+        limits: The config's ``budget`` section.
+        spent: Compute spent so far (oracle calls and generator trainings).
+        calls: Finished and running evaluations per oracle name.
     """
-    budget = config.budget
-    spent = store.spent()
-    for label, unit, used_s, limit_h, need_s in (
-        ("core-hour", "core", spent.core_s, budget.core_hours, oracle.cost.core_s),
-        ("GPU-hour", "GPU", spent.gpu_s, budget.gpu_hours, oracle.cost.gpu_s),
-    ):
-        if limit_h is not None and used_s + need_s > limit_h * 3600.0:
-            return (
-                f"{label} budget: {used_s / 3600:.4g} of {limit_h:g} {unit}-h spent; "
-                f"a {oracle.name} call needs ~{need_s:g} {unit}-s"
-            )
-    cap = budget.evaluations.get(oracle.name)
-    if cap is not None and store.evaluation_counts().get(oracle.name, 0) >= cap:
-        return f"{oracle.name} call cap of {cap} evaluations reached"
-    return None
+
+    limits: BudgetConfig
+    spent: Cost
+    calls: dict[str, int]
+
+    @classmethod
+    def of(cls, store: CampaignStore, config: CampaignConfig) -> Budget:
+        """The budget of ``store``'s campaign now."""
+        return cls(config.budget, store.spent(), store.evaluation_counts())
+
+    def _hours(self) -> Iterator[_Hours]:
+        yield _Hours("core-hour", "core", self.spent.core_s, self.limits.core_hours)
+        yield _Hours("GPU-hour", "GPU", self.spent.gpu_s, self.limits.gpu_hours)
+
+    def call_refused(self, oracle: OracleConfig) -> str | None:
+        """Why one more call of ``oracle`` (its expected ``cost``) would exceed the budget:
+        core- or GPU-hours left, or its call cap; ``None`` if it fits."""
+        needs = (oracle.cost.core_s, oracle.cost.gpu_s)
+        for hours, need_s in zip(self._hours(), needs, strict=True):
+            if hours.limit_h is not None and hours.spent_s + need_s > hours.limit_h * HOUR_S:
+                return (
+                    f"{hours.label} budget: {hours.spent_s / HOUR_S:.4g} of {hours.limit_h:g} "
+                    f"{hours.unit}-h spent; a {oracle.name} call needs ~{need_s:g} {hours.unit}-s"
+                )
+        cap = self.limits.evaluations.get(oracle.name)
+        if cap is not None and self.calls.get(oracle.name, 0) >= cap:
+            return f"{oracle.name} call cap of {cap} evaluations reached"
+        return None
+
+    def training_refused(self) -> str | None:
+        """Why the generator may not be trained now (core- or GPU-hours spent), or ``None``."""
+        for hours in self._hours():
+            if hours.limit_h is not None and hours.spent_s >= hours.limit_h * HOUR_S:
+                return (
+                    f"{hours.label} budget spent ({hours.spent_s / HOUR_S:.4g} of "
+                    f"{hours.limit_h:g} h)"
+                )
+        return None
+
+    def lines(self, oracles: Sequence[OracleConfig]) -> list[BudgetLine]:
+        """Spent and limit of core-hours, GPU-hours and the calls of each of ``oracles``."""
+        core, gpu = self._hours()
+        return [
+            BudgetLine("compute", core.spent_s / HOUR_S, core.limit_h, "core-h"),
+            BudgetLine("gpu", gpu.spent_s / HOUR_S, gpu.limit_h, "GPU-h"),
+            *(
+                BudgetLine(
+                    f"{o.name} calls",
+                    self.calls.get(o.name, 0),
+                    self.limits.evaluations.get(o.name),
+                    "evaluations",
+                )
+                for o in oracles
+            ),
+        ]

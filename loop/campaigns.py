@@ -12,10 +12,11 @@ from pathlib import Path
 
 import yaml
 
-from oracles.registry import oracle_types
-from state.config import CampaignConfig, load_config, parse_config
-from state.settings import Settings
-from state.store import CampaignExists, CampaignStore
+from amloop.oracles.base import OracleSetupError
+from amloop.oracles.registry import oracle_from_config, oracle_types
+from amloop.state.config import CampaignConfig, load_config, parse_config
+from amloop.state.settings import Settings
+from amloop.state.store import CampaignExists, CampaignStore
 
 CURRENT_FILE = "CURRENT"
 CONFIG_FILE = "config.yaml"
@@ -43,10 +44,13 @@ def init_campaign(config_path: Path, settings: Settings) -> CampaignHandle:
     """Validate ``config_path`` and create the campaign folder, store and current pointer.
 
     Raises:
-        state.config.ConfigError: the config is invalid.
-        state.store.CampaignExists: a campaign of that name exists.
+        amloop.state.config.ConfigError: the config is invalid.
+        amloop.oracles.base.OracleSetupError: an oracle cannot work (a missing potential file,
+            an element its potential does not cover); nothing is written.
+        amloop.state.store.CampaignExists: a campaign of that name exists.
     """
     config = load_config(config_path, oracle_types=oracle_types())
+    check_oracles(config)
     directory = settings.campaign_dir(config.name)
     url = settings.database_url_for(config.name)
     directory.mkdir(parents=True, exist_ok=True)
@@ -61,6 +65,23 @@ def init_campaign(config_path: Path, settings: Settings) -> CampaignHandle:
     store.log_event("config", f"config read from {config_path}", payload={"path": str(config_path)})
     _write_current(settings, config.name)
     return CampaignHandle(config.name, directory, url, config)
+
+
+def check_oracles(config: CampaignConfig) -> None:
+    """Build every oracle of ``config`` and check that it covers the campaign's elements, so
+    that a campaign that cannot run is refused before any store is written or budget spent.
+
+    Raises:
+        amloop.oracles.base.OracleSetupError: the first oracle that cannot work, named.
+    """
+    for index, oracle_config in enumerate(config.oracles):
+        try:
+            oracle = oracle_from_config(oracle_config)
+            check = getattr(oracle, "check_elements", None)
+            if check is not None:
+                check(list(config.elements))
+        except OracleSetupError as exc:
+            raise OracleSetupError(f"oracles.{index} ({oracle_config.name}): {exc}") from None
 
 
 def resolve_campaign(name: str | None, settings: Settings) -> CampaignHandle:

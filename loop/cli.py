@@ -7,33 +7,20 @@ import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from loop import generator_cli, run_cli
-from loop.campaigns import CampaignHandle, CampaignLookupError, init_campaign, resolve_campaign
-from loop.export import ExportFormat, export_campaign, write_extxyz, write_rows_csv
-from loop.history import best_per_objective, budget_lines, history_rows
-from loop.inject import InjectError, read_measurements
-from loop.quality_cli import quality_command
-from loop.report import write_report
-from loop.seeding import build_seed_set, seed_plan
-from loop.steps import seed_sources
-from oracles.base import Oracle, OracleSetupError
-from oracles.experiment import ExperimentOracle
-from oracles.registry import create_oracle, oracle_from_config
-from state.composition import CompositionError, check_in_space, formula, parse_composition
-from state.config import ConfigError
-from state.database import DatabaseError
-from state.schema import Candidate
-from state.settings import Settings
-from state.store import CampaignExists, CampaignNotFound, CampaignStore, LockHeld
-from state.structures import StructureFileError, read_structures
+from amloop.loop import generator_cli, run_cli
+from amloop.loop.quality_cli import quality_command
+
+if TYPE_CHECKING:  # the commands import what they use: `amloop --help` starts in a fraction of a s
+    from amloop.loop.campaigns import CampaignHandle
+    from amloop.oracles.experiment import ExperimentOracle
+    from amloop.state.store import CampaignStore
 
 app = typer.Typer(
     name="amloop",
@@ -54,18 +41,31 @@ CampaignOption = Annotated[
     ),
 ]
 F = TypeVar("F", bound=Callable[..., Any])
-USER_ERRORS = (
-    ConfigError,
-    CampaignExists,
-    CampaignNotFound,
-    CampaignLookupError,
-    InjectError,
-    LockHeld,
-    DatabaseError,
-    OracleSetupError,
-    StructureFileError,
-    CompositionError,
-)
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean bad input, shown as one line without a traceback."""
+    from amloop.loop.campaigns import CampaignLookupError
+    from amloop.loop.inject import InjectError
+    from amloop.oracles.base import OracleSetupError
+    from amloop.state.composition import CompositionError
+    from amloop.state.config import ConfigError
+    from amloop.state.database import DatabaseError
+    from amloop.state.store import CampaignExists, CampaignNotFound, LockHeld
+    from amloop.state.structures import StructureFileError
+
+    return (
+        ConfigError,
+        CampaignExists,
+        CampaignNotFound,
+        CampaignLookupError,
+        InjectError,
+        LockHeld,
+        DatabaseError,
+        OracleSetupError,
+        StructureFileError,
+        CompositionError,
+    )
 
 
 def _user_errors(command: F) -> F:
@@ -75,7 +75,9 @@ def _user_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except USER_ERRORS as exc:
+        except Exception as exc:
+            if not isinstance(exc, user_errors()):
+                raise
             errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
@@ -95,6 +97,9 @@ app.add_typer(generator_app, name="generator")
 
 
 def _campaign(name: str | None) -> CampaignHandle:
+    from amloop.loop.campaigns import resolve_campaign
+    from amloop.state.settings import Settings
+
     return resolve_campaign(name, Settings())
 
 
@@ -102,6 +107,9 @@ def _campaign(name: str | None) -> CampaignHandle:
 @_user_errors
 def init(config: Annotated[Path, typer.Argument(help="campaign YAML file")]) -> None:
     """Validate a campaign YAML and create its folder and store."""
+    from amloop.loop.campaigns import init_campaign
+    from amloop.state.settings import Settings
+
     handle = init_campaign(config, Settings())
     console.print(
         f"[green]created campaign[/] [bold]{handle.name}[/] in {handle.directory} "
@@ -114,6 +122,9 @@ def init(config: Annotated[Path, typer.Argument(help="campaign YAML file")]) -> 
 @_user_errors
 def status(campaign: CampaignOption = None) -> None:
     """Budget spent and left, best value per objective, current phase and lock holder."""
+    from amloop.loop.budget import Budget
+    from amloop.loop.history import best_per_objective
+
     handle = _campaign(campaign)
     store = handle.store()
     info = store.info()
@@ -131,7 +142,7 @@ def status(campaign: CampaignOption = None) -> None:
     budget = Table(title="budget")
     for column in ("item", "spent", "limit", "left", "unit"):
         budget.add_column(column, justify="left" if column in ("item", "unit") else "right")
-    for line in budget_lines(store, handle.config):
+    for line in Budget.of(store, handle.config).lines(handle.config.oracles):
         budget.add_row(
             line.item,
             f"{line.spent:.4g}",
@@ -168,6 +179,9 @@ def history(
     ] = False,
 ) -> None:
     """Every oracle result, failure and measurement, per iteration (table, CSV or JSON)."""
+    from amloop.loop.export import write_rows_csv
+    from amloop.loop.history import history_rows
+
     handle = _campaign(campaign)
     store = handle.store()
     rows = history_rows(store, iteration=iteration)
@@ -232,21 +246,12 @@ def inject(
     campaign: CampaignOption = None,
 ) -> None:
     """Add experimental measurements (validated; the whole file or nothing)."""
+    from amloop.loop.inject import inject_measurements
+
     handle = _campaign(campaign)
     store = handle.store()
-    try:
-        measurements = read_measurements(
-            file, handle.config, iteration=store.next_iteration_index()
-        )
-    except InjectError as exc:
-        store.log_event("inject_rejected", str(exc), payload={"file": str(file)})
-        raise
     open_before = _open_request_ids(store)
-    try:
-        stored = store.add_measurements(measurements)
-    except LookupError as exc:
-        store.log_event("inject_rejected", str(exc), payload={"file": str(file)})
-        raise InjectError(f"{file}: {exc}; nothing was stored") from None
+    stored = inject_measurements(store, handle.config, file)
     properties = sorted({m.property for m in stored})
     console.print(
         f"[green]stored {len(stored)} measurement(s)[/] of {', '.join(properties)} from {file}; "
@@ -263,11 +268,16 @@ def inject(
 @app.command()
 @_user_errors
 def export(
-    fmt: Annotated[ExportFormat, typer.Option("--format", help="extxyz, cif (a folder) or csv")],
+    fmt: Annotated[
+        Literal["extxyz", "cif", "csv"],
+        typer.Option("--format", help="extxyz, cif (a folder) or csv"),
+    ],
     output: Annotated[Path | None, typer.Option("--output", "-o", help="file or folder")] = None,
     campaign: CampaignOption = None,
 ) -> None:
     """Export structures (extxyz, CIF) or results (CSV)."""
+    from amloop.loop.export import export_campaign
+
     handle = _campaign(campaign)
     default = {"extxyz": "structures.extxyz", "cif": "cif", "csv": "history.csv"}[fmt]
     target = output or handle.directory / "export" / default
@@ -287,6 +297,8 @@ def report(
     ] = None,
 ) -> None:
     """Write the campaign report: report.md and report.html with PNG figures."""
+    from amloop.loop.report import write_report
+
     handle = _campaign(campaign)
     path = write_report(handle.store(), output or handle.directory / "report")
     console.print(f"wrote {path} and {path.with_name('report.html')}")
@@ -307,6 +319,12 @@ def evaluate(
     ] = None,
 ) -> None:
     """Run one oracle on structure files outside any campaign; one record per structure."""
+    from amloop.loop.export import write_extxyz
+    from amloop.oracles.base import Oracle, OracleSetupError
+    from amloop.oracles.registry import create_oracle
+    from amloop.state.schema import Candidate
+    from amloop.state.structures import read_structures
+
     options = parse_options(settings or [])
     instance = create_oracle(oracle, **options)
     if not isinstance(instance, Oracle):
@@ -384,6 +402,18 @@ def seed(
 
     Resumable: running it again continues where it stopped and never redoes an evaluation.
     """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from amloop.loop.seeding import build_seed_set, seed_plan
+    from amloop.loop.steps import seed_sources
+    from amloop.state.config import ConfigError
+
     handle = _campaign(campaign)
     store = handle.store()
     oracles, md = seed_sources(handle.config, oracle)
@@ -436,6 +466,8 @@ def experiments_pending(
     show_all: Annotated[bool, typer.Option("--all", help="also fulfilled and cancelled")] = False,
 ) -> None:
     """List open lab requests (composition, properties, why they were chosen)."""
+    from amloop.state.composition import formula
+
     store = _campaign(campaign).store()
     requests = store.lab_requests(status=None if show_all else "open")
     rows = [
@@ -483,6 +515,8 @@ def experiments_request(
     oracle: Annotated[str | None, typer.Option(help="experiment oracle name")] = None,
 ) -> None:
     """File a lab request by hand (the loop files them when acquisition picks the lab)."""
+    from amloop.state.composition import check_in_space, formula, parse_composition
+
     handle = _campaign(campaign)
     lab = _experiment_oracle(handle, oracle)
     fractions = parse_composition(composition)
@@ -501,6 +535,8 @@ def experiments_cancel(
     campaign: CampaignOption = None,
 ) -> None:
     """Cancel an open lab request."""
+    from amloop.loop.campaigns import CampaignLookupError
+
     try:
         _campaign(campaign).store().cancel_lab_request(request_id, reason)
     except LookupError as exc:
@@ -509,6 +545,10 @@ def experiments_cancel(
 
 
 def _experiment_oracle(handle: CampaignHandle, name: str | None) -> ExperimentOracle:
+    from amloop.oracles.experiment import ExperimentOracle
+    from amloop.oracles.registry import oracle_from_config
+    from amloop.state.config import ConfigError
+
     labs = {o.name: o for o in handle.config.oracles if o.type == ExperimentOracle.type_name}
     if not labs:
         raise ConfigError(f"campaign '{handle.name}' configures no oracle of type experiment")

@@ -8,13 +8,10 @@ from pathlib import Path
 from typing import Literal, TextIO
 
 import numpy as np
-from ase.io import write as ase_write
-from pymatgen.io.ase import AseAtomsAdaptor
-from pymatgen.io.cif import CifWriter
 
-from loop.history import HistoryRow, history_rows
-from state.schema import Candidate
-from state.store import CampaignStore
+from amloop.loop.history import HistoryRow, history_rows
+from amloop.state.schema import Candidate
+from amloop.state.store import CampaignStore
 
 ExportFormat = Literal["extxyz", "cif", "csv"]
 
@@ -26,6 +23,8 @@ def export_campaign(store: CampaignStore, fmt: ExportFormat, output: Path) -> in
     (``<oracle>.<property>`` in the property's unit); ``cif``: a folder with one CIF per
     candidate; ``csv``: the history table (one row per value, failures and measurements included).
     """
+    from pymatgen.io.cif import CifWriter  # writers load with the command that writes
+
     if fmt == "csv":
         rows = history_rows(store)
         write_rows_csv(rows, output)
@@ -56,6 +55,9 @@ def write_extxyz(
 ) -> None:
     """Write candidates as extxyz frames with hash, origin, iteration, PDM target and any extra
     ``info`` (per content hash) in ``atoms.info``."""
+    from ase.io import write as ase_write
+    from pymatgen.io.ase import AseAtomsAdaptor
+
     frames = []
     for candidate in candidates:
         atoms = AseAtomsAdaptor.get_atoms(candidate.structure)

@@ -33,40 +33,27 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task, unmapped
+from prefect.runtime import flow_run
+from prefect.states import Cancelled, State
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from sqlalchemy.exc import OperationalError
 
-from loop import steps
-from loop.schedule import Halves, run_iterations
-from loop.steps import CampaignRun, EvaluationTask
-from state.config import CampaignConfig, OracleConfig
-from state.store import CampaignStore, LockHeld, default_lock_owner
+from amloop.loop import steps
+from amloop.loop.budget import Budget
+from amloop.loop.interrupt import Interrupted, check_stop, remember_flow_run
+from amloop.loop.runs import RunLimits
+from amloop.loop.schedule import Halves, run_iterations
+from amloop.loop.steps import CampaignRun, EvaluationTask
+from amloop.state.config import CampaignConfig, OracleConfig
+from amloop.state.store import CampaignStore, LockHeld, default_lock_owner
 
 #: Seconds between lock heartbeats.
 HEARTBEAT_S = 10.0
-
-
-@dataclass(frozen=True)
-class RunLimits:
-    """Limits of one run that override the campaign's config."""
-
-    max_iterations: int | None = None
-    core_hours: float | None = None
-
-    def apply(self, config: CampaignConfig) -> CampaignConfig:
-        """``config`` with these limits in place of its own."""
-        execution = config.execution.model_copy(
-            update={"max_iterations": self.max_iterations or config.execution.max_iterations}
-        )
-        budget = config.budget.model_copy(
-            update={"core_hours": self.core_hours or config.budget.core_hours}
-        )
-        return config.model_copy(update={"execution": execution, "budget": budget})
 
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -89,7 +76,7 @@ def _open(database_url: str, campaign: str, directory: str, limits: RunLimits) -
 def seed_task(database_url: str, campaign: str, directory: str, limits: RunLimits) -> str:
     """Build the seed set (resumable)."""
     run = _open(database_url, campaign, directory, limits)
-    report = steps.seed(run)
+    report = steps.seed(run, progress=lambda *_: check_stop())  # Ctrl-C: a safe point per seed
     return (
         f"seed set: {report.planned} planned, {report.evaluated} evaluated "
         f"({report.failed} failed), {report.skipped_done} already done"
@@ -163,7 +150,7 @@ def retrain_task(
 ) -> str:
     """Fine-tune the generator on everything scored so far, for iteration ``index + 1``."""
     run = _open(database_url, campaign, directory, limits)
-    if (reason := steps.training_budget_reason(run)) is not None:
+    if (reason := Budget.of(run.store, run.config).training_refused()) is not None:
         return f"retraining skipped: {reason}"
     model = steps.ensure_generator(run, index + 1, trained_in=index)
     return f"generator {model.checkpoint_sha256}"
@@ -223,8 +210,11 @@ def campaign_flow(
     """Run campaign ``campaign`` until it should stop; returns why it stopped.
 
     Re-running it on the same campaign resumes from the store: nothing finished is redone.
+    Ctrl-C (:mod:`loop.interrupt`) ends it at the next safe point as cancelled, the campaign
+    ``interrupted``.
     """
     logger = get_run_logger()
+    remember_flow_run(flow_run.id)  # a function: Dask pickles this flow's globals by value
     limits = limits or RunLimits()
     args = (database_url, campaign, directory, limits)
     run = _open(*args)
@@ -235,6 +225,10 @@ def campaign_flow(
             logger.info("re-queued %d evaluation(s) left running by a dead process", requeued)
         try:
             reason = _iterate(run, args, lost)
+        except Interrupted as exc:
+            run.store.log_event("interrupted", f"{exc}; `amloop resume {campaign}` continues")
+            run.store.set_status("interrupted")
+            return Cancelled(message=str(exc))  # type: ignore[return-value]
         except BaseException as exc:  # recorded, then raised: `amloop resume` continues
             run.store.log_event("error", f"{type(exc).__name__}: {exc}")
             run.store.set_status("paused")
@@ -252,6 +246,7 @@ def _iterate(run: CampaignRun, args: tuple[str, str, str, RunLimits], lost: thre
     logger.info(seed_task(*args))
 
     def check() -> None:
+        check_stop()
         if lost.is_set():
             raise LockHeld(f"campaign '{campaign}' was taken over by another process")
 
@@ -308,9 +303,18 @@ def run_campaign(
     stale_after_s: float = 120.0,
 ) -> str:
     """Run (or resume) a campaign with the task runner its config asks for; returns why it
-    stopped."""
+    stopped.
+
+    Raises:
+        amloop.loop.interrupt.Interrupted: stopped by Ctrl-C at a safe point.
+    """
     config = limits.apply(
         CampaignConfig.model_validate(CampaignStore.open(database_url, campaign).info().config)
     )
     configured = campaign_flow.with_options(task_runner=task_runner(config))
-    return configured(database_url, campaign, str(directory), limits, stale_after_s)
+    state: State[str] = configured(
+        database_url, campaign, str(directory), limits, stale_after_s, return_state=True
+    )
+    if state.is_cancelled():
+        raise Interrupted(state.message or "stopped by Ctrl-C")
+    return state.result()  # type: ignore[return-value]

@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import numpy as np
 import typer
-from pymatgen.core import Structure
 
-from generator.cdvae import CondCDVAE
-from generator.config import CondCDVAEConfig
-from generator.data import read_training_data
-from generator.sample import Condition
-from loop.campaigns import resolve_campaign
-from loop.export import write_extxyz
-from state.composition import parse_composition
-from state.settings import Settings
-from state.structures import read_structures
+if TYPE_CHECKING:  # torch and the model load when a command runs
+    from pymatgen.core import Structure
 
 
 def _floats(text: str) -> list[float]:
@@ -32,6 +23,9 @@ def campaign_training_data(
 ) -> tuple[list[tuple[Structure, dict[str, float]]], list[str]]:
     """``(structure, properties)`` of every finished evaluation of a campaign (relaxed
     structures where the oracle relaxed), and the campaign's elements."""
+    from amloop.loop.campaigns import resolve_campaign
+    from amloop.state.settings import Settings
+
     handle = resolve_campaign(campaign, Settings())
     store = handle.store()
     candidates = {c.content_hash: c for c in store.candidates()}
@@ -62,6 +56,10 @@ def train(
     seed: int = 0,
 ) -> None:
     """Train a Cond-CDVAE on an extxyz file or on a campaign's finished evaluations."""
+    from amloop.generator.cdvae import CondCDVAE
+    from amloop.generator.config import CondCDVAEConfig
+    from amloop.generator.data import read_training_data
+
     if (data is None) == (campaign is None):
         raise typer.BadParameter("give exactly one of --data or --campaign")
     if data is not None:
@@ -99,6 +97,13 @@ def sample(
     seed: int = 0,
 ) -> None:
     """Sample structures for one composition (+ PDM target); prints the PDM error of each."""
+    import numpy as np
+
+    from amloop.generator.cdvae import CondCDVAE
+    from amloop.generator.sample import Condition
+    from amloop.loop.export import write_extxyz
+    from amloop.state.composition import parse_composition
+
     model = CondCDVAE.load(checkpoint)
     fractions = parse_composition(composition)
     target = _floats(pdm_target) if pdm_target else None
@@ -131,6 +136,12 @@ def optimize(
     seed: int = 0,
 ) -> None:
     """Move latent vectors along the property head (Adam, lr 1e-3) and decode at chosen steps."""
+    import numpy as np
+
+    from amloop.generator.cdvae import CondCDVAE
+    from amloop.loop.export import write_extxyz
+    from amloop.state.structures import read_structures
+
     model = CondCDVAE.load(checkpoint)
     steps = [int(x) for x in _floats(decode_at)]
     result = model.optimize_latent(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from state.composition import formula
-from state.config import CampaignConfig
-from state.schema import Candidate, Cost, Evaluation, Measurement
-from state.store import CampaignStore
+from amloop.state.composition import formula
+from amloop.state.config import CampaignConfig
+from amloop.state.schema import Candidate, Evaluation, Measurement
+from amloop.state.store import CampaignStore
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,49 @@ def history_rows(store: CampaignStore, *, iteration: int | None = None) -> list[
     return rows
 
 
+def history_frame(store: CampaignStore) -> pd.DataFrame:
+    """The campaign's history as a DataFrame: one row per evaluation or measurement.
+
+    Columns: ``candidate`` (content-hash prefix), ``iteration`` (``<NA>`` for the seed set),
+    ``kind``, ``formula``, ``origin``, ``source`` (oracle or measurement source), ``fidelity``
+    (a number; measurements 1.0), ``status``, ``reason``, ``cost_core_s``, then one column per
+    property named ``"property [unit]"`` (NaN where a row has no such value).
+    """
+    import pandas as pd
+
+    candidates = {c.content_hash: c for c in store.candidates()}
+    groups = [
+        _evaluation_rows(evaluation, candidates[evaluation.candidate_hash])
+        for evaluation in store.evaluations(structures=False)
+    ]
+    groups += [[_measurement_row(measurement)] for measurement in store.measurements()]
+    frame = pd.DataFrame([_frame_record(rows) for rows in groups])
+    if not frame.empty:
+        frame["iteration"] = frame["iteration"].astype("Int64")
+    return frame
+
+
+def _frame_record(rows: list[HistoryRow]) -> dict[str, Any]:
+    """One evaluation's rows (one per property) as one record with a column per property."""
+    first = rows[0]
+    record: dict[str, Any] = {
+        "candidate": first.candidate,
+        "iteration": first.iteration,
+        "kind": first.kind,
+        "formula": first.formula,
+        "origin": first.origin,
+        "source": first.source,
+        "fidelity": 1.0 if first.kind == "measurement" else float(first.fidelity),
+        "status": first.status,
+        "reason": first.reason,
+        "cost_core_s": first.cost_core_s,
+    }
+    for row in rows:
+        if row.property:
+            record[f"{row.property} [{row.unit}]" if row.unit else row.property] = row.value
+    return record
+
+
 def _evaluation_rows(evaluation: Evaluation, candidate: Candidate) -> list[HistoryRow]:
     base = HistoryRow(
         iteration=evaluation.iteration,
@@ -110,27 +156,27 @@ def _measurement_row(measurement: Measurement) -> HistoryRow:
 
 
 def best_per_objective(store: CampaignStore, config: CampaignConfig) -> list[Best]:
-    """Best value of each objective among finished evaluations and measurements."""
-    candidates = {c.content_hash: c for c in store.candidates()}
+    """Best value of each objective among finished evaluations and measurements (the one best
+    value of the campaign: status, the live display, the report and the stall rule use it)."""
+    compositions = store.candidate_compositions()  # no structure is read
     found: list[Best] = []
     evaluations = store.evaluations(status="done", structures=False)
     measurements = store.measurements()
     for objective in config.objectives:
-        sign = 1.0 if objective.direction == "maximize" else -1.0
+        sign = objective.sign
         options: list[Best] = []
         for evaluation in evaluations:
             value = evaluation.properties.get(objective.property)
             if value is not None:
-                candidate = candidates[evaluation.candidate_hash]
                 options.append(
                     Best(
                         objective.property,
                         objective.direction,
                         value.value,
                         value.unit,
-                        candidate.formula,
+                        formula(compositions[evaluation.candidate_hash]),
                         evaluation.oracle,
-                        candidate.content_hash[:12],
+                        evaluation.candidate_hash[:12],
                     )
                 )
         for measurement in measurements:
@@ -149,34 +195,3 @@ def best_per_objective(store: CampaignStore, config: CampaignConfig) -> list[Bes
         if options:
             found.append(max(options, key=lambda best: sign * best.value))
     return found
-
-
-@dataclass(frozen=True)
-class BudgetLine:
-    """Spent vs limit for one budget item."""
-
-    item: str
-    spent: float
-    limit: float | None
-    unit: str
-
-    @property
-    def left(self) -> float | None:
-        """What is left (``None`` when unlimited)."""
-        return None if self.limit is None else max(self.limit - self.spent, 0.0)
-
-
-def budget_lines(store: CampaignStore, config: CampaignConfig) -> list[BudgetLine]:
-    """Budget spent and left: core-hours, GPU-hours and calls per capped oracle."""
-    spent: Cost = store.spent()
-    counts = store.evaluation_counts()
-    lines = [
-        BudgetLine("compute", spent.core_s / 3600.0, config.budget.core_hours, "core-h"),
-        BudgetLine("gpu", spent.gpu_s / 3600.0, config.budget.gpu_hours, "GPU-h"),
-    ]
-    for oracle in config.oracles:
-        limit = config.budget.evaluations.get(oracle.name)
-        lines.append(
-            BudgetLine(f"{oracle.name} calls", counts.get(oracle.name, 0), limit, "evaluations")
-        )
-    return lines

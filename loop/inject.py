@@ -16,11 +16,12 @@ from pathlib import Path
 
 from pymatgen.core import Structure
 
-from state.composition import CompositionError, check_in_space, parse_composition
-from state.config import CampaignConfig
-from state.schema import Measurement
-from state.structures import read_structures
-from state.units import (
+from amloop.state.composition import CompositionError, check_in_space, parse_composition
+from amloop.state.config import CampaignConfig
+from amloop.state.schema import Measurement
+from amloop.state.store import CampaignStore
+from amloop.state.structures import read_structures
+from amloop.state.units import (
     UnitError,
     canonical_unit,
     is_known_property,
@@ -79,6 +80,27 @@ def read_measurements(path: Path, config: CampaignConfig, *, iteration: int) -> 
     if not measurements:
         raise InjectError(f"{path}: no data rows")
     return measurements
+
+
+def inject_measurements(
+    store: CampaignStore, config: CampaignConfig, path: Path
+) -> list[Measurement]:
+    """Validate ``path`` and store its measurements (all or nothing) for the next iteration.
+
+    A rejected file is recorded as an ``inject_rejected`` event in the campaign log.
+
+    Raises:
+        InjectError: the file or one of its rows is bad, or a row answers an unknown request.
+    """
+    try:
+        measurements = read_measurements(path, config, iteration=store.next_iteration_index())
+        try:
+            return store.add_measurements(measurements)
+        except LookupError as exc:
+            raise InjectError(f"{path}: {exc}; nothing was stored") from None
+    except InjectError as exc:
+        store.log_event("inject_rejected", str(exc), payload={"file": str(path)})
+        raise
 
 
 def _parse_row(

@@ -8,25 +8,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import matplotlib
 import typer
-from pymatgen.core import Structure
 from rich.console import Console
 from rich.table import Table
 
-from generator.quality import (
-    MetricRow,
-    SetDescriptors,
-    angle_grid,
-    describe,
-    element_order,
-    quality_table,
-    rdf_grid,
-    shell_edges,
-)
-from state.structures import StructureFileError, read_structures
+if TYPE_CHECKING:  # the metrics (pymatgen's local environments, matplotlib) load when used
+    from pymatgen.core import Structure
+
+    from amloop.generator.quality import MetricRow, SetDescriptors
 
 console = Console()
 
@@ -37,6 +28,8 @@ def read_structure_set(path: Path) -> list[Structure]:
     Raises:
         StructureFileError: missing path, an unreadable file, or an empty folder.
     """
+    from amloop.state.structures import StructureFileError, read_structures
+
     if not path.is_dir():
         return read_structures(path)
     files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
@@ -77,8 +70,12 @@ def print_table(rows: list[MetricRow], title: str) -> None:
 
 def plot_overlays(reference: SetDescriptors, generated: SetDescriptors, path: Path) -> None:
     """PNG of the average total ``g(r)`` and bond-angle distributions of both sets."""
+    import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from amloop.generator.quality import angle_grid, rdf_grid
 
     panels = 2 if reference.angles is not None and generated.angles is not None else 1
     figure, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
@@ -123,6 +120,8 @@ def quality_command(
     seed: Annotated[int, typer.Option(help="seed of the bootstrap")] = 0,
 ) -> None:
     """Compare GENERATED to REFERENCE with seed 002's metrics; print the table, plot g(r)/angles."""
+    from amloop.generator.quality import describe, element_order, quality_table, shell_edges
+
     reference_set = read_structure_set(reference)
     generated_set = read_structure_set(generated)
     elements = element_order(reference_set + generated_set)

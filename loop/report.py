@@ -32,12 +32,13 @@ from matplotlib.figure import Figure
 from pymatgen.core import Structure
 from scipy.ndimage import gaussian_filter1d
 
-from generator.pdm import pair_indices, partial_rdf, pdm, pdm_labels, shell_cutoffs
-from loop.history import best_per_objective, budget_lines
-from oracles.dos_descriptors import ProjectedDos
-from state.composition import formula
-from state.config import CampaignConfig, ObjectiveConfig, parse_config
-from state.schema import (
+from amloop.generator.pdm import pair_indices, partial_rdf, pdm, pdm_labels, shell_cutoffs
+from amloop.loop.budget import Budget
+from amloop.loop.history import best_per_objective
+from amloop.oracles.dos_descriptors import ProjectedDos
+from amloop.state.composition import formula
+from amloop.state.config import CampaignConfig, ObjectiveConfig, parse_config
+from amloop.state.schema import (
     Artifact,
     CampaignRecord,
     Candidate,
@@ -45,7 +46,7 @@ from state.schema import (
     IterationRecord,
     Measurement,
 )
-from state.store import CampaignStore
+from amloop.state.store import CampaignStore
 
 #: File names written into the output folder.
 REPORT_MD = "report.md"
@@ -168,7 +169,7 @@ class _Campaign:
 
     def ranked(self, objective: ObjectiveConfig) -> list[_Point]:
         """Points with a value of ``objective``, best first."""
-        sign = -1.0 if objective.direction == "maximize" else 1.0
+        sign = -objective.sign
         having = [p for p in self.points() if p.value(objective.property) is not None]
         return sorted(having, key=lambda p: sign * (p.value(objective.property) or 0.0))
 
@@ -319,13 +320,12 @@ def pareto_front(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
         Boolean mask ``(n,)``: no other row is at least as good in every objective and better
         in one.
     """
+    import torch
+    from botorch.utils.multi_objective.pareto import is_non_dominated
+
     signs = np.array([1.0 if d == "maximize" else -1.0 for d in directions])
-    gains = values * signs
-    front = np.ones(len(gains), dtype=bool)
-    for i, row in enumerate(gains):
-        dominated = np.all(gains >= row, axis=1) & np.any(gains > row, axis=1)
-        front[i] = not dominated.any()
-    return front
+    gains = torch.as_tensor(values * signs, dtype=torch.float64)
+    return is_non_dominated(gains, deduplicate=False).numpy()
 
 
 def _pareto_section(campaign: _Campaign, out_dir: Path) -> Section | None:
@@ -780,7 +780,7 @@ def _summary_section(campaign: _Campaign, store: CampaignStore) -> Section:
                 _num(line.left),
                 line.unit,
             ]
-            for line in budget_lines(store, config)
+            for line in Budget.of(store, config).lines(config.oracles)
         ],
     )
     counts: dict[str, Counter[str]] = defaultdict(Counter)

@@ -8,30 +8,46 @@ the best value per objective.
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from loop.campaigns import CampaignHandle, init_campaign, resolve_campaign
-from loop.history import best_per_objective, budget_lines
-from oracles.registry import oracle_types
-from state.config import load_config
-from state.settings import Settings
-from state.store import CampaignStore
+from amloop.loop.interrupt import (
+    EXIT_STATUS,
+    GRACE_S,
+    STOP,
+    Interrupted,
+    cancel_flow_run,
+    end_children,
+)
+
+if TYPE_CHECKING:
+    from amloop.loop.campaigns import CampaignHandle
+    from amloop.loop.runs import RunLimits
+    from amloop.state.settings import Settings
+    from amloop.state.store import CampaignStore
 
 console = Console()
-
-#: Event under which a run's command-line limits are stored, so ``resume`` keeps them.
-RUN_LIMITS_EVENT = "run_limits"
 
 
 def _campaign_from(target: str | None, settings: Settings) -> CampaignHandle:
     """A campaign from a YAML file (created unless it exists) or a name/folder."""
+    from amloop.loop.campaigns import init_campaign, resolve_campaign
+    from amloop.oracles.registry import oracle_types
+    from amloop.state.config import load_config
+    from amloop.state.store import CampaignStore
+
     if target is not None and target.endswith((".yaml", ".yml")) and Path(target).is_file():
         name = load_config(Path(target), oracle_types=oracle_types()).name
         if name in CampaignStore.campaign_names(settings.database_url_for(name)):
@@ -42,6 +58,9 @@ def _campaign_from(target: str | None, settings: Settings) -> CampaignHandle:
 
 
 def _snapshot(store: CampaignStore, handle: CampaignHandle) -> Group:
+    from amloop.loop.budget import Budget
+    from amloop.loop.history import best_per_objective
+
     iterations = store.iterations()
     phase = f"iteration {iterations[-1].index}: {iterations[-1].phase}" if iterations else "seeding"
     counts: dict[str, int] = {}
@@ -57,7 +76,7 @@ def _snapshot(store: CampaignStore, handle: CampaignHandle) -> Group:
     budget = Table(title="budget", show_edge=False)
     for column in ("item", "spent", "limit", "unit"):
         budget.add_column(column)
-    for line in budget_lines(store, handle.config):
+    for line in Budget.of(store, handle.config).lines(handle.config.oracles):
         if line.limit is not None:
             budget.add_row(line.item, f"{line.spent:.4g}", f"{line.limit:.4g}", line.unit)
     best = Table(title="best so far", show_edge=False)
@@ -68,48 +87,108 @@ def _snapshot(store: CampaignStore, handle: CampaignHandle) -> Group:
     return Group(head, budget, best)
 
 
-def _drive(handle: CampaignHandle, max_iterations: int | None, core_hours: float | None) -> None:
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from loop.flows import RunLimits, run_campaign
+class _CtrlC:
+    """SIGINT while a command runs: the first asks the loop to stop at its next safe point
+    (:data:`loop.interrupt.STOP`), the second raises :class:`KeyboardInterrupt` at once."""
+
+    def __init__(self) -> None:
+        self.asked_at: float | None = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.asked_at is not None:
+            raise KeyboardInterrupt
+        STOP.set()
+        self.asked_at = time.monotonic()
+        console.print("[yellow]stopping at the next safe point[/] (Ctrl-C again: at once)")
+
+    def overdue(self) -> bool:
+        """Asked more than :data:`loop.interrupt.GRACE_S` ago and still running."""
+        return self.asked_at is not None and time.monotonic() - self.asked_at > GRACE_S
+
+    @contextmanager
+    def installed(self) -> Iterator[_CtrlC]:
+        """This handler for SIGINT inside the block."""
+        previous = signal.signal(signal.SIGINT, self)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _drive(handle: CampaignHandle, limits: RunLimits, ctrl_c: _CtrlC) -> None:
+    """Run the loop in a worker thread under a live display; Ctrl-C stops it (see
+    :mod:`loop.interrupt`)."""
+    from amloop.loop.runs import run_loop
 
     store = handle.store()
-    limits = RunLimits(max_iterations=max_iterations, core_hours=core_hours)
-    store.log_event(
-        RUN_LIMITS_EVENT,
-        f"run limits: {max_iterations or 'config'} iterations, {core_hours or 'config'} core-h",
-        payload={"max_iterations": max_iterations, "core_hours": core_hours},
-    )
+    if STOP.is_set():  # Ctrl-C while the campaign was being opened
+        _stop_now(handle, None, "Ctrl-C before the loop started")
     done = threading.Event()
     outcome: dict[str, str] = {}
     failure: list[BaseException] = []
 
     def work() -> None:
         try:
-            outcome["reason"] = run_campaign(
-                handle.database_url,
-                handle.name,
-                handle.directory,
-                limits,
-                stale_after_s=Settings().lock_stale_after_s,
-            )
+            outcome["reason"] = run_loop(handle, limits)
         except BaseException as exc:  # re-raised below, after the live display closes
             failure.append(exc)
         finally:
             done.set()
 
-    worker = threading.Thread(target=work, name="amloop-flow")
-    worker.start()
-    with Live(_snapshot(store, handle), console=console, refresh_per_second=1) as live:
-        while not done.wait(2.0):
+    worker = threading.Thread(target=work, name="amloop-flow", daemon=True)
+    live = Live(_snapshot(store, handle), console=console, refresh_per_second=1)
+    try:
+        worker.start()
+        with live:
+            polled = time.monotonic()
+            while not done.wait(0.25):
+                if ctrl_c.overdue():
+                    _stop_now(handle, live, f"no safe point within {GRACE_S:g} s")
+                if time.monotonic() - polled >= 2.0:
+                    live.update(_snapshot(store, handle))
+                    polled = time.monotonic()
             live.update(_snapshot(store, handle))
-        live.update(_snapshot(store, handle))
-    worker.join()
+    except KeyboardInterrupt:
+        _stop_now(handle, live, "second Ctrl-C")
+    if STOP.is_set() and not outcome:  # stopped at a safe point, or broken by the signal
+        if not (failure and isinstance(failure[0], Interrupted)):
+            store.log_event("interrupted", f"Ctrl-C; the loop ended with {failure[0]!r}")
+        store.set_status("interrupted")
+        _after_display(_resume_line(handle))
+        raise typer.Exit(EXIT_STATUS)
     if failure:
         raise failure[0]
-    console.print(f"[green]stopped:[/] {outcome['reason']}")
+    _after_display(f"[green]stopped:[/] {outcome['reason']}")
     console.print(
         f"history: amloop history -c {handle.name}    report: amloop report {handle.name}"
     )
+
+
+def _resume_line(handle: CampaignHandle) -> str:
+    return f"interrupted: `amloop resume {handle.name}` continues where it stopped"
+
+
+def _after_display(text: str) -> None:
+    """Print ``text`` on a line of its own after the live display (in a log file the display's
+    last frame ends without a newline)."""
+    if not console.is_terminal:
+        console.print()
+    console.print(text, highlight=False)
+
+
+def _stop_now(handle: CampaignHandle, live: Live | None, why: str) -> NoReturn:
+    """Stop without waiting for the loop: the campaign is marked interrupted, running
+    evaluations stay ``running`` (re-queued by ``resume``), children end, the process exits."""
+    if live is not None:
+        live.stop()
+    store = handle.store()
+    store.log_event("interrupted", f"Ctrl-C ({why}); running evaluations are re-queued on resume")
+    store.set_status("interrupted")
+    cancel_flow_run(f"Ctrl-C ({why})")
+    end_children()
+    _after_display(_resume_line(handle))
+    sys.stdout.flush()
+    os._exit(EXIT_STATUS)  # the flow thread may be inside a call that cannot be interrupted
 
 
 def run(
@@ -126,14 +205,21 @@ def run(
 ) -> None:
     """Run the closed loop until the budget is spent, the iteration limit is reached or the
     objective stalls; safe to interrupt at any moment (`amloop resume` continues)."""
-    _drive(_campaign_from(target, Settings()), iterations, budget)
+    from amloop.loop.runs import RunLimits
+    from amloop.state.settings import Settings
+
+    with _CtrlC().installed() as ctrl_c:
+        _drive(_campaign_from(target, Settings()), RunLimits(iterations, budget), ctrl_c)
 
 
 def resume(
     campaign: Annotated[str | None, typer.Argument(help="campaign name or folder")] = None,
 ) -> None:
     """Continue an interrupted campaign from its store, with the limits of its last run."""
-    handle = resolve_campaign(campaign, Settings())
-    previous = handle.store().events(kind=RUN_LIMITS_EVENT)
-    payload = previous[-1].payload if previous else {}
-    _drive(handle, payload.get("max_iterations"), payload.get("core_hours"))
+    from amloop.loop.campaigns import resolve_campaign
+    from amloop.loop.runs import last_limits
+    from amloop.state.settings import Settings
+
+    with _CtrlC().installed() as ctrl_c:
+        handle = resolve_campaign(campaign, Settings())
+        _drive(handle, last_limits(handle), ctrl_c)

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from loop.steps import CampaignRun, current_iteration, stop_reason
+from amloop.loop.interrupt import Interrupted
+from amloop.loop.steps import CampaignRun, current_iteration, stop_reason
 
 
 class Waitable(Protocol):
@@ -103,6 +104,9 @@ def _overlapped(
                     )
                     return reason
             running = (index, halves.submit(index, hashes))
+    except Interrupted:
+        running = None  # Ctrl-C: the running calls are not waited for (resume re-queues them)
+        raise
     finally:
         if running is not None:  # an error in the loop's half: let the oracle calls finish
             running[1].result()

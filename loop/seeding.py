@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from pymatgen.core import Structure
 
-from generator.solid_solution import composition_grid, random_solid_solution
-from loop.budget import budget_exhausted_reason
-from oracles.base import Oracle, OracleFailed
-from oracles.md import MDOracle, melt_quench
-from state.composition import formula
-from state.config import CampaignConfig, OracleConfig
-from state.schema import Candidate
-from state.store import CampaignStore
+from amloop.generator.solid_solution import composition_grid, random_solid_solution
+from amloop.loop.budget import Budget
+from amloop.oracles.base import Oracle, OracleFailed
+from amloop.oracles.md import MDOracle, melt_quench
+from amloop.state.composition import formula
+from amloop.state.config import CampaignConfig, OracleConfig
+from amloop.state.schema import Candidate
+from amloop.state.store import CampaignStore
 
 #: Called after each recipe: (recipes finished, total, last message).
 ProgressCallback = Callable[[int, int, str], None]
@@ -178,7 +178,7 @@ def build_seed_set(
             if (candidate.content_hash, oracle.name) in finished:
                 report.skipped_done += 1
                 continue
-            reason = budget_exhausted_reason(store, config, oracle_config)
+            reason = Budget.of(store, config).call_refused(oracle_config)
             if reason is not None:
                 report.stopped_reason = reason
                 store.log_event("seed_stopped", f"seed build stopped: {reason}")

@@ -34,26 +34,26 @@ import numpy as np
 import torch
 from pymatgen.core import Structure
 
-from acquisition.propose import MIN_POINTS, Proposal, propose
-from generator.cdvae import CondCDVAE
-from generator.config import CondCDVAEConfig
-from generator.data import DataSpec
-from generator.pdm_ordering import match_pdm
-from generator.quality_gate import QualityGate
-from generator.sample import Condition
-from generator.solid_solution import snap_to_lattice
-from loop.budget import budget_exhausted_reason
-from loop.history import best_per_objective
-from loop.seeding import ProgressCallback, SeedReport, build_seed_set, seed_plan
-from oracles.base import FidelitySource, Oracle
-from oracles.experiment import ExperimentOracle
-from oracles.gates import energy_gate
-from oracles.md import MDOracle
-from oracles.registry import oracle_from_config
-from state.config import CampaignConfig, ConfigError, OracleConfig
-from state.files import atomic_path, sha256_file
-from state.schema import Artifact, Candidate, Cost, Evaluation, IterationRecord
-from state.store import CampaignStore
+from amloop.acquisition.propose import MIN_POINTS, Proposal, propose
+from amloop.generator.cdvae import CondCDVAE
+from amloop.generator.config import CondCDVAEConfig
+from amloop.generator.data import DataSpec
+from amloop.generator.pdm_ordering import match_pdm
+from amloop.generator.quality_gate import QualityGate
+from amloop.generator.sample import Condition
+from amloop.generator.solid_solution import snap_to_lattice
+from amloop.loop.budget import Budget
+from amloop.loop.history import best_per_objective
+from amloop.loop.seeding import ProgressCallback, SeedReport, build_seed_set, seed_plan
+from amloop.oracles.base import FidelitySource, Oracle
+from amloop.oracles.experiment import ExperimentOracle
+from amloop.oracles.gates import energy_gate
+from amloop.oracles.md import MDOracle
+from amloop.oracles.registry import oracle_from_config
+from amloop.state.config import CampaignConfig, ConfigError, OracleConfig
+from amloop.state.files import atomic_path, sha256_file
+from amloop.state.schema import Artifact, Candidate, Cost, Evaluation, IterationRecord
+from amloop.state.store import CampaignStore
 
 #: Oracles at most this expensive per call (core-s) score every seed and generated structure;
 #: dearer ones run only where a proposal asks for them.
@@ -148,7 +148,7 @@ def evaluate(
     ]
     if existing:
         return existing[0]
-    reason = budget_exhausted_reason(store, config, oracle_cfg)
+    reason = Budget.of(store, config).call_refused(oracle_cfg)
     if reason is not None:
         store.log_event("budget_skip", reason, iteration=iteration)
         return None
@@ -676,7 +676,7 @@ def best_structures(
     objective among the seed set and iterations before ``before_iteration``: what an iteration
     starts from must not depend on how far its own evaluations got before a crash."""
     objective = run.config.objectives[0]
-    sign = 1.0 if objective.direction == "maximize" else -1.0
+    sign = objective.sign
     scored = [
         (sign * e.properties[objective.property].value, e)
         for e in run.store.evaluations(status="done", structures=False)
@@ -848,7 +848,7 @@ def expensive_tasks(
     first objective among the cheap results); experiment choices become lab requests. A dear
     oracle that alone measures an objective still short of data runs for every proposal."""
     objective = run.config.objectives[0]
-    sign = 1.0 if objective.direction == "maximize" else -1.0
+    sign = objective.sign
     values: dict[str, float] = {}
     for evaluation in run.store.evaluations(iteration=index, status="done"):
         if objective.property in evaluation.properties:
@@ -1011,7 +1011,8 @@ def stop_reason(run: CampaignRun, max_iterations: int | None) -> str | None:
     """Why the campaign should not start another iteration, or ``None``."""
     computing = [o for o in run.config.oracles if o.type != ExperimentOracle.type_name]
     cheap = [o for o in computing if is_cheap(o)] or computing
-    reasons = [budget_exhausted_reason(run.store, run.config, o) for o in cheap]
+    budget = Budget.of(run.store, run.config)
+    reasons = [budget.call_refused(o) for o in cheap]
     if cheap and all(reasons):
         return f"budget spent: {reasons[0]}"
     done = [r for r in run.store.iterations() if r.phase == "done"]
@@ -1034,20 +1035,10 @@ def _improved(config: CampaignConfig, before: dict[str, float], after: dict[str,
             continue
         if old is None:
             return True
-        sign = 1.0 if objective.direction == "maximize" else -1.0
+        sign = objective.sign
         if sign * (new - old) > 1e-9 * max(abs(old), 1.0):
             return True
     return False
-
-
-def training_budget_reason(run: CampaignRun) -> str | None:
-    """Why the generator may not be trained now (core- or GPU-hours spent), or ``None``."""
-    spent, budget = run.store.spent(), run.config.budget
-    if budget.core_hours is not None and spent.core_s >= budget.core_hours * 3600.0:
-        return f"core-hour budget spent ({spent.core_s / 3600:.4g} of {budget.core_hours:g} h)"
-    if budget.gpu_hours is not None and spent.gpu_s >= budget.gpu_hours * 3600.0:
-        return f"GPU-hour budget spent ({spent.gpu_s / 3600:.4g} of {budget.gpu_hours:g} h)"
-    return None
 
 
 def set_torch_threads(n: int | None = None) -> None:
@@ -1083,6 +1074,5 @@ __all__ = [
     "seed_sources",
     "stop_reason",
     "timings",
-    "training_budget_reason",
     "training_pairs",
 ]

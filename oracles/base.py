@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from pymatgen.core import Structure
 
-from state.schema import Candidate, Cost, Evaluation, PropertyValue
+from amloop.state.schema import Candidate, Cost, Evaluation, PropertyValue
 
 
 class OracleSetupError(RuntimeError):

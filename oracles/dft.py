@@ -50,11 +50,11 @@ from ase.calculators.calculator import kptdensity2monkhorstpack
 from pymatgen.core import Element, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from oracles.base import Oracle, OracleFailed, OracleResult, OracleSetupError
-from oracles.dos_descriptors import DOS_UNIT, ProjectedDos, describe
-from oracles.registry import register
-from state.schema import Candidate, Cost, Evaluation
-from state.structures import content_hash
+from amloop.oracles.base import Oracle, OracleFailed, OracleResult, OracleSetupError
+from amloop.oracles.dos_descriptors import DOS_UNIT, ProjectedDos, describe
+from amloop.oracles.gates import check_min_distance
+from amloop.state.schema import Candidate, Cost, Evaluation
+from amloop.state.structures import content_hash
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -259,7 +259,6 @@ def parse_magmoms(text: str | None) -> dict[str, float]:
     return moments
 
 
-@register
 class DftOracle(Oracle):
     """GPAW single point: projected DOS, λ1 and λ2 (seed 000, eq. S2), d-band centres and widths.
 
@@ -468,20 +467,6 @@ class DftOracle(Oracle):
                 "others can be generated with `gpaw-setup` and added to GPAW_SETUP_PATH"
             )
 
-    def _check_distances(self, structure: Structure) -> None:
-        """Refuse overlapping atoms (periodic images included) before starting GPAW."""
-        centres, neighbours, images, distances = structure.get_neighbor_list(
-            self.min_distance, exclude_self=False
-        )
-        itself = (centres == neighbours) & np.all(images == 0, axis=1)
-        if np.any(~itself):
-            closest = float(distances[~itself].min())
-            raise OracleFailed(
-                f"atoms too close: {closest:.3f} Å < min_distance {self.min_distance} Å"
-            )
-
-    # -- inputs ----------------------------------------------------------------------------
-
     def kpoint_mesh(self, structure: Structure) -> tuple[int, int, int]:
         """Γ-centred Monkhorst-Pack mesh: the explicit ``kpts`` or from ``kpoint_density``."""
         if self.mesh is not None:
@@ -583,7 +568,7 @@ class DftOracle(Oracle):
         if not structure.is_ordered:
             raise OracleFailed("structure has partially occupied sites; DFT needs one atom each")
         self.check_elements({site.specie.symbol for site in structure})
-        self._check_distances(structure)
+        check_min_distance(structure, self.min_distance)
         workdir = self._new_workdir(structure)
         spec = self.input_spec(structure)
         (workdir / "input.json").write_text(json.dumps(spec, indent=1))

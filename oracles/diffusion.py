@@ -31,8 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 from ase.units import kB as BOLTZMANN_EV_PER_K
 
+from amloop.state.units import unit_factor
+
 #: 1 Å²/ps in cm²/s.
-A2_PER_PS_TO_CM2_PER_S = 1e-4
+A2_PER_PS_TO_CM2_PER_S = unit_factor("Å^2/ps")
 #: Atoms transformed together in :func:`mean_squared_displacement`.
 _ATOMS_PER_FFT = 64
 

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pymatgen.core import Element
 
-from state.schema import PropertyValue
+from amloop.state.schema import PropertyValue
 
 if TYPE_CHECKING:
     from pymatgen.electronic_structure.dos import CompleteDos

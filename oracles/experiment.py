@@ -10,13 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from oracles.base import FidelitySource, OracleSetupError
-from oracles.registry import register
-from state.schema import LabRequest
-from state.units import UnitError, canonical_unit
+from amloop.oracles.base import FidelitySource, OracleSetupError
+from amloop.state.schema import LabRequest
+from amloop.state.units import UnitError, canonical_unit
 
 
-@register
 class ExperimentOracle(FidelitySource):
     """Experimental measurements of ``properties`` (top fidelity, 1.0 by default).
 

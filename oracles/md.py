@@ -48,7 +48,6 @@ import ase
 import numpy as np
 from ase import units
 from ase.calculators.calculator import Calculator
-from ase.calculators.emt import EMT
 from ase.md.nose_hoover_chain import NoseHooverChainNVT
 from ase.md.verlet import VelocityVerlet
 from ase.optimize import FIRE
@@ -56,18 +55,18 @@ from pymatgen.core import Composition, Element, Lattice, Species, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 from scipy.optimize import least_squares
 
-from oracles.base import Oracle, OracleFailed, OracleResult, OracleSetupError
-from oracles.diffusion import (
+from amloop.oracles.base import Oracle, OracleFailed, OracleResult, OracleSetupError
+from amloop.oracles.diffusion import (
     ArrheniusFit,
     DiffusionFit,
     arrhenius_fit,
     fit_diffusivities,
     fit_lags,
 )
-from oracles.lammps import BAR_TO_GPA, LammpsOracle, LammpsSession
-from oracles.registry import register
-from state.composition import CompositionError, atom_counts
-from state.schema import PropertyValue
+from amloop.oracles.lammps import BAR_TO_GPA, LammpsOracle, LammpsSession
+from amloop.oracles.registry import load_entry_point, plugin_entry_points
+from amloop.state.composition import CompositionError, atom_counts
+from amloop.state.schema import PropertyValue
 
 logger = logging.getLogger(__name__)
 
@@ -327,13 +326,38 @@ class LammpsEngine(LammpsSession, MDEngine):
         self.lmp.close()
 
 
-#: Named ASE calculators for the ``calculator`` option of :class:`MDOracle` (name -> factory).
-CALCULATORS: dict[str, Callable[[], Calculator]] = {"emt": EMT}
+#: Entry-point group of named ASE calculators for ``calculator=NAME`` (a factory with no
+#: arguments; ``emt`` is amloop's own), found in every process like the oracle types.
+CALCULATOR_GROUP = "amloop.calculators"
+#: Calculators registered in this process (a notebook, a test) by :func:`register_calculator`.
+CALCULATORS: dict[str, Callable[[], Calculator]] = {}
 
 
 def register_calculator(name: str, factory: Callable[[], Calculator]) -> None:
-    """Make an ASE calculator available to :class:`MDOracle` as ``calculator=name``."""
+    """Make an ASE calculator available to :class:`MDOracle` as ``calculator=name`` in this
+    process (other processes find calculators through the ``amloop.calculators`` entry points)."""
     CALCULATORS[name] = factory
+
+
+def calculator_names() -> list[str]:
+    """Names usable as ``calculator=NAME``."""
+    return sorted(set(CALCULATORS) | set(plugin_entry_points(CALCULATOR_GROUP)))
+
+
+def named_calculator(name: str) -> Calculator:
+    """A new calculator of the name registered here or by an ``amloop.calculators`` entry point.
+
+    Raises:
+        OracleSetupError: no such name, or its entry point does not load.
+    """
+    if name not in CALCULATORS:
+        point = plugin_entry_points(CALCULATOR_GROUP).get(name)
+        if point is None:
+            raise OracleSetupError(
+                f"unknown calculator '{name}'; registered: {', '.join(calculator_names())}"
+            )
+        CALCULATORS[name] = load_entry_point(point, "calculator")
+    return CALCULATORS[name]()
 
 
 class AseEngine(MDEngine):
@@ -1131,7 +1155,6 @@ class TemperatureRun:
     fits: dict[str, DiffusionFit]
 
 
-@register
 class MDOracle(Oracle):
     """Melt-quench MD and diffusivities D(T), with the Arrhenius activation energy.
 
@@ -1303,16 +1326,10 @@ class MDOracle(Oracle):
         if calculator is None:
             raise OracleSetupError(
                 f"engine 'ase' needs a calculator: an ASE calculator object or one of "
-                f"{', '.join(sorted(CALCULATORS))}"
+                f"{', '.join(calculator_names())}"
             )
         if isinstance(calculator, str):
-            try:
-                return CALCULATORS[calculator]()
-            except KeyError:
-                known = ", ".join(sorted(CALCULATORS))
-                raise OracleSetupError(
-                    f"unknown calculator '{calculator}'; registered: {known}"
-                ) from None
+            return named_calculator(calculator)
         return calculator
 
     def check_elements(self, elements: Iterable[str]) -> None:

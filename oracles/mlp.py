@@ -64,13 +64,11 @@ from ase.spacegroup import crystal
 from ase.units import GPa as EV_PER_A3_PER_GPA
 from pymatgen.core import Element, Lattice, Structure
 
-from oracles.base import Oracle, OracleFailed, OracleResult, OracleSetupError
-from oracles.gates import check_min_distance
-from oracles.md import register_calculator
-from oracles.registry import register
-from state.device import resolve_device as resolve_torch_device
-from state.files import sha256_file
-from state.schema import Candidate, Cost, Evaluation, PropertyValue
+from amloop.oracles.base import Oracle, OracleFailed, OracleResult, OracleSetupError
+from amloop.oracles.gates import check_min_distance
+from amloop.state.device import resolve_device as resolve_torch_device
+from amloop.state.files import sha256_file
+from amloop.state.schema import Candidate, Cost, Evaluation, PropertyValue
 
 #: The universal potential used when no ``model`` is given.
 DEFAULT_MODEL = "chgnet"
@@ -271,7 +269,7 @@ def _load_matgl(directory: str, device: str) -> Backend:
     sha = sha256_file(path / "state.pt")
     return Backend(
         calculator=PESCalculator(potential, stress_unit="eV/A3"),
-        elements=frozenset(potential.model.element_types),
+        elements=frozenset(getattr(potential.model, "element_types", ())),
         identity=f"matgl:{sha[:16]}",
         provenance={
             "code": "matgl",
@@ -543,7 +541,8 @@ def reference_candidates(symbol: str) -> list[ElementReference]:
                 lambda: bulk(symbol, "hcp", a=2 * radius, c=2 * radius * math.sqrt(8 / 3)),
             ),
         ]
-    state = reference_states[atomic_numbers[symbol]]["symmetry"]
+    reference_state = reference_states[atomic_numbers[symbol]]
+    state = reference_state["symmetry"] if reference_state is not None else "unknown"
     return [ElementReference(f"{state} {symbol} (ASE standard crystal)", standard.copy)]
 
 
@@ -637,7 +636,6 @@ class ReferenceCache:
 # ---------------------------------------------------------------------------------- oracle
 
 
-@register
 class MLPOracle(Oracle):
     """Relaxed energy and formation energy with a machine-learned interatomic potential.
 
@@ -965,9 +963,13 @@ class MLPOracle(Oracle):
         }
 
 
-# The universal potentials as MD calculators (``md`` oracle: ``engine: ase, calculator: chgnet``);
-# each MD run gets a fresh calculator, not the relaxation oracle's shared one.
-register_calculator(
-    "chgnet", lambda: _load_chgnet(resolve_device(), stress_on_request=True).calculator
-)
-register_calculator("7net-0", lambda: _load_sevennet(resolve_device()).calculator)
+def chgnet_calculator() -> Calculator:
+    """CHGNet 0.3.0 as an MD calculator (``md`` oracle: ``engine: ase, calculator: chgnet``,
+    an ``amloop.calculators`` entry point); each MD run gets a fresh one, not the relaxation
+    oracle's shared one."""
+    return _load_chgnet(resolve_device(), stress_on_request=True).calculator
+
+
+def sevennet_calculator() -> Calculator:
+    """SevenNet 7net-0 as an MD calculator (``calculator: 7net-0``; the ``sevennet`` extra)."""
+    return _load_sevennet(resolve_device()).calculator

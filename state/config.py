@@ -24,8 +24,8 @@ from pydantic import (
     model_validator,
 )
 
-from state.composition import CompositionError, check_elements
-from state.units import PROPERTY_DIMENSIONS, UnitError, canonical_unit
+from amloop.state.composition import CompositionError, check_elements
+from amloop.state.units import PROPERTY_DIMENSIONS, UnitError, canonical_unit
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -69,6 +69,11 @@ class ObjectiveConfig(_PropertyConfig):
     direction: Literal["maximize", "minimize"]
     target: float | None = None
     threshold: float | None = Field(None, description="reference point for hypervolume")
+
+    @property
+    def sign(self) -> float:
+        """+1 to maximise, -1 to minimise: ``sign * value`` is always to be maximised."""
+        return 1.0 if self.direction == "maximize" else -1.0
 
 
 class ConstraintConfig(_PropertyConfig):

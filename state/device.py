@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from state.settings import Settings
+from amloop.state.settings import Settings
 
 
 def resolve_device(spec: str | torch.device | None = None) -> torch.device:

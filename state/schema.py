@@ -11,12 +11,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymatgen.core import Structure
 
-from state.composition import formula as formula_of
-from state.structures import content_hash
+from amloop.state.composition import formula as formula_of
+from amloop.state.structures import content_hash
 
 CandidateOrigin = Literal["seed", "generated", "latent_opt", "local_search", "injected"]
 EvaluationStatus = Literal["pending", "running", "done", "failed"]
-CampaignStatus = Literal["created", "running", "paused", "finished", "failed"]
+CampaignStatus = Literal["created", "running", "paused", "interrupted", "finished", "failed"]
 LabRequestStatus = Literal["open", "fulfilled", "cancelled"]
 IterationPhase = Literal[
     "acquire", "generate", "filter", "evaluate", "record", "retrain", "done", "failed"

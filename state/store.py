@@ -22,9 +22,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from state.composition import formula
-from state.database import get_engine, migrate
-from state.models import (
+from amloop.state.composition import formula
+from amloop.state.database import get_engine, migrate
+from amloop.state.models import (
     ArtifactRow,
     CampaignRow,
     CandidateRow,
@@ -35,7 +35,7 @@ from state.models import (
     MeasurementRow,
     utcnow,
 )
-from state.schema import (
+from amloop.state.schema import (
     Artifact,
     CampaignRecord,
     CampaignStatus,
@@ -53,7 +53,7 @@ from state.schema import (
     Measurement,
     PropertyValue,
 )
-from state.structures import structure_from_json, structure_to_json
+from amloop.state.structures import structure_from_json, structure_to_json
 
 
 class CampaignNotFound(LookupError):

@@ -13,11 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ase.io import read as ase_read
 from pymatgen.core import Structure
-from pymatgen.io.ase import AseAtomsAdaptor
 
-from state.memo import BoundedMemo
+from amloop.state.memo import BoundedMemo
 
 #: Fractional coordinates are rounded to this many decimals for hashing (1e-4 of a cell vector).
 HASH_FRAC_DECIMALS = 4
@@ -88,6 +86,13 @@ class StructureFileError(ValueError):
     """A structure file that is missing or that no reader understands."""
 
 
+def closest_distance(structure: Structure, search_radius: float = 4.0) -> float:
+    """Shortest interatomic distance (Å), periodic images (an atom's own included) counted;
+    ``inf`` when no pair lies within ``search_radius`` (Å)."""
+    _, _, _, distances = structure.get_neighbor_list(search_radius, exclude_self=True)
+    return float(distances.min()) if distances.size else float("inf")
+
+
 def read_structures(path: Path) -> list[Structure]:
     """Read every structure in a CIF, POSCAR, extxyz (all frames) or other ASE-readable file.
 
@@ -103,6 +108,9 @@ def read_structures(path: Path) -> list[Structure]:
             with warnings.catch_warnings():  # pymatgen's notice that it snapped coordinates
                 warnings.filterwarnings("ignore", message="Issues encountered while parsing CIF")
                 return [Structure.from_file(path)]
+        from ase.io import read as ase_read  # ASE's readers: imported by the command that reads
+        from pymatgen.io.ase import AseAtomsAdaptor
+
         frames = ase_read(path, index=":")
         return [AseAtomsAdaptor.get_structure(atoms) for atoms in frames]
     except Exception as exc:  # pymatgen and ASE raise many types for unreadable files

@@ -1,8 +1,10 @@
 """Units of the properties amloop stores, and conversion of user-given units to them.
 
 Every property is stored in one canonical unit (eV, Å, GPa, K, cm²/s, ...). Values that arrive
-in another unit (experimental measurements, user files) are converted with the table below;
-an unknown unit, or one of the wrong dimension, is an error rather than a silent guess.
+in another unit (experimental measurements, user files, an engine's output such as LAMMPS's bar)
+are converted with the table below, the one place for conversion factors; physical constants
+come from one set, ASE's (:mod:`ase.units`). An unknown unit, or one of the wrong dimension, is
+an error rather than a silent guess.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ase import units as ase_units
 from pymatgen.core import Element
 
 
@@ -46,16 +49,16 @@ UNITS: dict[str, UnitSpec] = {
     "pa": UnitSpec("pressure", 1e-9),
     "bar": UnitSpec("pressure", 1e-4),
     "kbar": UnitSpec("pressure", 0.1),
-    "ev/å^3": UnitSpec("pressure", 160.21766208),
+    "ev/å^3": UnitSpec("pressure", 1.0 / ase_units.GPa),
     # energies per atom
     "ev/atom": UnitSpec("energy_per_atom", 1.0),
     "mev/atom": UnitSpec("energy_per_atom", 1e-3),
-    "kj/mol": UnitSpec("energy_per_atom", 1.0 / 96.48533212),
-    "kcal/mol": UnitSpec("energy_per_atom", 1.0 / 23.060547830619),
+    "kj/mol": UnitSpec("energy_per_atom", ase_units.kJ / ase_units.mol),
+    "kcal/mol": UnitSpec("energy_per_atom", ase_units.kcal / ase_units.mol),
     # energies
     "ev": UnitSpec("energy", 1.0),
     "mev": UnitSpec("energy", 1e-3),
-    "j": UnitSpec("energy", 1.0 / 1.602176634e-19),
+    "j": UnitSpec("energy", ase_units.J),
     # diffusivity
     "cm^2/s": UnitSpec("diffusivity", 1.0),
     "m^2/s": UnitSpec("diffusivity", 1e4),
@@ -92,7 +95,7 @@ UNITS: dict[str, UnitSpec] = {
 #: before the case-folded table above.
 CASED_UNITS: dict[str, UnitSpec] = {
     "Mbar": UnitSpec("pressure", 100.0),
-    "mbar": UnitSpec("pressure", 1e-13),
+    "mbar": UnitSpec("pressure", 1e-7),
     "MeV": UnitSpec("energy", 1e6),
     "meV": UnitSpec("energy", 1e-3),
     "MeV/atom": UnitSpec("energy_per_atom", 1e6),
@@ -138,6 +141,19 @@ def normalise_unit(unit: str) -> str:
 def lookup_unit(unit: str) -> UnitSpec | None:
     """The spec of ``unit``: case-sensitive spellings first, then the case-folded table."""
     return CASED_UNITS.get(unit.strip()) or UNITS.get(normalise_unit(unit))
+
+
+def unit_factor(unit: str) -> float:
+    """Multiplier from ``unit`` to its dimension's canonical unit (``"bar"`` -> 1e-4 GPa,
+    ``"Å^2/ps"`` -> 1e-4 cm²/s); for units with an offset (°C) use :func:`to_canonical`.
+
+    Raises:
+        UnitError: ``unit`` is not in the table, or has an offset.
+    """
+    spec = lookup_unit(unit)
+    if spec is None or spec.offset:
+        raise UnitError(f"'{unit}' is not a unit with a plain conversion factor")
+    return spec.scale
 
 
 def _accepted_units(dimension: str) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import URL, make_url
 
-from state.database import dispose_engines
+from amloop.state.database import dispose_engines
 
 POSTGRES_URL_ENV = "AMLOOP_TEST_POSTGRES_URL"
 

@@ -9,9 +9,9 @@ import pytest
 from ase.build import bulk
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from oracles.registry import oracle_from_config, oracle_types
-from state.config import load_config
-from state.schema import Candidate
+from amloop.oracles.registry import oracle_from_config, oracle_types
+from amloop.state.config import load_config
+from amloop.state.schema import Candidate
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 
@@ -25,7 +25,9 @@ def test_example_campaign_is_valid_and_its_oracles_build(path):
 
 
 def test_guide_oracle_example_gives_the_emt_bulk_modulus_of_copper():
-    spec = importlib.util.spec_from_file_location("emt_oracle", EXAMPLES / "emt_oracle.py")
+    spec = importlib.util.spec_from_file_location(
+        "emt_oracle", EXAMPLES / "emt_plugin" / "emt_oracle.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

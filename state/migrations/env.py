@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
-from state.models import Base
+from amloop.state.models import Base
 
 engine = context.config.attributes["engine"]
 

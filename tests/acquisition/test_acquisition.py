@@ -11,18 +11,18 @@ import numpy as np
 import pytest
 from pymatgen.core import Structure
 
-from acquisition import features
-from acquisition.features import build_training_set, structure_pdm
-from acquisition.propose import propose
-from acquisition.surrogate import HyperparameterReuse, fit_surrogate
-from generator.data import read_training_data
-from generator.pdm import pdm
-from generator.solid_solution import random_solid_solution
-from state.config import CampaignConfig
-from state.database import dispose_engines
-from state.memo import BoundedMemo
-from state.schema import Candidate, Evaluation, Measurement, PropertyValue
-from state.store import CampaignStore
+from amloop.acquisition import features
+from amloop.acquisition.features import build_training_set, structure_pdm
+from amloop.acquisition.propose import propose
+from amloop.acquisition.surrogate import HyperparameterReuse, fit_surrogate
+from amloop.generator.data import read_training_data
+from amloop.generator.pdm import pdm
+from amloop.generator.solid_solution import random_solid_solution
+from amloop.state.config import CampaignConfig
+from amloop.state.database import dispose_engines
+from amloop.state.memo import BoundedMemo
+from amloop.state.schema import Candidate, Evaluation, Measurement, PropertyValue
+from amloop.state.store import CampaignStore
 
 DATA = Path(__file__).parents[1] / "data" / "nifecr_relaxed.extxyz"
 ELEMENTS = ["Ni", "Fe", "Cr"]

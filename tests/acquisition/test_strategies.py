@@ -14,15 +14,15 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pymatgen.core import Lattice, Structure
 
-from acquisition.constraints import SearchSpace
-from acquisition.features import ObjectiveData, TrainingSet
-from acquisition.fidelity import choose_oracles, oracle_sources
-from acquisition.propose import propose_from_training
-from acquisition.surrogate import fit_surrogate, subsample
-from generator.pdm import pair_indices, pair_labels
-from state.config import CampaignConfig, ConstraintConfig
-from state.schema import Candidate, Cost, Evaluation, PropertyValue
-from state.store import CampaignStore
+from amloop.acquisition.constraints import SearchSpace
+from amloop.acquisition.features import ObjectiveData, TrainingSet
+from amloop.acquisition.fidelity import choose_oracles, oracle_sources
+from amloop.acquisition.propose import propose_from_training
+from amloop.acquisition.surrogate import fit_surrogate, subsample
+from amloop.generator.pdm import pair_indices, pair_labels
+from amloop.state.config import CampaignConfig, ConstraintConfig
+from amloop.state.schema import Candidate, Cost, Evaluation, PropertyValue
+from amloop.state.store import CampaignStore
 
 torch.set_num_threads(1)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from state.schema import Evaluation, PropertyValue
+from amloop.state.schema import Evaluation, PropertyValue
 
 PATH = Path(__file__).parents[2] / "benchmarks" / "discovery.py"
 

@@ -20,11 +20,11 @@ from ase.io import write
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from generator.push_apart import push_apart
-from generator.solid_solution import composition_grid, random_solid_solution
-from oracles.base import OracleFailed
-from oracles.lammps import LammpsOracle
-from state.composition import atom_counts
+from amloop.generator.push_apart import push_apart
+from amloop.generator.solid_solution import composition_grid, random_solid_solution
+from amloop.oracles.base import OracleFailed
+from amloop.oracles.lammps import LammpsOracle
+from amloop.state.composition import atom_counts
 
 OUTPUT = Path(__file__).with_name("nifecr_relaxed.extxyz")
 ELEMENTS = ("Ni", "Fe", "Cr")

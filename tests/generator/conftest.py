@@ -13,10 +13,10 @@ import pytest
 import torch
 from pymatgen.core import Structure
 
-from generator.cdvae import CondCDVAE
-from generator.config import CondCDVAEConfig
-from generator.data import read_training_data
-from generator.train import TrainingHistory
+from amloop.generator.cdvae import CondCDVAE
+from amloop.generator.config import CondCDVAEConfig
+from amloop.generator.data import read_training_data
+from amloop.generator.train import TrainingHistory
 
 DATA = Path(__file__).parents[1] / "data" / "nifecr_relaxed.extxyz"
 PROPERTIES = ("bulk_modulus", "energy_per_atom")

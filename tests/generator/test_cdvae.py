@@ -11,14 +11,13 @@ import pytest
 import torch
 from pymatgen.core import Structure
 
-from generator.cdvae import HPARAMS_FILE, WEIGHTS_FILE, CondCDVAE
-from generator.config import CondCDVAEConfig
-from generator.push_apart import min_pair_distance
-from generator.sample import Condition
-from generator.solid_solution import random_solid_solution
-from state.composition import atom_counts
-from state.device import resolve_device
-from state.structures import content_hash
+from amloop.generator.cdvae import HPARAMS_FILE, WEIGHTS_FILE, CondCDVAE
+from amloop.generator.config import CondCDVAEConfig
+from amloop.generator.sample import Condition
+from amloop.generator.solid_solution import random_solid_solution
+from amloop.state.composition import atom_counts
+from amloop.state.device import resolve_device
+from amloop.state.structures import closest_distance, content_hash
 
 NIFECR = {"Ni": 0.5, "Fe": 0.3, "Cr": 0.2}
 
@@ -58,7 +57,7 @@ def test_samples_have_exact_composition_and_no_close_atoms(trained) -> None:
         structure = candidate.structure
         expected = atom_counts(dict(condition.composition), condition.n_atoms or 0)
         assert {el.symbol: int(n) for el, n in structure.composition.items()} == expected
-        assert min_pair_distance(structure) >= generator.config.min_distance
+        assert closest_distance(structure) >= generator.config.min_distance
         assert candidate.origin == "generated"
         assert candidate.pdm_target == (
             None if condition.pdm_target is None else pytest.approx(target)
@@ -219,7 +218,7 @@ def test_train_and_sample_on_cuda(nifecr, tmp_path: Path) -> None:
         [Condition(NIFECR, n_atoms=64), Condition(NIFECR, n_atoms=256)], 2, seed=1
     )
     for candidate in candidates:
-        assert min_pair_distance(candidate.structure) >= generator.config.min_distance
+        assert closest_distance(candidate.structure) >= generator.config.min_distance
     reloaded = CondCDVAE.load(tmp_path, device="cuda")
     again = reloaded.sample(
         [Condition(NIFECR, n_atoms=64), Condition(NIFECR, n_atoms=256)], 2, seed=1

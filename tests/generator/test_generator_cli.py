@@ -7,7 +7,7 @@ from pathlib import Path
 from ase.io import read as ase_read
 from typer.testing import CliRunner
 
-from loop.cli import app
+from amloop.loop.cli import app
 
 DATA = Path(__file__).parents[1] / "data" / "nifecr_relaxed.extxyz"
 

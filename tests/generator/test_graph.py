@@ -9,8 +9,8 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-import generator.graph as graph_module
-from generator.graph import (
+import amloop.generator.graph as graph_module
+from amloop.generator.graph import (
     lattice_from_parameters,
     lattice_parameters,
     min_image_vector,

@@ -10,11 +10,11 @@ from scipy import special
 from scipy.spatial.transform import Rotation
 from torch_geometric.nn.models.dimenet import SphericalBasisLayer
 
-from generator.config import CondCDVAEConfig
-from generator.data import CrystalBatch, DataSpec, featurise
-from generator.encoder import SphericalBasis
-from generator.model import CondCDVAEModel, denoises_types
-from generator.phase import classify_phase
+from amloop.generator.config import CondCDVAEConfig
+from amloop.generator.data import CrystalBatch, DataSpec, featurise
+from amloop.generator.encoder import SphericalBasis
+from amloop.generator.model import CondCDVAEModel, denoises_types
+from amloop.generator.phase import classify_phase
 
 
 def test_spherical_basis_matches_pyg_layer() -> None:

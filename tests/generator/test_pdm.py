@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from generator.pdm import (
+from amloop.generator.pdm import (
     RADII_SHELL_FACTOR,
     closest_pair_distances,
     coordination_matrix,
@@ -19,7 +19,7 @@ from generator.pdm import (
     radii_cutoffs,
     shell_cutoffs,
 )
-from generator.solid_solution import random_solid_solution
+from amloop.generator.solid_solution import random_solid_solution
 
 FCC_SITES = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from generator.pdm import pdm, radii_cutoffs, shell_cutoffs
-from generator.pdm_ordering import match_pdm
-from generator.solid_solution import random_solid_solution
+from amloop.generator.pdm import pdm, radii_cutoffs, shell_cutoffs
+from amloop.generator.pdm_ordering import match_pdm
+from amloop.generator.solid_solution import random_solid_solution
 
 
 def b2_supercell() -> Structure:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from generator.phase import classify_phase
-from generator.solid_solution import random_solid_solution
+from amloop.generator.phase import classify_phase
+from amloop.generator.solid_solution import random_solid_solution
 
 
 @pytest.mark.parametrize("kind", ["fcc", "bcc", "hcp"])

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from generator.push_apart import PushApartError, min_pair_distance, push_apart
+from amloop.generator.push_apart import PushApartError, push_apart
+from amloop.state.structures import closest_distance
 
 
 @pytest.mark.parametrize("n", [16, 64, 256])
@@ -15,9 +16,9 @@ def test_random_points_are_separated(n: int) -> None:
     edge = (n * 11.5) ** (1 / 3)
     species = rng.choice(["Ni", "Fe", "Cr"], size=n).tolist()
     crowded = Structure(Lattice.cubic(edge), species, rng.random((n, 3)))
-    assert min_pair_distance(crowded) < 1.0
+    assert closest_distance(crowded) < 1.0
     separated = push_apart(crowded, 2.0)
-    assert min_pair_distance(separated) >= 2.0
+    assert closest_distance(separated) >= 2.0
     assert separated.composition == crowded.composition
     assert separated.lattice == crowded.lattice
     assert np.all((separated.frac_coords >= 0) & (separated.frac_coords < 1))
@@ -26,7 +27,7 @@ def test_random_points_are_separated(n: int) -> None:
 def test_coincident_atoms_and_periodic_images() -> None:
     lattice = Lattice.orthorhombic(4.0, 5.0, 6.0)
     structure = Structure(lattice, ["Ni", "Fe", "Cr"], [[0, 0, 0], [0, 0, 0], [0.99, 0.0, 0.0]])
-    assert min_pair_distance(push_apart(structure, 1.5)) >= 1.5
+    assert closest_distance(push_apart(structure, 1.5)) >= 1.5
 
 
 def test_well_separated_structure_is_unchanged() -> None:

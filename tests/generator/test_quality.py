@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from generator.quality import (
+from amloop.generator.quality import (
     SetDescriptors,
     angle_grid,
     cluster_fingerprint,
@@ -23,10 +23,10 @@ from generator.quality import (
     structure_rdfs,
     warren_cowley,
 )
-from generator.quality_gate import QualityGate
-from generator.solid_solution import random_solid_solution
-from oracles.md import LammpsEngine, MeltQuench, melt_quench
-from state.config import QualityGateConfig
+from amloop.generator.quality_gate import QualityGate
+from amloop.generator.solid_solution import random_solid_solution
+from amloop.oracles.md import LammpsEngine, MeltQuench, melt_quench
+from amloop.state.config import QualityGateConfig
 
 CU_ZR = {"Cu": 0.5, "Zr": 0.5}
 

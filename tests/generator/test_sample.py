@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from generator.graph import cart_to_frac, frac_to_cart
-from generator.sample import _denoised, _reorder_level
+from amloop.generator.graph import cart_to_frac, frac_to_cart
+from amloop.generator.sample import _denoised, _reorder_level
 
 
 class ExactScore:

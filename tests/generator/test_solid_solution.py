@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from generator.pdm import pdm
-from generator.solid_solution import (
+from amloop.generator.pdm import pdm
+from amloop.generator.solid_solution import (
     composition_grid,
     mean_metallic_radius,
     random_solid_solution,
     snap_to_lattice,
     supercell_shape,
 )
-from state.composition import atom_counts
+from amloop.state.composition import atom_counts
 
 
 @pytest.mark.parametrize(

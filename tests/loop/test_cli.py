@@ -11,11 +11,11 @@ from pymatgen.core import Lattice, Structure
 from rich.console import Console
 from typer.testing import CliRunner
 
-from loop.cli import app
-from state.database import dispose_engines
-from state.schema import Candidate, Cost, Evaluation, PropertyValue
-from state.settings import Settings
-from state.store import CampaignStore
+from amloop.loop.cli import app
+from amloop.state.database import dispose_engines
+from amloop.state.schema import Candidate, Cost, Evaluation, PropertyValue
+from amloop.state.settings import Settings
+from amloop.state.store import CampaignStore
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "nifecr.yaml"
@@ -27,7 +27,7 @@ def cli(tmp_path, monkeypatch):
     monkeypatch.setenv("AMLOOP_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("AMLOOP_DATABASE_URL", raising=False)
     monkeypatch.delenv("AMLOOP_CAMPAIGN", raising=False)
-    monkeypatch.setattr("loop.cli.console", Console(width=250))
+    monkeypatch.setattr("amloop.loop.cli.console", Console(width=250))
     runner = CliRunner()
 
     def invoke(*args: str):
@@ -50,6 +50,33 @@ def test_init_creates_campaign_folder_store_and_current_pointer(cli, tmp_path):
     assert (folder / "campaign.db").is_file()
     assert (folder / "config.yaml").is_file()
     assert (tmp_path / "home" / "CURRENT").read_text().strip() == "nifecr"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"potential": "NoSuch.meam"}, "NoSuch.meam"),
+        ({"elements": ["Ni", "Fe", "Cr", "Zr"]}, "has no parameters for Zr"),
+    ],
+    ids=["missing-potential-file", "element-not-covered"],
+)
+def test_init_refuses_an_oracle_that_cannot_work_before_writing_anything(
+    cli, tmp_path, change, message
+):
+    import yaml
+
+    data = yaml.safe_load(EXAMPLE.read_text())
+    if "potential" in change:
+        data["oracles"][0]["options"]["potential"] = change["potential"]
+    else:
+        data["elements"] = change["elements"]
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump(data))
+    result = cli("init", str(config))
+    assert result.exit_code == 1
+    assert message in result.output and "oracles.0" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "home" / data["name"]).exists()
 
 
 def test_second_init_of_same_name_is_refused(cli):

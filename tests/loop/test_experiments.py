@@ -10,13 +10,13 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from acquisition.features import MEASUREMENT_FIDELITY, build_training_set
-from loop.cli import app
-from oracles.registry import oracle_types
-from state.config import load_config
-from state.database import dispose_engines
-from state.settings import Settings
-from state.store import CampaignStore
+from amloop.acquisition.features import MEASUREMENT_FIDELITY, build_training_set
+from amloop.loop.cli import app
+from amloop.oracles.registry import oracle_types
+from amloop.state.config import load_config
+from amloop.state.database import dispose_engines
+from amloop.state.settings import Settings
+from amloop.state.store import CampaignStore
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 GROUP_1 = "Fe8.74Co8.23Ni8.26Mo6.93B5.87O61.98"
@@ -26,7 +26,7 @@ GROUP_1 = "Fe8.74Co8.23Ni8.26Mo6.93B5.87O61.98"
 def cli(tmp_path, monkeypatch):
     monkeypatch.setenv("AMLOOP_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("AMLOOP_DATABASE_URL", raising=False)
-    monkeypatch.setattr("loop.cli.console", Console(width=250))
+    monkeypatch.setattr("amloop.loop.cli.console", Console(width=250))
     runner = CliRunner()
 
     def invoke(*args: str):

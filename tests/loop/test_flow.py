@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from loop.campaigns import init_campaign
-from loop.flows import RunLimits, run_campaign
-from loop.report import write_report
-from loop.steps import GATE_ORACLE
-from state.database import dispose_engines
-from state.settings import Settings
-from state.store import CampaignStore
+from amloop.loop.campaigns import init_campaign
+from amloop.loop.flows import RunLimits, run_campaign
+from amloop.loop.report import write_report
+from amloop.loop.steps import GATE_ORACLE
+from amloop.state.database import dispose_engines
+from amloop.state.settings import Settings
+from amloop.state.store import CampaignStore
 
 CONFIG = Path(__file__).parents[1] / "data" / "loop_nifecr.yaml"
 REPO = Path(__file__).parents[2]
@@ -128,17 +128,21 @@ def test_report_of_the_campaign(finished_campaign, tmp_path):
 
 def _amloop(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "loop", *args],
+        [sys.executable, "-m", "amloop", *args],
         cwd=REPO,
         env=env,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
 
 
-@pytest.mark.parametrize("trial", range(CRASH_TRIALS))
-def test_kill_9_at_a_random_moment_then_resume(trial, finished_campaign, tmp_path, prefect_api_url):
+def _start_and_signal(
+    trial: int, signum: signal.Signals, finished_campaign, tmp_path: Path, prefect_api_url: str
+) -> tuple[subprocess.Popen[bytes], dict[str, str], float]:
+    """Start ``amloop run`` and, once its store exists, send ``signum`` to its process group
+    (as a terminal's Ctrl-C does) somewhere in seeding, generation, training, an oracle call
+    or a database write; returns the process, its environment and when the signal went."""
     handle, _, elapsed = finished_campaign
     env = {
         **os.environ,
@@ -147,16 +151,19 @@ def test_kill_9_at_a_random_moment_then_resume(trial, finished_campaign, tmp_pat
         "OMP_NUM_THREADS": "1",
     }
     run = _amloop("run", str(CONFIG), env=env)
-    # the subprocess needs seconds to import (more on a loaded machine); once its store exists,
-    # kill it somewhere in seeding, generation, training, an oracle call or a database write
+    # the subprocess needs seconds to import (more on a loaded machine)
     store_file = tmp_path / "home" / handle.name / "campaign.db"
     deadline = time.monotonic() + 300
     while not store_file.is_file() and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert store_file.is_file(), "amloop run did not create the campaign"
     time.sleep(random.Random(trial).uniform(0.0, elapsed))
-    os.killpg(run.pid, signal.SIGKILL)
-    run.wait()
+    os.killpg(run.pid, signum)
+    return run, env, time.monotonic()
+
+
+def _resume_gives_the_uninterrupted_records(finished_campaign, env, tmp_path) -> None:
+    handle = finished_campaign[0]
     resume = _amloop("resume", handle.name, env=env)
     _, stderr = resume.communicate(timeout=600)
     assert resume.returncode == 0, stderr.decode()[-3000:]
@@ -169,6 +176,52 @@ def test_kill_9_at_a_random_moment_then_resume(trial, finished_campaign, tmp_pat
             key,
             sorted(set(map(str, got[key])) ^ set(map(str, want[key]))),
         )
+
+
+@pytest.mark.parametrize("trial", range(CRASH_TRIALS))
+def test_kill_9_at_a_random_moment_then_resume(trial, finished_campaign, tmp_path, prefect_api_url):
+    run, env, _ = _start_and_signal(
+        trial, signal.SIGKILL, finished_campaign, tmp_path, prefect_api_url
+    )
+    run.wait()
+    _resume_gives_the_uninterrupted_records(finished_campaign, env, tmp_path)
+
+
+#: Seconds from Ctrl-C to exit: the loop's grace (4 s) plus ending children, on a loaded machine.
+CTRL_C_EXIT_S = 10.0
+
+
+@pytest.mark.parametrize("trial", range(CRASH_TRIALS))
+def test_ctrl_c_at_a_random_moment_then_resume(trial, finished_campaign, tmp_path, prefect_api_url):
+    """SIGINT to the whole process group: `amloop run` exits 130 within seconds with one line
+    saying how to resume, marks the campaign interrupted, leaves no process behind; `amloop
+    resume` then ends with exactly the records of the uninterrupted run."""
+    run, env, sent_at = _start_and_signal(
+        trial + 100, signal.SIGINT, finished_campaign, tmp_path, prefect_api_url
+    )
+    stdout, stderr = (b"", b"")
+    try:
+        stdout, stderr = run.communicate(timeout=60)
+    finally:
+        took = time.monotonic() - sent_at
+        run.kill()
+    handle = finished_campaign[0]
+    store = CampaignStore.open(
+        Settings(home=tmp_path / "home").database_url_for(handle.name), handle.name
+    )
+    if run.returncode == 0:  # the signal came after the run had finished
+        assert store.info().status == "finished"
+    else:
+        assert run.returncode == 130, stderr.decode()[-3000:]
+        assert took < CTRL_C_EXIT_S, took
+        assert f"amloop resume {handle.name}" in stdout.decode()
+        assert "Traceback" not in stderr.decode()
+        assert store.info().status == "interrupted"
+        assert store.events(kind="interrupted")
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):  # no child of `amloop run` outlived it
+        os.killpg(run.pid, 0)
+    _resume_gives_the_uninterrupted_records(finished_campaign, env, tmp_path)
 
 
 @pytest.mark.postgres

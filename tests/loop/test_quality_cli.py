@@ -12,10 +12,10 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 from typer.testing import CliRunner
 
-from generator.push_apart import push_apart
-from generator.solid_solution import random_solid_solution
-from loop import quality_cli
-from loop.quality_cli import quality_command
+from amloop.generator.push_apart import push_apart
+from amloop.generator.solid_solution import random_solid_solution
+from amloop.loop import quality_cli
+from amloop.loop.quality_cli import quality_command
 
 app = typer.Typer()
 app.command()(quality_command)

@@ -10,11 +10,11 @@ import pytest
 import yaml
 from matplotlib.image import imread
 
-from generator.solid_solution import random_solid_solution
-from loop.report import best_so_far, failure_reason, pareto_front, write_report
-from oracles.dos_descriptors import ORBITALS, ProjectedDos
-from state.config import parse_config
-from state.schema import (
+from amloop.generator.solid_solution import random_solid_solution
+from amloop.loop.report import best_so_far, failure_reason, pareto_front, write_report
+from amloop.oracles.dos_descriptors import ORBITALS, ProjectedDos
+from amloop.state.config import parse_config
+from amloop.state.schema import (
     Artifact,
     Candidate,
     Cost,
@@ -22,7 +22,7 @@ from state.schema import (
     Measurement,
     PropertyValue,
 )
-from state.store import CampaignStore
+from amloop.state.store import CampaignStore
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"

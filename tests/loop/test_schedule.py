@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import yaml
 
-from generator.solid_solution import random_solid_solution
-from loop.campaigns import init_campaign
-from loop.schedule import Halves, run_iterations
-from loop.steps import CampaignRun, data_cutoff, finish_iteration
-from state.schema import Candidate, Evaluation, PropertyValue
-from state.settings import Settings
+from amloop.generator.solid_solution import random_solid_solution
+from amloop.loop.campaigns import init_campaign
+from amloop.loop.schedule import Halves, run_iterations
+from amloop.loop.steps import CampaignRun, data_cutoff, finish_iteration
+from amloop.state.schema import Candidate, Evaluation, PropertyValue
+from amloop.state.settings import Settings
 
 CONFIG = Path(__file__).parents[1] / "data" / "loop_nifecr.yaml"
 #: Seconds the overlap test waits for the next iteration to be prepared.

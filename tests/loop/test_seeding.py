@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loop.campaigns import init_campaign, resolve_campaign
-from loop.seeding import build_seed_set, make_structure, seed_plan
-from oracles.registry import oracle_from_config
-from state.database import dispose_engines
-from state.settings import Settings
-from state.structures import content_hash
+from amloop.loop.campaigns import init_campaign, resolve_campaign
+from amloop.loop.seeding import build_seed_set, make_structure, seed_plan
+from amloop.oracles.registry import oracle_from_config
+from amloop.state.database import dispose_engines
+from amloop.state.settings import Settings
+from amloop.state.structures import content_hash
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,7 +82,7 @@ def test_seed_build_stops_cleanly_at_the_call_cap(tmp_path):
 def test_seed_killed_with_sigkill_resumes_without_duplicates(tmp_path):
     config = _config_file(tmp_path)
     env = {**os.environ, "AMLOOP_HOME": str(tmp_path / "home")}
-    amloop = [sys.executable, "-m", "loop"]
+    amloop = [sys.executable, "-m", "amloop"]
     subprocess.run([*amloop, "init", str(config)], env=env, check=True, capture_output=True)
     command = [*amloop, "seed", "--n", "8", "--orderings", "2"]
     writer = subprocess.Popen(
@@ -144,8 +144,8 @@ def test_amorphous_seed_cells_are_melt_quenched_and_scored(tmp_path):
 def test_failed_seed_recipes_are_replaced_by_the_next_ones_of_the_plan(handle, monkeypatch):
     """Two of the first three melt-quench-like builds fail: ``steps.seed`` tries further recipes
     of the same plan until three seed structures are scored, without retrying a failed one."""
-    from loop import seeding, steps
-    from oracles.base import OracleFailed
+    from amloop.loop import seeding, steps
+    from amloop.oracles.base import OracleFailed
 
     real = seeding.make_structure
     attempts: list[str] = []

@@ -10,17 +10,17 @@ import torch
 import yaml
 from pymatgen.core import Structure
 
-from acquisition.propose import Proposal
-from generator.cdvae import CondCDVAE
-from generator.data import DataSpec
-from generator.solid_solution import (
+from amloop.acquisition.propose import Proposal
+from amloop.generator.cdvae import CondCDVAE
+from amloop.generator.data import DataSpec
+from amloop.generator.solid_solution import (
     mean_metallic_radius,
     random_solid_solution,
     supercell_shape,
     two_atom_cell,
 )
-from loop.campaigns import init_campaign
-from loop.steps import (
+from amloop.loop.campaigns import init_campaign
+from amloop.loop.steps import (
     CampaignRun,
     EvaluationTask,
     ensure_generator,
@@ -31,8 +31,8 @@ from loop.steps import (
     stop_reason,
     training_pairs,
 )
-from state.schema import Candidate, Cost, Evaluation, PropertyValue
-from state.settings import Settings
+from amloop.state.schema import Candidate, Cost, Evaluation, PropertyValue
+from amloop.state.settings import Settings
 
 CONFIG = Path(__file__).parents[1] / "data" / "loop_nifecr.yaml"
 
@@ -171,10 +171,10 @@ def test_dft_pdos_is_stored_as_an_artifact_and_plotted(tmp_path, monkeypatch):
     and a figure of `amloop report`."""
     from pymatgen.core import Lattice, Structure
 
-    from loop.report import write_report
-    from loop.steps import evaluate
-    from oracles.base import OracleSetupError
-    from oracles.dft import probe_gpaw
+    from amloop.loop.report import write_report
+    from amloop.loop.steps import evaluate
+    from amloop.oracles.base import OracleSetupError
+    from amloop.oracles.dft import probe_gpaw
 
     try:
         probe_gpaw("/usr/bin/python3", "PBE")

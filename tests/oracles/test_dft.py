@@ -30,9 +30,9 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.electronic_structure.core import Orbital, OrbitalType, Spin
 from pymatgen.electronic_structure.dos import CompleteDos, Dos
 
-from oracles.base import OracleSetupError
-from oracles.dft import DftOracle, parse_magmoms, probe_gpaw
-from oracles.dos_descriptors import (
+from amloop.oracles.base import OracleSetupError
+from amloop.oracles.dft import DftOracle, parse_magmoms, probe_gpaw
+from amloop.oracles.dos_descriptors import (
     ORBITAL_GROUPS,
     ORBITALS,
     ProjectedDos,
@@ -41,8 +41,8 @@ from oracles.dos_descriptors import (
     integrate,
     read_vasprun,
 )
-from oracles.registry import create_oracle, oracle_types
-from state.schema import Candidate
+from amloop.oracles.registry import create_oracle, oracle_types
+from amloop.state.schema import Candidate
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from oracles.base import OracleFailed, OracleSetupError
-from oracles.lammps import (
+from amloop.oracles.base import OracleFailed, OracleSetupError
+from amloop.oracles.lammps import (
     LammpsOracle,
     lammps_cell,
     meam_library_entries,
@@ -31,8 +31,8 @@ from oracles.lammps import (
     resolve_potential_file,
     setfl_elements,
 )
-from oracles.registry import create_oracle, oracle_types
-from state.schema import Candidate
+from amloop.oracles.registry import create_oracle, oracle_types
+from amloop.state.schema import Candidate
 
 FCC = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
 

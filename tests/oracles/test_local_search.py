@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from oracles.lammps import LammpsOracle
-from oracles.local_search import local_search, swap_sites, unlike_pairs
+from amloop.oracles.lammps import LammpsOracle
+from amloop.oracles.local_search import local_search, swap_sites, unlike_pairs
 
 FCC = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
 

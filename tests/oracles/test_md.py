@@ -31,15 +31,15 @@ from ase.geometry.rdf import get_rdf
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from oracles.base import OracleFailed, OracleSetupError
-from oracles.diffusion import (
+from amloop.oracles.base import OracleFailed, OracleSetupError
+from amloop.oracles.diffusion import (
     arrhenius_fit,
     fit_diffusivities,
     mean_squared_displacement,
     remove_drift,
 )
-from oracles.lammps import load_mpi, resolve_potential_file
-from oracles.md import (
+from amloop.oracles.lammps import load_mpi, resolve_potential_file
+from amloop.oracles.md import (
     AseEngine,
     Deadline,
     LammpsEngine,
@@ -57,9 +57,9 @@ from oracles.md import (
     simulate,
     volume_search,
 )
-from oracles.registry import create_oracle, oracle_types
-from state.composition import atom_counts
-from state.schema import Candidate
+from amloop.oracles.registry import create_oracle, oracle_types
+from amloop.state.composition import atom_counts
+from amloop.state.schema import Candidate
 
 FCC = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
 #: D of liquid Cu_u3 at 1500 K and zero pressure in a 108-atom cell (cm²/s), see above.

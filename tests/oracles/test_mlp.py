@@ -20,11 +20,11 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 from typer.testing import CliRunner
 
-from loop.cli import app
-from oracles.base import OracleFailed, OracleSetupError
-from oracles.gates import check_min_distance, energy_gate
-from oracles.md import CALCULATORS, MDOracle
-from oracles.mlp import (
+from amloop.loop.cli import app
+from amloop.oracles.base import OracleFailed, OracleSetupError
+from amloop.oracles.gates import check_min_distance, energy_gate
+from amloop.oracles.md import MDOracle, named_calculator
+from amloop.oracles.mlp import (
     MATGL_FILES,
     Backend,
     MLPOracle,
@@ -32,8 +32,8 @@ from oracles.mlp import (
     reference_candidates,
     resolve_device,
 )
-from oracles.registry import create_oracle, oracle_types
-from state.schema import Candidate
+from amloop.oracles.registry import create_oracle, oracle_types
+from amloop.state.schema import Candidate
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad:UserWarning"),
@@ -138,7 +138,9 @@ def test_references_are_cached_on_disk(oracle, cache_dir, monkeypatch):
     key = ReferenceCache.key(oracle.backend.identity, "Cu")
     assert stored[key]["structure"].startswith("fcc Cu")
     ReferenceCache.clear_memory()
-    monkeypatch.setattr("oracles.mlp.reference_candidates", lambda symbol: pytest.fail("relaxed"))
+    monkeypatch.setattr(
+        "amloop.oracles.mlp.reference_candidates", lambda symbol: pytest.fail("relaxed")
+    )
     again = MLPOracle(device="cpu", cache_dir=str(cache_dir)).reference_energy("Cu")
     assert again.energy_per_atom == pytest.approx(stored[key]["energy_per_atom"])
 
@@ -445,7 +447,7 @@ def test_md_calculator_computes_the_stress_only_when_asked(oracle):
     """The MD CHGNet skips the stress pass at steps that need only forces, and agrees with the
     relaxation oracle's calculator on forces (eV/Å) and stress (eV/Å³)."""
     atoms = AseAtomsAdaptor.get_atoms(perturbed_nifecr())
-    md_calc = CALCULATORS["chgnet"]()
+    md_calc = named_calculator("chgnet")
     atoms.calc = md_calc
     forces = atoms.get_forces()
     assert "forces" in md_calc.results and "stress" not in md_calc.results

@@ -16,8 +16,8 @@ from typing import Any
 
 from pymatgen.core import Lattice, Structure
 
-from state.schema import Candidate, Cost, Evaluation, PropertyValue
-from state.store import CampaignStore
+from amloop.state.schema import Candidate, Cost, Evaluation, PropertyValue
+from amloop.state.store import CampaignStore
 
 ORACLE = "toy"
 FIDELITY = 0.5
@@ -90,8 +90,8 @@ def crash_writer(url: str, name: str, marker: str, n_committed: int, n_uncommitt
     that inserts ``n_uncommitted`` measurements and candidates and clobbers every evaluation."""
     from sqlalchemy import text, update
 
-    from state.models import CandidateRow, EvaluationRow, MeasurementRow, utcnow
-    from state.structures import structure_to_json
+    from amloop.state.models import CandidateRow, EvaluationRow, MeasurementRow, utcnow
+    from amloop.state.structures import structure_to_json
 
     store = CampaignStore.open(url, name)
     for k in range(n_committed):

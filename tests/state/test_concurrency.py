@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import text
 from store_helpers import ORACLE, SHARED_TAG, concurrent_writer, create_campaign, pair_structure
 
-from state.database import current_revision, dispose_engines, get_engine, head_revision
-from state.store import CampaignStore
-from state.structures import content_hash
+from amloop.state.database import current_revision, dispose_engines, get_engine, head_revision
+from amloop.state.store import CampaignStore
+from amloop.state.structures import content_hash
 
 N_WORKERS = 4
 N_OWN = 200

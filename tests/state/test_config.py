@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from state.config import CampaignConfig, ConfigError, load_config, parse_config
+from amloop.state.config import CampaignConfig, ConfigError, load_config, parse_config
 
 ORACLE_TYPES = ["lammps", "emt"]
 

@@ -19,9 +19,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from store_helpers import ORACLE, done_evaluation, pair_structure
 
-from state.database import dispose_engines
-from state.schema import Candidate
-from state.store import CampaignStore
+from amloop.state.database import dispose_engines
+from amloop.state.schema import Candidate
+from amloop.state.store import CampaignStore
 
 HELPER = Path(store_helpers.__file__)
 N_COMMITTED = 25

@@ -5,9 +5,15 @@ from __future__ import annotations
 import pytest
 from alembic import command
 
-from state.database import _alembic_config, current_revision, get_engine, head_revision, migrate
-from state.schema import LabRequest, Measurement
-from state.store import CampaignStore
+from amloop.state.database import (
+    _alembic_config,
+    current_revision,
+    get_engine,
+    head_revision,
+    migrate,
+)
+from amloop.state.schema import LabRequest, Measurement
+from amloop.state.store import CampaignStore
 
 GROUP_1 = {"Fe": 0.0874, "Co": 0.0823, "Ni": 0.0826, "Mo": 0.0693, "B": 0.0587, "O": 0.6197}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from state.memo import BoundedMemo
+from amloop.state.memo import BoundedMemo
 
 
 def test_values_are_computed_once_and_the_least_recently_used_is_dropped() -> None:

@@ -11,15 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymatgen.core import Element, Lattice, Structure
 
-from state.composition import CompositionError, parse_composition
-from state.structures import (
+from amloop.state.composition import CompositionError, parse_composition
+from amloop.state.structures import (
     HASH_FRAC_DECIMALS,
     content_hash,
     structure_digest,
     structure_from_json,
     structure_to_json,
 )
-from state.units import (
+from amloop.state.units import (
     PROPERTY_DIMENSIONS,
     UNITS,
     UnitError,

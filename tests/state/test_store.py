@@ -11,10 +11,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from store_helpers import FIDELITY, ORACLE, done_evaluation, pair_structure
 
-from state.database import current_revision, head_revision
-from state.models import MeasurementRow
-from state.schema import Artifact, Candidate, Cost, Evaluation, Measurement
-from state.store import CampaignExists, CampaignNotFound, CampaignStore, LockHeld
+from amloop.state.database import current_revision, head_revision
+from amloop.state.models import MeasurementRow
+from amloop.state.schema import Artifact, Candidate, Cost, Evaluation, Measurement
+from amloop.state.store import CampaignExists, CampaignNotFound, CampaignStore, LockHeld
 
 CONFIG = {"name": "test", "elements": ["Cr", "Fe", "Ni"]}
 

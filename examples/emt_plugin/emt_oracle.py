@@ -1,7 +1,7 @@
 """An amloop oracle around an ASE calculator (EMT): the example of docs/guide.md, "Adding an oracle".
 
-Importing this module registers the YAML type ``emt``; see the guide for how to make the
-``amloop`` command import it.
+A plugin distribution (``pip install examples/emt_plugin``): its ``amloop.oracles`` entry point
+makes the YAML type ``emt`` known to every amloop process, nothing to import by hand.
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ from ase.units import GPa
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from oracles.base import Oracle, OracleFailed, OracleResult, OracleSetupError
-from oracles.registry import register
-from state.schema import PropertyValue
+from amloop.oracles.base import Oracle, OracleFailed, OracleResult, OracleSetupError
+from amloop.state.schema import PropertyValue
 
 
-@register
 class EmtOracle(Oracle):
     """Relaxed energy (eV/atom) and bulk modulus (GPa, Birch-Murnaghan) with ASE's EMT.
 

@@ -1,0 +1,64 @@
+"""Run or resume a campaign's closed loop, without any display: what ``amloop run`` / ``resume``
+and the Python API (:class:`amloop.Campaign`) share."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from amloop.loop.campaigns import CampaignHandle
+from amloop.state.config import CampaignConfig
+from amloop.state.settings import Settings
+
+#: Event under which a run's limits are stored, so ``resume`` keeps them.
+RUN_LIMITS_EVENT = "run_limits"
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """Limits of one run that override the campaign's config (``None``: the config's)."""
+
+    max_iterations: int | None = None
+    core_hours: float | None = None
+
+    def apply(self, config: CampaignConfig) -> CampaignConfig:
+        """``config`` with these limits in place of its own."""
+        execution = config.execution.model_copy(
+            update={"max_iterations": self.max_iterations or config.execution.max_iterations}
+        )
+        budget = config.budget.model_copy(
+            update={"core_hours": self.core_hours or config.budget.core_hours}
+        )
+        return config.model_copy(update={"execution": execution, "budget": budget})
+
+
+def last_limits(handle: CampaignHandle) -> RunLimits:
+    """The limits of the campaign's last run (none recorded: the config's)."""
+    previous = handle.store().events(kind=RUN_LIMITS_EVENT)
+    payload = previous[-1].payload if previous else {}
+    return RunLimits(payload.get("max_iterations"), payload.get("core_hours"))
+
+
+def run_loop(handle: CampaignHandle, limits: RunLimits) -> str:
+    """Run (or resume) the campaign's loop until it should stop; returns why it stopped.
+
+    Raises:
+        amloop.state.store.LockHeld: another process runs the campaign.
+    """
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from amloop.loop.flows import run_campaign
+
+    store = handle.store()
+    store.log_event(
+        RUN_LIMITS_EVENT,
+        f"run limits: {limits.max_iterations or 'config'} iterations, "
+        f"{limits.core_hours or 'config'} core-h",
+        payload={"max_iterations": limits.max_iterations, "core_hours": limits.core_hours},
+    )
+    return run_campaign(
+        handle.database_url,
+        handle.name,
+        handle.directory,
+        limits,
+        stale_after_s=Settings().lock_stale_after_s,
+    )
