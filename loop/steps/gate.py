@@ -1,0 +1,131 @@
+"""The quality gate of an iteration: push-apart, closest pair, structure metrics and the seed-001 energy rule; every verdict stored."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from pymatgen.core import Structure
+
+from amloop.generator.quality_gate import QualityGate
+from amloop.loop.steps.calls import evaluate
+from amloop.loop.steps.run import GATE_ORACLE, CampaignRun, oracle_config
+from amloop.oracles.gates import energy_gate
+from amloop.state.schema import Candidate, Cost, Evaluation
+
+
+def gate(run: CampaignRun, index: int, candidates: Sequence[Candidate]) -> list[Candidate]:
+    """Apply the quality gate to the iteration's candidates; returns the survivors.
+
+    Each verdict is stored once as a ``quality_gate`` evaluation (``failed`` with the reason when
+    rejected). The structural checks of :class:`generator.quality_gate.QualityGate` (push-apart,
+    closest pair, RDF and motif distances to the seed set) come first; then, with
+    ``quality.energy_oracle`` set, that oracle scores the structure and
+    seed 001's energy rule applies: relaxed energy per atom at most the seed set's highest plus
+    ``max_energy_above_reference`` (and the unrelaxed energy at most 10 eV above it, per cell).
+    """
+    verdicts: dict[str, str] = {
+        e.candidate_hash: e.status
+        for e in run.store.evaluations(
+            oracle=GATE_ORACLE, candidates=[c.content_hash for c in candidates], structures=False
+        )
+    }
+    pending = [c for c in candidates if c.content_hash not in verdicts]
+    if pending:
+        structural = QualityGate.from_reference(
+            run.config.quality, [s for _, s in seed_structures(run)], elements=run.config.elements
+        )
+        reference = seed_energy_max(run)
+        for candidate in pending:
+            verdicts[candidate.content_hash] = _gate_one(
+                run, index, candidate, structural, reference
+            )
+    survivors = [c for c in candidates if verdicts.get(c.content_hash) == "done"]
+    run.store.update_iteration(
+        index,
+        phase="evaluate",
+        metadata={"gate": {"candidates": len(candidates), "passed": len(survivors)}},
+    )
+    return survivors
+
+
+def seed_energy_max(run: CampaignRun) -> float | None:
+    """Highest relaxed energy per atom (eV/atom) of the seed structures under the gate's energy
+    oracle, or ``None`` when there is no energy gate or no such value yet."""
+    name = run.config.quality.energy_oracle
+    if name is None or run.config.quality.max_energy_above_reference is None:
+        return None
+    seeds = [c.content_hash for c in run.store.candidates(origin="seed")]
+    energies = [
+        e.properties["energy_per_atom"].value
+        for e in run.store.evaluations(
+            oracle=name, status="done", candidates=seeds, structures=False
+        )
+        if "energy_per_atom" in e.properties
+    ]
+    return max(energies) if energies else None
+
+
+def seed_structures(run: CampaignRun) -> list[tuple[str, Structure]]:
+    """``(candidate hash, structure)`` of the seed set, relaxed where an oracle relaxed it."""
+    seeds = run.store.candidates(origin="seed")
+    relaxed = {
+        e.candidate_hash: e.relaxed_structure
+        for e in run.store.evaluations(status="done", candidates=[c.content_hash for c in seeds])
+        if e.relaxed_structure is not None
+    }
+    return [(c.content_hash, relaxed.get(c.content_hash) or c.structure) for c in seeds]
+
+
+def _gate_one(
+    run: CampaignRun,
+    index: int,
+    candidate: Candidate,
+    structural: QualityGate,
+    reference: float | None,
+) -> str:
+    quality = run.config.quality
+    cpu0 = time.process_time()
+    verdict = structural.check(candidate.structure)
+    reason = verdict.reason
+    metrics: dict[str, Any] = dict(verdict.metrics)
+    gate_cost = Cost(core_s=time.process_time() - cpu0)  # the energy oracle's call is its own
+    if reason is None and reference is not None and quality.energy_oracle is not None:
+        evaluation = evaluate(
+            run.store,
+            run.config,
+            oracle_config(run.config, quality.energy_oracle),
+            candidate.content_hash,
+            index,
+        )
+        if evaluation is None:
+            return "skipped"  # out of budget: decided on a later run
+        if evaluation.status != "done" or "energy_per_atom" not in evaluation.properties:
+            reason = f"energy oracle {quality.energy_oracle} failed: {evaluation.error}"
+        else:
+            relaxed = evaluation.properties["energy_per_atom"].value
+            raw = float(evaluation.provenance.get("raw_energy_per_atom_eV", relaxed))
+            threshold = reference + (quality.max_energy_above_reference or 0.0)
+            kept, why = energy_gate(
+                relaxed,
+                raw,
+                training_max_energy_per_atom=threshold,
+                natoms=len(candidate.structure),
+            )
+            metrics |= {"energy_per_atom_eV": relaxed, "threshold_eV_per_atom": threshold}
+            reason = None if kept else why
+    run.store.record_evaluation(
+        Evaluation(
+            candidate_hash=candidate.content_hash,
+            oracle=GATE_ORACLE,
+            fidelity=0.0,
+            status="failed" if reason else "done",
+            error=reason,
+            cost=gate_cost,
+            provenance=metrics,
+            iteration=index,
+            attempts=1,
+        )
+    )
+    return "failed" if reason else "done"

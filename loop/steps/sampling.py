@@ -1,0 +1,195 @@
+"""The generation step: sample for every proposal, latent-optimise the best known structures, carry lattice cells onto their parent lattice."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from typing import Literal
+
+import numpy as np
+from pymatgen.core import Structure
+
+from amloop.acquisition.propose import Proposal
+from amloop.generator.cdvae import CondCDVAE
+from amloop.generator.data import DataSpec
+from amloop.generator.pdm_ordering import match_pdm
+from amloop.generator.sample import Condition
+from amloop.generator.solid_solution import snap_to_lattice
+from amloop.loop.steps.run import CampaignRun, data_cutoff, iteration_seed
+from amloop.state.config import CampaignConfig
+from amloop.state.schema import Candidate
+
+
+def generate(
+    run: CampaignRun, index: int, proposals: Sequence[Proposal], model: CondCDVAE
+) -> list[Candidate]:
+    """Sample structures for every proposal and move the best known structures up the property
+    head (latent-space optimisation); all are stored as candidates of iteration ``index``."""
+    started = time.perf_counter()
+    settings = run.config.generator
+    seed = iteration_seed(run.config, index)
+    pdm_length = len(model.pdm_labels)
+    conditions = [
+        Condition(
+            composition=p.composition,
+            pdm_target=p.pdm_target
+            if p.pdm_target is not None and len(p.pdm_target) == pdm_length
+            else None,
+            n_atoms=run.config.cell.n_atoms,
+        )
+        for p in proposals
+    ]
+    # push apart to the gate's closest distance, so that passing structures need no change
+    model.config = replace(model.config, min_distance=run.config.quality.min_distance)
+    sweeps = (
+        model.config.pdm_swap_sweeps
+        if settings.pdm_swap_sweeps is None
+        else settings.pdm_swap_sweeps
+    )
+    # on a lattice the snap changes every atom's neighbours: the PDM is matched once, on the sites
+    model.config = replace(model.config, pdm_swap_sweeps=0 if snap_lattice(run.config) else sweeps)
+    sampled = model.sample(
+        conditions,
+        settings.samples_per_proposal,
+        seed=seed,
+        steps_per_level=settings.langevin_steps,
+    )
+    stored = []
+    for k, candidate in enumerate(sampled):
+        proposal = proposals[k // settings.samples_per_proposal]
+        candidate.iteration = index
+        candidate.provenance = {
+            "builder": "generator.sample",
+            "proposal_index": k // settings.samples_per_proposal,
+            "proposal": asdict(proposal),
+            "seed": seed,
+        }
+        target = conditions[k // settings.samples_per_proposal].pdm_target
+        on_sites = on_lattice(run.config, candidate, model.spec, target, sweeps)
+        stored.append(run.store.add_candidate(on_sites))
+    stored.extend(
+        run.store.add_candidate(on_lattice(run.config, candidate, model.spec))
+        for candidate in _latent_candidates(run, index, model, seed)
+    )
+    run.store.update_iteration(
+        index,
+        phase="filter",
+        metadata={"timings_s": {**timings(run, index), "generate": time.perf_counter() - started}},
+    )
+    return stored
+
+
+def timings(run: CampaignRun, index: int) -> dict[str, float]:
+    record = next(r for r in run.store.iterations() if r.index == index)
+    return dict(record.metadata.get("timings_s", {}))
+
+
+def _latent_candidates(
+    run: CampaignRun, index: int, model: CondCDVAE, seed: int
+) -> list[Candidate]:
+    settings = run.config.generator
+    objective = run.config.objectives[0]
+    if settings.latent_steps == 0 or objective.property not in model.spec.properties:
+        return []
+    starts = best_structures(
+        run, run.config.acquisition.batch_size, before_iteration=data_cutoff(run.config, index) + 1
+    )
+    if not starts:
+        return []
+    result = model.optimize_latent(
+        [structure for _, structure in starts],
+        property_name=objective.property,
+        goal=objective.direction,
+        decode_at=[settings.latent_steps],
+        seed=seed,
+        lr=settings.latent_lr,
+    )
+    stored = []
+    for step, candidates in result.candidates.items():
+        for candidate, (parent_hash, _) in zip(candidates, starts, strict=True):
+            candidate.iteration = index
+            candidate.parent_hash = parent_hash
+            candidate.provenance = {
+                "builder": "generator.optimize_latent",
+                "property": objective.property,
+                "goal": objective.direction,
+                "adam_steps": step,
+                "seed": seed,
+            }
+            stored.append(candidate)
+    return stored
+
+
+def snap_lattice(config: CampaignConfig) -> Literal["fcc", "bcc", "hcp"] | None:
+    """The parent lattice whose sites generated structures go onto (:func:`on_lattice`), or
+    ``None`` (an amorphous campaign, or ``generator.snap_to_lattice`` off)."""
+    kind = config.cell.lattice
+    return None if kind == "amorphous" or not config.generator.snap_to_lattice else kind
+
+
+def on_lattice(
+    config: CampaignConfig,
+    candidate: Candidate,
+    spec: DataSpec,
+    pdm_target: Sequence[float] | None = None,
+    sweeps: int = 0,
+) -> Candidate:
+    """``candidate`` with its atoms on the parent lattice's sites
+    (:func:`generator.solid_solution.snap_to_lattice`) in a lattice campaign with
+    ``generator.snap_to_lattice``; unchanged otherwise. The snap moves atoms, so their
+    neighbours change: with a ``pdm_target`` and ``sweeps > 0`` the elements are exchanged
+    between the sites towards it (:func:`generator.pdm_ordering.match_pdm` with the generator's
+    cutoffs ``spec.pdm_cutoffs``; the ideal sites need no contact limit), the only PDM matching
+    such a candidate gets (:func:`generate` skips the decoder-side one). The snap's RMS
+    displacement (Å) and the PDM error on the lattice (neighbours) go into the provenance."""
+    kind = snap_lattice(config)
+    if kind is None:
+        return candidate
+    snapped, rms = snap_to_lattice(candidate.structure, kind)
+    provenance = {**candidate.provenance, "snapped_to": kind, "snap_rms_A": rms}
+    if pdm_target is not None and sweeps > 0:
+        ordering = match_pdm(
+            snapped,
+            pdm_target,
+            spec.elements,
+            np.array(spec.pdm_cutoffs),
+            sweeps=sweeps,
+            seed=int(candidate.provenance.get("seed", 0)),
+        )
+        snapped = ordering.structure
+        provenance["pdm_error_on_lattice"] = ordering.error_after
+    fields = candidate.model_dump(exclude={"structure", "content_hash", "composition"})
+    fields["provenance"] = provenance
+    return Candidate(structure=snapped, **fields)
+
+
+def best_structures(
+    run: CampaignRun, n: int, *, before_iteration: int
+) -> list[tuple[str, Structure]]:
+    """``(candidate hash, relaxed structure)`` of the ``n`` best scored candidates for the first
+    objective among the seed set and iterations before ``before_iteration``: what an iteration
+    starts from must not depend on how far its own evaluations got before a crash."""
+    objective = run.config.objectives[0]
+    sign = objective.sign
+    scored = [
+        (sign * e.properties[objective.property].value, e)
+        for e in run.store.evaluations(status="done", structures=False)
+        if objective.property in e.properties
+    ]
+    scored.sort(key=lambda pair: pair[0], reverse=True)
+    chosen: dict[str, Structure] = {}
+    for _, evaluation in scored:
+        if evaluation.candidate_hash in chosen:
+            continue
+        candidate = run.store.candidate(evaluation.candidate_hash)
+        assert candidate is not None
+        if candidate.iteration is not None and candidate.iteration >= before_iteration:
+            continue
+        stored = run.store.evaluations(
+            oracle=evaluation.oracle, status="done", candidates=[evaluation.candidate_hash]
+        )[0]
+        chosen[evaluation.candidate_hash] = stored.relaxed_structure or candidate.structure
+        if len(chosen) == n:
+            break
+    return list(chosen.items())
