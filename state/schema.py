@@ -1,18 +1,47 @@
 """Records that cross module boundaries: what the store takes in and gives back.
 
-These are plain pydantic models; only :mod:`state.store` maps them to SQL rows.
+These are plain pydantic models; :mod:`amloop.state.records` reads them from the SQL rows
+(``from_attributes``): datetimes come back in UTC, stored structures as pymatgen ``Structure``.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 from pymatgen.core import Structure
 
 from amloop.state.composition import formula as formula_of
-from amloop.state.structures import content_hash
+from amloop.state.structures import content_hash, structure_from_json
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """SQLite gives naive datetimes back; everything amloop stores is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _stored_structure(value: Any) -> Any:
+    return structure_from_json(value) if isinstance(value, str) else value
+
+
+#: A datetime in UTC (a naive one, as SQLite returns it, is taken as UTC).
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+#: A structure, also given as its stored JSON text.
+StoredStructure = Annotated[Structure, BeforeValidator(_stored_structure)]
+#: A JSON object that may be stored as NULL.
+JsonObject = Annotated[dict[str, Any], BeforeValidator(lambda value: value or {})]
+#: Where a record's ``metadata`` is read from: the row's ``meta`` column (SQLAlchemy reserves
+#: ``metadata`` on its rows), else the keyword.
+METADATA_ALIASES = AliasChoices("meta", "metadata")
 
 CandidateOrigin = Literal["seed", "generated", "latent_opt", "local_search", "injected"]
 EvaluationStatus = Literal["pending", "running", "done", "failed"]
@@ -48,7 +77,7 @@ class PropertyValue(_Record):
 class Candidate(_Record):
     """A structure proposed for evaluation; unique per campaign by :attr:`content_hash`."""
 
-    structure: Structure
+    structure: StoredStructure
     origin: CandidateOrigin
     content_hash: str = ""
     composition: dict[str, float] = Field(default_factory=dict)
@@ -56,9 +85,9 @@ class Candidate(_Record):
     iteration: int | None = None
     generator_checkpoint: str | None = None  # sha256 of the generator Artifact
     parent_hash: str | None = None
-    provenance: dict[str, Any] = Field(default_factory=dict)  # builder, parameters, seed
+    provenance: JsonObject = Field(default_factory=dict)  # builder, parameters, seed
     id: int | None = None
-    created_at: datetime | None = None
+    created_at: UtcDatetime | None = None
 
     @model_validator(mode="after")
     def _derive(self) -> Candidate:
@@ -87,13 +116,13 @@ class Evaluation(_Record):
     error: str | None = None
     traceback: str | None = None
     attempts: int = Field(0, ge=0)
-    relaxed_structure: Structure | None = None
+    relaxed_structure: StoredStructure | None = None
     provenance: dict[str, Any] = Field(default_factory=dict)
     iteration: int | None = None
     id: int | None = None
-    created_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+    created_at: UtcDatetime | None = None
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
 
 
 class Measurement(_Record):
@@ -107,7 +136,7 @@ class Measurement(_Record):
     source: str
     raw_value: float
     raw_unit: str
-    structure: Structure | None = None
+    structure: StoredStructure | None = None
     candidate_hash: str | None = None
     method: str | None = None  # how it was measured, e.g. "LSV at 10 mA/cm2"
     request_id: int | None = None  # the lab request it answers, if any
@@ -116,7 +145,7 @@ class Measurement(_Record):
     source_row: int | None = None
     iteration: int = 0  # first loop iteration that can use it
     id: int | None = None
-    created_at: datetime | None = None
+    created_at: UtcDatetime | None = None
 
 
 class LabRequest(_Record):
@@ -136,8 +165,8 @@ class LabRequest(_Record):
     close_reason: str | None = None
     measurement_ids: list[int] = Field(default_factory=list)
     id: int | None = None
-    created_at: datetime | None = None
-    closed_at: datetime | None = None
+    created_at: UtcDatetime | None = None
+    closed_at: UtcDatetime | None = None
 
 
 class Artifact(_Record):
@@ -147,9 +176,9 @@ class Artifact(_Record):
     path: str
     sha256: str
     iteration: int | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict, validation_alias=METADATA_ALIASES)
     id: int | None = None
-    created_at: datetime | None = None
+    created_at: UtcDatetime | None = None
 
 
 class Event(_Record):
@@ -160,7 +189,7 @@ class Event(_Record):
     payload: dict[str, Any] = Field(default_factory=dict)
     iteration: int | None = None
     id: int | None = None
-    created_at: datetime | None = None
+    created_at: UtcDatetime | None = None
 
 
 class IterationRecord(_Record):
@@ -168,18 +197,18 @@ class IterationRecord(_Record):
 
     index: int = Field(ge=0)
     phase: IterationPhase = "acquire"
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict, validation_alias=METADATA_ALIASES)
     training_cost: Cost = Field(default_factory=Cost)
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
 
 
 class LockInfo(_Record):
     """Who drives a campaign, and their last heartbeat."""
 
     owner: str
-    acquired_at: datetime
-    heartbeat_at: datetime
+    acquired_at: UtcDatetime
+    heartbeat_at: UtcDatetime
 
 
 class CampaignRecord(_Record):

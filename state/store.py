@@ -1,4 +1,5 @@
-"""CampaignStore: the only code that talks SQL.
+"""CampaignStore: the only code that talks SQL (with its parts :mod:`amloop.state.session`,
+:mod:`amloop.state.lock`, :mod:`amloop.state.lab_requests` and :mod:`amloop.state.records`).
 
 Every public write is one transaction, so a process killed at any moment leaves either the
 whole record or none of it. Uniqueness is enforced by the database, not by Python checks:
@@ -8,22 +9,18 @@ so concurrent writers and resumed loops can never duplicate a result.
 
 from __future__ import annotations
 
-import os
-import socket
-import uuid
-from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from amloop.state.composition import formula
 from amloop.state.database import get_engine, migrate
+from amloop.state.lab_requests import LabRequests, matching_request
+from amloop.state.lock import CampaignLock, LockHeld, default_lock_owner
 from amloop.state.models import (
     ArtifactRow,
     CampaignRow,
@@ -34,6 +31,15 @@ from amloop.state.models import (
     LabRequestRow,
     MeasurementRow,
     utcnow,
+)
+from amloop.state.records import (
+    artifact_record,
+    aware,
+    candidate_record,
+    evaluation_record,
+    event_record,
+    iteration_record,
+    measurement_record,
 )
 from amloop.state.schema import (
     Artifact,
@@ -47,13 +53,10 @@ from amloop.state.schema import (
     Event,
     IterationPhase,
     IterationRecord,
-    LabRequest,
-    LabRequestStatus,
     LockInfo,
     Measurement,
-    PropertyValue,
 )
-from amloop.state.structures import structure_from_json, structure_to_json
+from amloop.state.structures import structure_to_json
 
 
 class CampaignNotFound(LookupError):
@@ -64,48 +67,12 @@ class CampaignExists(ValueError):
     """A campaign of that name exists already."""
 
 
-class LockHeld(RuntimeError):
-    """Another live process drives the campaign."""
-
-
-def default_lock_owner() -> str:
-    """A lock-owner id unique to this process: ``host:pid:random``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _owner_process_is_dead(owner: str) -> bool:
-    """Whether a ``host:pid:...`` lock owner is a process of this host that has exited."""
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes; everything amloop stores is UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
-class CampaignStore:
+class CampaignStore(CampaignLock, LabRequests):
     """Durable state of one campaign: candidates, evaluations, measurements, iterations,
     artifacts, events and the campaign lock.
 
     Use :meth:`create` for a new campaign and :meth:`open` for an existing one.
     """
-
-    def __init__(self, engine: Engine, campaign_id: int, name: str):
-        self.engine = engine
-        self.campaign_id = campaign_id
-        self.name = name
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod
@@ -149,18 +116,12 @@ class CampaignStore:
         with Session(engine) as session:
             return list(session.scalars(select(CampaignRow.name).order_by(CampaignRow.id)))
 
-    @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """One transaction: committed on success, rolled back on any exception."""
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            yield session
-
     def info(self) -> CampaignRecord:
         """The campaign row: config, status and lock."""
         with self.transaction() as session:
             row = session.get_one(CampaignRow, self.campaign_id)
             lock = None
-            acquired, beat = _aware(row.lock_acquired_at), _aware(row.lock_heartbeat_at)
+            acquired, beat = aware(row.lock_acquired_at), aware(row.lock_heartbeat_at)
             if row.lock_owner is not None and acquired is not None and beat is not None:
                 lock = LockInfo(owner=row.lock_owner, acquired_at=acquired, heartbeat_at=beat)
             return CampaignRecord(
@@ -168,7 +129,7 @@ class CampaignStore:
                 name=row.name,
                 config=row.config,
                 status=row.status,  # type: ignore[arg-type]
-                created_at=_aware(row.created_at),  # type: ignore[arg-type]
+                created_at=row.created_at,
                 lock=lock,
             )
 
@@ -184,13 +145,13 @@ class CampaignStore:
     def add_candidate(self, candidate: Candidate) -> Candidate:
         """Store ``candidate`` unless one with the same content hash exists; return the stored one."""
         with self.transaction() as session:
-            return _candidate_record(self._upsert_candidate(session, candidate))
+            return candidate_record(self._upsert_candidate(session, candidate))
 
     def candidate(self, content_hash: str) -> Candidate | None:
         """The candidate with ``content_hash``, or ``None``."""
         with self.transaction() as session:
             row = self._candidate_row(session, content_hash)
-            return None if row is None else _candidate_record(row)
+            return None if row is None else candidate_record(row)
 
     def candidate_compositions(self) -> dict[str, dict[str, float]]:
         """Atomic fractions by element of every candidate, by content hash (no structure is
@@ -221,7 +182,7 @@ class CampaignStore:
             query = query.where(CandidateRow.origin == origin)
         with self.transaction() as session:
             return [
-                _candidate_record(row) for row in session.scalars(query.order_by(CandidateRow.id))
+                candidate_record(row) for row in session.scalars(query.order_by(CandidateRow.id))
             ]
 
     # ----------------------------------------------------------------- evaluations
@@ -237,7 +198,7 @@ class CampaignStore:
         with self.transaction() as session:
             row = self._evaluation_row_for_update(session, evaluation)
             if row.status == "done" and evaluation.status != "done":
-                return _evaluation_record(row, evaluation.candidate_hash)
+                return evaluation_record(row, evaluation.candidate_hash)
             row.status = evaluation.status
             row.properties = {k: v.model_dump() for k, v in evaluation.properties.items()}
             row.cost_core_s = evaluation.cost.core_s
@@ -264,7 +225,7 @@ class CampaignStore:
                     iteration=evaluation.iteration,
                 )
             session.flush()
-            return _evaluation_record(row, evaluation.candidate_hash)
+            return evaluation_record(row, evaluation.candidate_hash)
 
     def claim_evaluation(
         self, candidate_hash: str, oracle: str, fidelity: float, *, iteration: int | None = None
@@ -284,7 +245,7 @@ class CampaignStore:
             row.attempts += 1
             row.started_at = utcnow()
             session.flush()
-            return _evaluation_record(row, candidate_hash)
+            return evaluation_record(row, candidate_hash)
 
     def requeue_running(self) -> int:
         """Put evaluations left ``running`` by a dead process back to ``pending``; returns how many."""
@@ -337,7 +298,7 @@ class CampaignStore:
             )
         with self.transaction() as session:
             rows = session.execute(query.order_by(EvaluationRow.id)).all()
-            return [_evaluation_record(row, content_hash, structures) for row, content_hash in rows]
+            return [evaluation_record(row, content_hash, structures) for row, content_hash in rows]
 
     def evaluation_counts(self) -> dict[str, int]:
         """Finished or failed calls per oracle name (what per-oracle budgets count)."""
@@ -394,7 +355,7 @@ class CampaignStore:
                 )
             )
             for measurement in measurements:
-                request = _matching_request(open_requests, measurement, match_tolerance)
+                request = matching_request(open_requests, measurement, match_tolerance)
                 candidate_hash = measurement.candidate_hash
                 if measurement.structure is not None:
                     candidate = Candidate(
@@ -427,7 +388,7 @@ class CampaignStore:
                 )
                 session.add(row)
                 session.flush()
-                stored.append(_measurement_record(row))
+                stored.append(measurement_record(row))
             self._close_answered_requests(session, open_requests)
             files = sorted({m.source_file or "?" for m in measurements})
             self._event(
@@ -445,103 +406,9 @@ class CampaignStore:
             query = query.where(MeasurementRow.property == prop)
         with self.transaction() as session:
             return [
-                _measurement_record(row)
+                measurement_record(row)
                 for row in session.scalars(query.order_by(MeasurementRow.id))
             ]
-
-    # ----------------------------------------------------------------- lab requests
-    def add_lab_request(self, request: LabRequest) -> LabRequest:
-        """Open a lab request; an open request for the same formula and oracle is reused."""
-        name = formula(request.composition)
-        with self.transaction() as session:
-            row = session.scalars(
-                select(LabRequestRow).where(
-                    LabRequestRow.campaign_id == self.campaign_id,
-                    LabRequestRow.status == "open",
-                    LabRequestRow.formula == name,
-                    LabRequestRow.oracle == request.oracle,
-                )
-            ).first()
-            if row is None:
-                row = LabRequestRow(
-                    campaign_id=self.campaign_id,
-                    oracle=request.oracle,
-                    formula=name,
-                    composition=request.composition,
-                    properties=request.properties,
-                    reason=request.reason,
-                    decision=request.decision,
-                    iteration=request.iteration,
-                    status="open",
-                )
-                session.add(row)
-                session.flush()
-                self._event(
-                    session,
-                    "lab_request",
-                    f"lab request #{row.id}: {name} for {', '.join(request.properties)}",
-                    iteration=request.iteration,
-                )
-            return self._lab_request_record(session, row)
-
-    def lab_requests(self, *, status: LabRequestStatus | None = None) -> list[LabRequest]:
-        """Lab requests (with one status if given), oldest first."""
-        query = select(LabRequestRow).where(LabRequestRow.campaign_id == self.campaign_id)
-        if status is not None:
-            query = query.where(LabRequestRow.status == status)
-        with self.transaction() as session:
-            rows = list(session.scalars(query.order_by(LabRequestRow.id)))
-            return [self._lab_request_record(session, row) for row in rows]
-
-    def cancel_lab_request(self, request_id: int, reason: str) -> LabRequest:
-        """Cancel an open lab request.
-
-        Raises:
-            LookupError: no such request in this campaign, or it is not open any more.
-        """
-        with self.transaction() as session:
-            row = session.get(LabRequestRow, request_id)
-            if row is None or row.campaign_id != self.campaign_id:
-                raise LookupError(f"no lab request #{request_id} in campaign '{self.name}'")
-            if row.status != "open":
-                raise LookupError(f"lab request #{request_id} is {row.status}, not open")
-            row.status, row.close_reason, row.closed_at = "cancelled", reason, utcnow()
-            self._event(session, "lab_request_cancelled", f"#{request_id}: {reason}")
-            session.flush()
-            return self._lab_request_record(session, row)
-
-    def _close_answered_requests(self, session: Session, requests: list[LabRequestRow]) -> None:
-        session.flush()
-        for row in requests:
-            answered = set(
-                session.scalars(
-                    select(MeasurementRow.property).where(MeasurementRow.request_id == row.id)
-                )
-            )
-            if row.status == "open" and set(row.properties) <= answered:
-                row.status, row.close_reason, row.closed_at = "fulfilled", "measured", utcnow()
-                self._event(session, "lab_request_fulfilled", f"lab request #{row.id} measured")
-
-    def _lab_request_record(self, session: Session, row: LabRequestRow) -> LabRequest:
-        ids = session.scalars(
-            select(MeasurementRow.id)
-            .where(MeasurementRow.request_id == row.id)
-            .order_by(MeasurementRow.id)
-        )
-        return LabRequest(
-            id=row.id,
-            composition=row.composition,
-            properties=row.properties,
-            oracle=row.oracle,
-            reason=row.reason,
-            decision=row.decision,
-            iteration=row.iteration,
-            status=row.status,  # type: ignore[arg-type]
-            close_reason=row.close_reason,
-            measurement_ids=list(ids),
-            created_at=_aware(row.created_at),
-            closed_at=_aware(row.closed_at),
-        )
 
     # ----------------------------------------------------------------- iterations
     def start_iteration(
@@ -557,7 +424,7 @@ class CampaignStore:
                 session.add(row)
                 session.flush()
                 self._event(session, "iteration_started", f"iteration {index}", iteration=index)
-            return _iteration_record(row)
+            return iteration_record(row)
 
     def update_iteration(
         self,
@@ -583,7 +450,7 @@ class CampaignStore:
                 row.training_core_s += training_cost.core_s
                 row.training_gpu_s += training_cost.gpu_s
             session.flush()
-            return _iteration_record(row)
+            return iteration_record(row)
 
     def iterations(self) -> list[IterationRecord]:
         """All iterations in order."""
@@ -593,7 +460,7 @@ class CampaignStore:
             .order_by(IterationRow.index)
         )
         with self.transaction() as session:
-            return [_iteration_record(row) for row in session.scalars(query)]
+            return [iteration_record(row) for row in session.scalars(query)]
 
     def next_iteration_index(self) -> int:
         """Index the next iteration gets (0 before the loop has started)."""
@@ -628,7 +495,7 @@ class CampaignStore:
                     ArtifactRow.sha256 == artifact.sha256,
                 )
             ).one()
-            return _artifact_record(row)
+            return artifact_record(row)
 
     def artifacts(self, *, kind: str | None = None) -> list[Artifact]:
         """Registered artifacts (of one kind if given), oldest first."""
@@ -636,9 +503,7 @@ class CampaignStore:
         if kind is not None:
             query = query.where(ArtifactRow.kind == kind)
         with self.transaction() as session:
-            return [
-                _artifact_record(row) for row in session.scalars(query.order_by(ArtifactRow.id))
-            ]
+            return [artifact_record(row) for row in session.scalars(query.order_by(ArtifactRow.id))]
 
     def log_event(
         self,
@@ -658,111 +523,9 @@ class CampaignStore:
         if kind is not None:
             query = query.where(EventRow.kind == kind)
         with self.transaction() as session:
-            return [
-                Event(
-                    id=row.id,
-                    kind=row.kind,
-                    message=row.message,
-                    payload=row.payload,
-                    iteration=row.iteration,
-                    created_at=_aware(row.created_at),
-                )
-                for row in session.scalars(query.order_by(EventRow.id))
-            ]
-
-    # ----------------------------------------------------------------- lock
-    def acquire_lock(self, owner: str, *, stale_after_s: float) -> LockInfo:
-        """Take the campaign lock: free, ours already, or stale (no heartbeat for
-        ``stale_after_s`` seconds, or held by a process of this host that no longer exists), so
-        its holder is presumed dead and is taken over.
-
-        Raises:
-            LockHeld: a live process holds it.
-        """
-        now = utcnow()
-        cutoff = now - timedelta(seconds=stale_after_s)
-        with self.transaction() as session:
-            previous = session.get_one(CampaignRow, self.campaign_id)
-            previous_owner = previous.lock_owner
-            previous_beat = _aware(previous.lock_heartbeat_at)
-            takeable = [
-                CampaignRow.lock_owner.is_(None),
-                CampaignRow.lock_owner == owner,
-                CampaignRow.lock_heartbeat_at < cutoff,
-            ]
-            if previous_owner is not None and _owner_process_is_dead(previous_owner):
-                takeable.append(CampaignRow.lock_owner == previous_owner)
-            result = session.execute(
-                update(CampaignRow)
-                .where(CampaignRow.id == self.campaign_id, or_(*takeable))
-                .values(lock_owner=owner, lock_acquired_at=now, lock_heartbeat_at=now)
-                .execution_options(synchronize_session=False)
-            )
-            if not result.rowcount:  # type: ignore[attr-defined]
-                age = (now - previous_beat).total_seconds() if previous_beat else float("nan")
-                raise LockHeld(
-                    f"campaign '{self.name}' is driven by {previous_owner} (last heartbeat "
-                    f"{age:.0f} s ago); it can be taken over after {stale_after_s:.0f} s "
-                    "without a heartbeat"
-                )
-            if previous_owner not in (None, owner):
-                self._event(
-                    session,
-                    "lock_taken_over",
-                    f"stale lock of {previous_owner} taken over by {owner}",
-                )
-        return LockInfo(owner=owner, acquired_at=now, heartbeat_at=now)
-
-    def heartbeat(self, owner: str) -> None:
-        """Refresh the lock's heartbeat.
-
-        Raises:
-            LockHeld: the lock was taken over (this process must stop driving the campaign).
-        """
-        with self.transaction() as session:
-            result = session.execute(
-                update(CampaignRow)
-                .where(CampaignRow.id == self.campaign_id, CampaignRow.lock_owner == owner)
-                .values(lock_heartbeat_at=utcnow())
-                .execution_options(synchronize_session=False)
-            )
-            if not result.rowcount:  # type: ignore[attr-defined]
-                raise LockHeld(f"campaign '{self.name}' lock is no longer held by {owner}")
-
-    def release_lock(self, owner: str) -> None:
-        """Give the lock back (no-op if ``owner`` does not hold it)."""
-        with self.transaction() as session:
-            session.execute(
-                update(CampaignRow)
-                .where(CampaignRow.id == self.campaign_id, CampaignRow.lock_owner == owner)
-                .values(lock_owner=None, lock_acquired_at=None, lock_heartbeat_at=None)
-                .execution_options(synchronize_session=False)
-            )
+            return [event_record(row) for row in session.scalars(query.order_by(EventRow.id))]
 
     # ----------------------------------------------------------------- internals
-    def _insert(self, table: type) -> Any:
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        return dialect.insert(table)
-
-    def _event(
-        self,
-        session: Session,
-        kind: str,
-        message: str,
-        *,
-        payload: dict[str, Any] | None = None,
-        iteration: int | None = None,
-    ) -> None:
-        session.add(
-            EventRow(
-                campaign_id=self.campaign_id,
-                kind=kind,
-                message=message,
-                payload=payload or {},
-                iteration=iteration,
-            )
-        )
-
     def _candidate_row(self, session: Session, content_hash: str) -> CandidateRow | None:
         return session.scalars(
             select(CandidateRow).where(
@@ -842,113 +605,10 @@ def _safe(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _matching_request(
-    requests: list[LabRequestRow], measurement: Measurement, tolerance: float
-) -> LabRequestRow | None:
-    """The lab request ``measurement`` answers: given by id, else the first open one for its
-    property whose composition is within ``tolerance``."""
-    if measurement.request_id is not None:
-        for row in requests:
-            if row.id == measurement.request_id:
-                return row
-        raise LookupError(f"lab request #{measurement.request_id} is not an open request")
-    for row in requests:
-        if measurement.property not in row.properties:
-            continue
-        elements = set(row.composition) | set(measurement.composition)
-        difference = max(
-            abs(row.composition.get(el, 0.0) - measurement.composition.get(el, 0.0))
-            for el in elements
-        )
-        if difference <= tolerance:
-            return row
-    return None
-
-
-def _candidate_record(row: CandidateRow) -> Candidate:
-    return Candidate(
-        id=row.id,
-        content_hash=row.content_hash,
-        structure=structure_from_json(row.structure),
-        composition=row.composition,
-        pdm_target=row.pdm_target,
-        origin=row.origin,  # type: ignore[arg-type]
-        iteration=row.iteration,
-        generator_checkpoint=row.generator_checkpoint,
-        parent_hash=row.parent_hash,
-        provenance=row.provenance or {},
-        created_at=_aware(row.created_at),
-    )
-
-
-def _evaluation_record(
-    row: EvaluationRow, candidate_hash: str, structures: bool = True
-) -> Evaluation:
-    return Evaluation(
-        id=row.id,
-        candidate_hash=candidate_hash,
-        oracle=row.oracle,
-        fidelity=row.fidelity,
-        status=row.status,  # type: ignore[arg-type]
-        properties={k: PropertyValue(**v) for k, v in row.properties.items()},
-        cost=Cost(core_s=row.cost_core_s, gpu_s=row.cost_gpu_s),
-        error=row.error,
-        traceback=row.traceback,
-        attempts=row.attempts,
-        relaxed_structure=(
-            structure_from_json(row.relaxed_structure)
-            if structures and row.relaxed_structure
-            else None
-        ),
-        provenance=row.provenance,
-        iteration=row.iteration,
-        created_at=_aware(row.created_at),
-        started_at=_aware(row.started_at),
-        finished_at=_aware(row.finished_at),
-    )
-
-
-def _measurement_record(row: MeasurementRow) -> Measurement:
-    return Measurement(
-        id=row.id,
-        composition=row.composition,
-        property=row.property,
-        value=row.value,
-        unit=row.unit,
-        uncertainty=row.uncertainty,
-        raw_value=row.raw_value,
-        raw_unit=row.raw_unit,
-        source=row.source,
-        structure=structure_from_json(row.structure) if row.structure else None,
-        candidate_hash=row.candidate_hash,
-        method=row.method,
-        request_id=row.request_id,
-        source_file=row.source_file,
-        source_file_sha256=row.source_file_sha256,
-        source_row=row.source_row,
-        iteration=row.iteration,
-        created_at=_aware(row.created_at),
-    )
-
-
-def _iteration_record(row: IterationRow) -> IterationRecord:
-    return IterationRecord(
-        index=row.index,
-        phase=row.phase,  # type: ignore[arg-type]
-        metadata=row.meta,
-        training_cost=Cost(core_s=row.training_core_s, gpu_s=row.training_gpu_s),
-        started_at=_aware(row.started_at),
-        finished_at=_aware(row.finished_at),
-    )
-
-
-def _artifact_record(row: ArtifactRow) -> Artifact:
-    return Artifact(
-        id=row.id,
-        kind=row.kind,
-        path=row.path,
-        sha256=row.sha256,
-        iteration=row.iteration,
-        metadata=row.meta,
-        created_at=_aware(row.created_at),
-    )
+__all__ = [
+    "CampaignExists",
+    "CampaignNotFound",
+    "CampaignStore",
+    "LockHeld",
+    "default_lock_owner",
+]

@@ -139,7 +139,7 @@ def test_references_are_cached_on_disk(oracle, cache_dir, monkeypatch):
     assert stored[key]["structure"].startswith("fcc Cu")
     ReferenceCache.clear_memory()
     monkeypatch.setattr(
-        "amloop.oracles.mlp.reference_candidates", lambda symbol: pytest.fail("relaxed")
+        "amloop.oracles.mlp.oracle.reference_candidates", lambda symbol: pytest.fail("relaxed")
     )
     again = MLPOracle(device="cpu", cache_dir=str(cache_dir)).reference_energy("Cu")
     assert again.energy_per_atom == pytest.approx(stored[key]["energy_per_atom"])

@@ -1,0 +1,112 @@
+"""The campaign lock: one process drives a campaign; a heartbeat keeps the lock, a stale lock
+(no heartbeat, or its holder's process gone) is taken over."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import or_, update
+
+from amloop.state.models import CampaignRow, utcnow
+from amloop.state.records import aware
+from amloop.state.schema import LockInfo
+from amloop.state.session import StoreSession
+
+
+class LockHeld(RuntimeError):
+    """Another live process drives the campaign."""
+
+
+def default_lock_owner() -> str:
+    """A lock-owner id unique to this process: ``host:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_process_is_dead(owner: str) -> bool:
+    """Whether a ``host:pid:...`` lock owner is a process of this host that has exited."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class CampaignLock(StoreSession):
+    """Taking, refreshing and giving back the campaign lock."""
+
+    def acquire_lock(self, owner: str, *, stale_after_s: float) -> LockInfo:
+        """Take the campaign lock: free, ours already, or stale (no heartbeat for
+        ``stale_after_s`` seconds, or held by a process of this host that no longer exists), so
+        its holder is presumed dead and is taken over.
+
+        Raises:
+            LockHeld: a live process holds it.
+        """
+        now = utcnow()
+        cutoff = now - timedelta(seconds=stale_after_s)
+        with self.transaction() as session:
+            previous = session.get_one(CampaignRow, self.campaign_id)
+            previous_owner = previous.lock_owner
+            previous_beat = aware(previous.lock_heartbeat_at)
+            takeable = [
+                CampaignRow.lock_owner.is_(None),
+                CampaignRow.lock_owner == owner,
+                CampaignRow.lock_heartbeat_at < cutoff,
+            ]
+            if previous_owner is not None and owner_process_is_dead(previous_owner):
+                takeable.append(CampaignRow.lock_owner == previous_owner)
+            result = session.execute(
+                update(CampaignRow)
+                .where(CampaignRow.id == self.campaign_id, or_(*takeable))
+                .values(lock_owner=owner, lock_acquired_at=now, lock_heartbeat_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if not result.rowcount:  # type: ignore[attr-defined]
+                age = (now - previous_beat).total_seconds() if previous_beat else float("nan")
+                raise LockHeld(
+                    f"campaign '{self.name}' is driven by {previous_owner} (last heartbeat "
+                    f"{age:.0f} s ago); it can be taken over after {stale_after_s:.0f} s "
+                    "without a heartbeat"
+                )
+            if previous_owner not in (None, owner):
+                self._event(
+                    session,
+                    "lock_taken_over",
+                    f"stale lock of {previous_owner} taken over by {owner}",
+                )
+        return LockInfo(owner=owner, acquired_at=now, heartbeat_at=now)
+
+    def heartbeat(self, owner: str) -> None:
+        """Refresh the lock's heartbeat.
+
+        Raises:
+            LockHeld: the lock was taken over (this process must stop driving the campaign).
+        """
+        with self.transaction() as session:
+            result = session.execute(
+                update(CampaignRow)
+                .where(CampaignRow.id == self.campaign_id, CampaignRow.lock_owner == owner)
+                .values(lock_heartbeat_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+            if not result.rowcount:  # type: ignore[attr-defined]
+                raise LockHeld(f"campaign '{self.name}' lock is no longer held by {owner}")
+
+    def release_lock(self, owner: str) -> None:
+        """Give the lock back (no-op if ``owner`` does not hold it)."""
+        with self.transaction() as session:
+            session.execute(
+                update(CampaignRow)
+                .where(CampaignRow.id == self.campaign_id, CampaignRow.lock_owner == owner)
+                .values(lock_owner=None, lock_acquired_at=None, lock_heartbeat_at=None)
+                .execution_options(synchronize_session=False)
+            )
