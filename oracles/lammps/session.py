@@ -184,7 +184,9 @@ class LammpsSession:
         o = self.oracle
         fix = f"fix relax all box/relax {box} 0.0 vmax 0.001\n" if box else ""
         unfix = "\nunfix relax" if box else ""
-        self._command(f"{fix}minimize {o.etol!r} {o.ftol!r} {o.max_iter} {10 * o.max_iter}{unfix}")
+        self._command(
+            f"{fix}minimize {o.options.etol!r} {o.options.ftol!r} {o.options.max_iter} {10 * o.options.max_iter}{unfix}"
+        )
         elapsed = time.perf_counter() - self.started
         if elapsed >= o.timeout_s:
             raise OracleFailed(f"timeout: LAMMPS stopped after {elapsed:.1f} s >= {o.timeout_s} s")
@@ -192,7 +194,7 @@ class LammpsSession:
         if natoms != self.natoms:
             raise OracleFailed(f"atoms lost: {natoms} of {self.natoms} left")
         energy = self._thermo("pe") / self.natoms
-        if not math.isfinite(energy) or abs(energy) > o.max_abs_energy_per_atom:
+        if not math.isfinite(energy) or abs(energy) > o.options.max_abs_energy_per_atom:
             raise OracleFailed(f"exploding energy: {energy} eV/atom")
 
     def _cell_now(self) -> np.ndarray:
@@ -228,19 +230,21 @@ class StructureRun(LammpsSession):
     def _relax(self) -> None:
         """Relax positions (and the cell unless ``relax_box="none"``) to a converged minimum."""
         o = self.oracle
-        if o.relax_box == "none":
+        if o.options.relax_box == "none":
             self._minimize()
         else:
             for _ in range(3):  # box/relax's reference cell is the cell at the start of a run
-                self._minimize(o.relax_box)
+                self._minimize(o.options.relax_box)
                 p = self._pressure_voigt()  # only the components box/relax drives to zero:
                 residual = {"iso": abs(p[:3].mean()), "aniso": max(abs(p[:3])), "tri": max(abs(p))}
-                if residual[o.relax_box] < 1e-3:
+                if residual[o.options.relax_box] < 1e-3:
                     break
             self._minimize()
         fmax = self._thermo("fmax")
-        if fmax > o.max_force:
-            raise OracleFailed(f"no convergence: max force {fmax:.3g} eV/Å > {o.max_force} eV/Å")
+        if fmax > o.options.max_force:
+            raise OracleFailed(
+                f"no convergence: max force {fmax:.3g} eV/Å > {o.options.max_force} eV/Å"
+            )
         volume_ratio = self._thermo("vol") / self.structure.volume
         if not 0.5 < volume_ratio < 2.0:
             raise OracleFailed(f"cell collapsed or exploded: V/V_input = {volume_ratio:.3f}")
@@ -261,7 +265,7 @@ class StructureRun(LammpsSession):
             "pressure": PropertyValue(value=pressure, unit="GPa"),
         }
         provenance: dict[str, Any] = {"natoms": self.natoms}
-        if self.oracle.method == "elastic":
+        if self.oracle.options.method == "elastic":
             stiffness = self._elastic(cell, frac)
             tensor = ElasticTensor.from_voigt(stiffness)
             bulk, shear = float(tensor.k_voigt), float(tensor.g_voigt)
@@ -284,7 +288,7 @@ class StructureRun(LammpsSession):
         (yy), ``e[2,2]`` (zz), ``e[1,2]`` (yz), ``e[0,2]`` (xz), ``e[0,1]`` (xy), each an
         engineering strain ``±strain``; C_ij = -(P_j(+) - P_j(-)) / (2 strain), symmetrised.
         """
-        eps = self.oracle.strain
+        eps = self.oracle.options.strain
         slots = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
         stiffness = np.zeros((6, 6))
         for i, slot in enumerate(slots):
@@ -311,7 +315,9 @@ class StructureRun(LammpsSession):
         """Birch-Murnaghan bulk modulus (GPa) and equilibrium volume (Å^3) from E(V)."""
         o = self.oracle
         volume0 = float(abs(np.linalg.det(cell)))
-        factors = np.linspace(1.0 - o.eos_volume_range, 1.0 + o.eos_volume_range, o.eos_points)
+        factors = np.linspace(
+            1.0 - o.options.eos_volume_range, 1.0 + o.options.eos_volume_range, o.options.eos_points
+        )
         volumes, energies = [], []
         for factor in factors:
             if abs(factor - 1.0) < 1e-12:

@@ -7,11 +7,12 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import ase
 import numpy as np
 from ase.calculators.calculator import Calculator
+from pydantic import AfterValidator, BeforeValidator, Field
 from pymatgen.core import Element, Structure
 
 from amloop.oracles.base import Oracle, OracleFailed, OracleResult, OracleSetupError
@@ -42,6 +43,7 @@ from amloop.oracles.md.protocol import (
     simulate,
     volume_search,
 )
+from amloop.oracles.options import OracleOptions
 from amloop.state.schema import PropertyValue
 
 
@@ -56,19 +58,90 @@ def _floats(value: str | float | Sequence[float]) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in items)
     except (TypeError, ValueError):
-        raise OracleSetupError(f"expected numbers, got {value!r}") from None
+        raise ValueError(f"expected numbers, got {value!r}") from None
 
 
-def _flag(value: bool | str, name: str) -> bool:
-    """A YAML-style boolean: ``True``/``False`` or ``"true"``/``"false"``/``"yes"``/``"no"``."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "yes", "1", "on"):
-        return True
-    if text in ("false", "no", "0", "off"):
-        return False
-    raise OracleSetupError(f"{name} must be true or false, not {value!r}")
+def _element(value: str | None) -> str | None:
+    if value is not None and not Element.is_valid_symbol(value):
+        raise ValueError(f"must be an element symbol, not {value!r}")
+    return value
+
+
+Numbers = Annotated[tuple[float, ...], BeforeValidator(_floats)]
+
+
+class MDOptions(OracleOptions):
+    """Options of the ``md`` oracle."""
+
+    engine: Literal["lammps", "ase"] = Field(
+        "lammps",
+        description="`lammps` (classical potential, in-process) or `ase` (any ASE calculator)",
+    )
+    potential: str | None = Field(
+        None, description="the LAMMPS potential (as for `lammps`), `engine: lammps`"
+    )
+    pair_style: str | None = Field(None, description="as for `lammps`")
+    library: str | None = Field(None, description="as for `lammps`")
+    meam_elements: str | None = Field(None, description="as for `lammps`")
+    calculator: str | Calculator | None = Field(
+        None,
+        description="`engine: ase`: `chgnet`, `7net-0` (the MLPs) or `emt`; more through "
+        "`amloop.calculators` entry points (§6)",
+    )
+    temperatures: Numbers = Field(
+        (1500.0,), description='diffusion temperatures (K): a number, a list or `"1000,1500,2000"`'
+    )
+    species: Annotated[str | None, AfterValidator(_element)] = Field(
+        None,
+        description="element whose D is `diffusivity`",
+        json_schema_extra={"default": "all atoms"},
+    )
+    report_temperature_K: float | None = Field(
+        None,
+        gt=0,
+        description="temperature of `diffusivity` (K); interpolated through the Arrhenius fit "
+        "if not simulated",
+        json_schema_extra={"default": "lowest temperature"},
+    )
+    timestep_fs: float = Field(2.0, gt=0, le=10, description="time step (fs)")
+    equilibration_ps: float = Field(
+        5.0, gt=0, description="NVT before each volume search / production (ps)"
+    )
+    production_ps: float = Field(
+        20.0, gt=0, description="NVT production per temperature (ps; MPMorph: 20)"
+    )
+    sample_interval_fs: float = Field(50.0, gt=0, description="time between stored frames (fs)")
+    volume_search: bool = Field(
+        True, description="search the zero-pressure volume at every temperature"
+    )
+    volume_factors: Numbers = Field(
+        (0.8, 1.0, 1.2), description="first volumes of a search (factors of V)"
+    )
+    volume_ps: float = Field(4.0, gt=0, description="length of each volume-search run (ps)")
+    pressure_tolerance_GPa: float = Field(
+        0.5, gt=0, description="accepted mean pressure at the volume found (GPa)"
+    )
+    do_melt_quench: bool = Field(
+        False, description="melt-quench the input before the diffusion runs"
+    )
+    melt_temperature_K: float = Field(2500.0, gt=0, description="melt temperature (K)")
+    final_temperature_K: float = Field(
+        300.0, gt=0, description="temperature the quench ends at (K)"
+    )
+    melt_ps: float = Field(10.0, gt=0, description="NVT at the melt before its volume search (ps)")
+    quench_rate_K_per_ps: float = Field(100.0, gt=0, description="cooling rate (K/ps)")
+    anneal_ps: float = Field(5.0, gt=0, description="NVT at the final temperature (ps)")
+    thermostat_damping_fs: float = Field(
+        100.0, gt=0, description="Nosé-Hoover relaxation time (fs)"
+    )
+    n_blocks: int = Field(5, ge=1, description="blocks of the production run for the error of D")
+    fit_start: float = Field(
+        0.2, ge=0, lt=1, description="start of the fitted MSD lag window (fraction of a block)"
+    )
+    fit_end: float = Field(
+        0.6, gt=0, le=1, description="end of the fitted MSD lag window (fraction of a block)"
+    )
+    seed: int = Field(0, ge=0, description="seed of the initial velocities")
 
 
 @dataclass
@@ -107,37 +180,7 @@ class MDOracle(Oracle):
         name: Name of this oracle in the campaign (defaults to ``"md"``).
         fidelity: Fidelity level in [0, 1].
         timeout_s: Wall-clock limit per structure (s).
-        engine: ``"lammps"`` (classical potential) or ``"ase"`` (ASE calculator).
-        potential: LAMMPS potential file, shipped name or path (``engine="lammps"``).
-        pair_style: LAMMPS pair style; inferred from the file name when omitted.
-        library: MEAM library file (as in :class:`~oracles.lammps.LammpsOracle`).
-        meam_elements: MEAM library entries in the parameter file's order, space-separated.
-        calculator: ASE calculator object, or the name of a registered one (``"emt"``; see
-            :func:`register_calculator`), for ``engine="ase"``.
-        temperatures: Temperatures of the diffusion runs (K): a number, a list, or
-            ``"1000,1500,2000"``.
-        species: Element whose D is reported as ``diffusivity``; all atoms when omitted.
-        report_temperature_K: Temperature of ``diffusivity`` (K); the lowest simulated one when
-            omitted, interpolated through the Arrhenius fit when it was not simulated.
-        timestep_fs: Time step (fs).
-        equilibration_ps: NVT before each volume search or production run (ps).
-        production_ps: NVT production run per temperature (ps; MPMorph: 20 ps).
-        sample_interval_fs: Time between recorded frames (fs).
-        volume_search: Whether to search the zero-pressure volume at each temperature.
-        volume_factors: Volume factors of the first volume-search runs, e.g. ``"0.8,1.0,1.2"``.
-        volume_ps: Length of each volume-search run (ps).
-        pressure_tolerance_GPa: Accepted |mean pressure| at the volume found (GPa).
-        do_melt_quench: Melt-quench the input first (else diffuse from the input as given).
-        melt_temperature_K: Melt temperature (K).
-        final_temperature_K: Temperature the quench ends at (K).
-        melt_ps: NVT at the melt temperature before its volume search (ps).
-        quench_rate_K_per_ps: Cooling rate (K/ps).
-        anneal_ps: NVT at the final temperature (ps).
-        thermostat_damping_fs: Relaxation time of the Nosé-Hoover thermostat (fs).
-        n_blocks: Blocks of the production run for the uncertainty of D.
-        fit_start: Start of the fitted lag window, as a fraction of one block.
-        fit_end: End of the fitted lag window, as a fraction of one block.
-        seed: Seed of the initial velocities.
+        **options: :class:`MDOptions`.
     """
 
     type_name: ClassVar[str] = "md"
@@ -147,116 +190,73 @@ class MDOracle(Oracle):
         "density": "g/cm^3",
     }
 
+    Options: ClassVar[type[MDOptions]] = MDOptions
+
     def __init__(
         self,
         *,
         name: str | None = None,
         fidelity: float = 0.5,
         timeout_s: float = 3600.0,
-        engine: Literal["lammps", "ase"] = "lammps",
-        potential: str | None = None,
-        pair_style: str | None = None,
-        library: str | None = None,
-        meam_elements: str | None = None,
-        calculator: str | Calculator | None = None,
-        temperatures: str | float | Sequence[float] = 1500.0,
-        species: str | None = None,
-        report_temperature_K: float | None = None,
-        timestep_fs: float = 2.0,
-        equilibration_ps: float = 5.0,
-        production_ps: float = 20.0,
-        sample_interval_fs: float = 50.0,
-        volume_search: bool | str = True,
-        volume_factors: str | Sequence[float] = (0.8, 1.0, 1.2),
-        volume_ps: float = 4.0,
-        pressure_tolerance_GPa: float = 0.5,
-        do_melt_quench: bool | str = False,
-        melt_temperature_K: float = 2500.0,
-        final_temperature_K: float = 300.0,
-        melt_ps: float = 10.0,
-        quench_rate_K_per_ps: float = 100.0,
-        anneal_ps: float = 5.0,
-        thermostat_damping_fs: float = 100.0,
-        n_blocks: int = 5,
-        fit_start: float = 0.2,
-        fit_end: float = 0.6,
-        seed: int = 0,
+        **options: Any,
     ):
         super().__init__(name=name, fidelity=fidelity, timeout_s=timeout_s)
-        self.temperatures = _floats(temperatures)
-        if not self.temperatures or min(self.temperatures) <= 0:
-            raise OracleSetupError(f"temperatures must be positive, got {temperatures!r}")
-        self.report_temperature_K = report_temperature_K or min(self.temperatures)
-        if self.report_temperature_K not in self.temperatures and len(self.temperatures) < 2:
+        o = self.options = MDOptions.parse(self.type_name, options)
+        if not o.temperatures or min(o.temperatures) <= 0:
+            raise OracleSetupError(f"temperatures must be positive, got {o.temperatures!r}")
+        self.report_temperature_K = o.report_temperature_K or min(o.temperatures)
+        if self.report_temperature_K not in o.temperatures and len(o.temperatures) < 2:
             raise OracleSetupError(
                 "report_temperature_K is not simulated: give two or more temperatures to "
                 "interpolate D through the Arrhenius fit"
             )
-        if species is not None and not Element.is_valid_symbol(species):
-            raise OracleSetupError(f"species must be an element symbol, not {species!r}")
-        if min(equilibration_ps, production_ps, sample_interval_fs, volume_ps) <= 0:
-            raise OracleSetupError("durations and the sample interval must be positive")
-        if not 0.0 < timestep_fs <= 10.0:
-            raise OracleSetupError(f"timestep_fs must be in (0, 10] fs, not {timestep_fs}")
-        every = max(1, round(sample_interval_fs / timestep_fs))
+        self.fit_window = (o.fit_start, o.fit_end)
+        every = max(1, round(o.sample_interval_fs / o.timestep_fs))
         try:
             fit_lags(
-                math.ceil(round(production_ps * 1000.0 / timestep_fs) / every),
-                n_blocks,
-                (fit_start, fit_end),
+                math.ceil(round(o.production_ps * 1000.0 / o.timestep_fs) / every),
+                o.n_blocks,
+                self.fit_window,
             )
         except ValueError as exc:
             raise OracleSetupError(f"production run too short for the MSD fit: {exc}") from None
-        self.species = species
-        self.equilibration_ps, self.production_ps = equilibration_ps, production_ps
-        self.sample_interval_fs = sample_interval_fs
-        self.volume_search = _flag(volume_search, "volume_search")
-        self.volume_factors = _floats(volume_factors)
-        self.volume_ps, self.pressure_tolerance_GPa = volume_ps, pressure_tolerance_GPa
-        self.do_melt_quench = _flag(do_melt_quench, "do_melt_quench")
         self.protocol = MeltQuench(
-            melt_temperature_K=melt_temperature_K,
-            final_temperature_K=final_temperature_K,
-            melt_ps=melt_ps,
-            volume_factors=self.volume_factors,
-            volume_ps=volume_ps,
-            pressure_tolerance_GPa=pressure_tolerance_GPa,
-            quench_rate_K_per_ps=quench_rate_K_per_ps,
-            anneal_ps=anneal_ps,
-            thermostat_damping_fs=thermostat_damping_fs,
-            sample_interval_fs=sample_interval_fs,
+            melt_temperature_K=o.melt_temperature_K,
+            final_temperature_K=o.final_temperature_K,
+            melt_ps=o.melt_ps,
+            volume_factors=o.volume_factors,
+            volume_ps=o.volume_ps,
+            pressure_tolerance_GPa=o.pressure_tolerance_GPa,
+            quench_rate_K_per_ps=o.quench_rate_K_per_ps,
+            anneal_ps=o.anneal_ps,
+            thermostat_damping_fs=o.thermostat_damping_fs,
+            sample_interval_fs=o.sample_interval_fs,
         )
-        self.thermostat_damping_fs = thermostat_damping_fs
-        self.n_blocks, self.fit_window = n_blocks, (fit_start, fit_end)
-        self.timestep_fs, self.seed = timestep_fs, seed
-        self.engine_name = engine
         self._engine_provenance: dict[str, Any]
         self.make_engine: EngineFactory
         self.potential: LammpsOracle | None = None
-        if engine == "lammps":
-            if potential is None:
+        if o.engine == "lammps":
+            if o.potential is None:
                 raise OracleSetupError("engine 'lammps' needs a potential (file or shipped name)")
             self.potential = LammpsOracle(
-                potential=potential,
-                pair_style=pair_style,
-                library=library,
-                meam_elements=meam_elements,
+                potential=o.potential,
+                pair_style=o.pair_style,
+                library=o.library,
+                meam_elements=o.meam_elements,
                 timeout_s=timeout_s,
             )
             self.make_engine = functools.partial(
-                LammpsEngine, potential=self.potential, timestep_fs=timestep_fs
+                LammpsEngine, potential=self.potential, timestep_fs=o.timestep_fs
             )
             self._engine_provenance = self.potential.potential_provenance()
-        elif engine == "ase":
-            calc = self._calculator(calculator)
-            self.make_engine = AseEngine.factory(calc, timestep_fs=timestep_fs)
+        else:
+            calc = self._calculator(o.calculator)
+            self.make_engine = AseEngine.factory(calc, timestep_fs=o.timestep_fs)
             self._engine_provenance = {
                 "code": "ase",
                 "version": ase.__version__,
                 "calculator": f"{type(calc).__module__}.{type(calc).__qualname__}",
             }
-        else:
-            raise OracleSetupError(f"engine must be 'lammps' or 'ase', not '{engine}'")
 
     @staticmethod
     def _calculator(calculator: str | Calculator | None) -> Calculator:
@@ -295,26 +295,26 @@ class MDOracle(Oracle):
         if not structure.is_ordered or len(structure) < 2:
             raise OracleFailed("MD needs an ordered structure of two or more atoms")
         deadline = Deadline(self.timeout_s)
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(self.options.seed)
         provenance: dict[str, Any] = {"natoms": len(structure)}
         with self.make_engine(structure) as engine:
-            if self.do_melt_quench:
+            if self.options.do_melt_quench:
                 report = run_melt_quench(engine, self.protocol, rng, deadline)
                 provenance["melt_quench"] = asdict(report)
             start = engine.get_cell(), engine.get_positions()
             quenched = engine.get_structure()
             runs, last_frames = [], []
-            for temperature in self.temperatures:
+            for temperature in self.options.temperatures:
                 runs.append(self._diffuse(engine, start, temperature, rng, deadline))
                 last_frames.append(engine.get_structure())
-        if self.do_melt_quench:
+        if self.options.do_melt_quench:
             relaxed = quenched
-        elif self.report_temperature_K in self.temperatures:
-            relaxed = last_frames[self.temperatures.index(self.report_temperature_K)]
+        elif self.report_temperature_K in self.options.temperatures:
+            relaxed = last_frames[self.options.temperatures.index(self.report_temperature_K)]
         else:
             relaxed = last_frames[0]
         properties, tables = self._properties(runs)
-        if self.do_melt_quench:
+        if self.options.do_melt_quench:
             properties["density"] = PropertyValue(value=float(relaxed.density), unit="g/cm^3")
         provenance.update(tables)
         provenance["wall_s"] = time.perf_counter() - deadline.started
@@ -329,28 +329,28 @@ class MDOracle(Oracle):
         deadline: Deadline,
     ) -> TemperatureRun:
         """Equilibrate, search the volume (optionally) and run production at one temperature."""
-        every = sample_every(engine, self.sample_interval_fs)
+        every = sample_every(engine, self.options.sample_interval_fs)
         engine.set_configuration(*start)
         engine.set_velocities(maxwell_boltzmann(engine.masses, temperature, rng))
-        engine.set_thermostat(temperature, self.thermostat_damping_fs)
+        engine.set_thermostat(temperature, self.options.thermostat_damping_fs)
         common: dict[str, Any] = {
             "every": every,
             "temperature_K": temperature,
             "deadline": deadline,
         }
-        simulate(engine, steps_for(self.equilibration_ps, engine), **common)
+        simulate(engine, steps_for(self.options.equilibration_ps, engine), **common)
         search = None
-        if self.volume_search:
+        if self.options.volume_search:
             search = volume_search(
                 engine,
                 temperature,
-                factors=self.volume_factors,
-                duration_ps=self.volume_ps,
+                factors=self.options.volume_factors,
+                duration_ps=self.options.volume_ps,
                 every=every,
                 deadline=deadline,
-                tolerance_GPa=self.pressure_tolerance_GPa,
+                tolerance_GPa=self.options.pressure_tolerance_GPa,
             )
-        frames = math.ceil(steps_for(self.production_ps, engine) / every)
+        frames = math.ceil(steps_for(self.options.production_ps, engine) / every)
         trace = simulate(engine, frames * every, record_positions=True, **common)
         assert trace.positions is not None
         fits = fit_diffusivities(
@@ -358,7 +358,7 @@ class MDOracle(Oracle):
             engine.symbols,
             engine.masses,
             every * engine.timestep_fs / 1000.0,
-            n_blocks=self.n_blocks,
+            n_blocks=self.options.n_blocks,
             fit_window=self.fit_window,
         )
         return TemperatureRun(
@@ -380,7 +380,7 @@ class MDOracle(Oracle):
         cannot be given at the report temperature (not simulated there, no Arrhenius fit) is
         left out; for the primary group that fails the evaluation.
         """
-        primary = self.species or "all"
+        primary = self.options.species or "all"
         if primary not in runs[0].fits:
             raise OracleFailed(f"species {primary} is not in the structure")
         properties: dict[str, PropertyValue] = {}
@@ -414,7 +414,7 @@ class MDOracle(Oracle):
                     "temperatures_K": list(fit.temperatures_K),
                 }
         tables = {
-            "engine": self.engine_name,
+            "engine": self.options.engine,
             "report_temperature_K": self.report_temperature_K,
             "runs": [
                 {
@@ -437,18 +437,10 @@ class MDOracle(Oracle):
             **super().provenance(),
             **self._engine_provenance,
             "parameters": {
-                "temperatures_K": list(self.temperatures),
-                "species": self.species,
-                "timestep_fs": self.timestep_fs,
-                "equilibration_ps": self.equilibration_ps,
-                "production_ps": self.production_ps,
-                "sample_interval_fs": self.sample_interval_fs,
-                "volume_search": self.volume_search,
-                "do_melt_quench": self.do_melt_quench,
+                **self.options.parameters(
+                    exclude={"potential", "pair_style", "library", "meam_elements", "calculator"}
+                ),
                 "melt_quench": asdict(self.protocol),
-                "n_blocks": self.n_blocks,
-                "fit_window": list(self.fit_window),
-                "seed": self.seed,
             },
         }
 

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 from ase import Atoms, units
 from ase.units import GPa as EV_PER_A3_PER_GPA
+from pydantic import Field
 from pymatgen.core import Lattice, Structure
 
 from amloop.oracles.base import Oracle, OracleFailed, OracleResult, OracleSetupError
@@ -26,8 +27,48 @@ from amloop.oracles.mlp.references import (
     default_cache_dir,
     reference_candidates,
 )
-from amloop.oracles.mlp.relaxation import OPTIMIZERS, Optimizer, energy_per_atom, relax
+from amloop.oracles.mlp.relaxation import Optimizer, energy_per_atom, relax
+from amloop.oracles.options import OracleOptions
 from amloop.state.schema import Candidate, Cost, Evaluation, PropertyValue
+
+
+class MLPOptions(OracleOptions):
+    """Options of the ``mlp`` oracle."""
+
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="`chgnet` (CHGNet 0.3.0), `7net-0` (`sevennet` extra), or "
+        "`matgl:/path/to/model_dir`",
+    )
+    device: str | None = Field(
+        None,
+        description="`auto`, `cpu`, `cuda[:N]`",
+        json_schema_extra={"default": "`AMLOOP_DEVICE`"},
+    )
+    optimizer: Optimizer = Field("FIRE", description="`FIRE` or `BFGS`")
+    relax_cell: bool = Field(True, description="relax the cell as well (FrechetCellFilter)")
+    fmax: float = Field(
+        0.05,
+        gt=0,
+        description="force tolerance (eV/Å); the cell converges to a stress of about "
+        "fmax·N/V (~0.7 GPa at 0.05 eV/Å for a metal)",
+    )
+    max_steps: int = Field(
+        500, ge=1, description="relaxation steps; still above `fmax` after them: failed"
+    )
+    min_distance: float = Field(
+        0.8, ge=0, description="closest distance before and after relaxation (Å)"
+    )
+    max_abs_energy_per_atom: float = Field(
+        20.0, gt=0, description="exploded beyond ± this (eV/atom)"
+    )
+    batch_size: int = Field(16, ge=1, description="structures per batched model call")
+    cache_dir: str | None = Field(
+        None,
+        description="folder of the elemental reference cache",
+        json_schema_extra={"default": "`~/.cache/amloop`"},
+    )
+    disk_cache: bool = Field(True, description="keep elemental references on disk across processes")
 
 
 class MLPOracle(Oracle):
@@ -44,20 +85,7 @@ class MLPOracle(Oracle):
         name: Name of this oracle in the campaign (defaults to ``"mlp"``).
         fidelity: Fidelity level in [0, 1].
         timeout_s: Wall-clock limit per structure (s).
-        model: ``"chgnet"`` (default), ``"7net-0"`` or ``"matgl:/path/to/model_dir"``.
-        device: ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``; default ``AMLOOP_DEVICE``.
-        optimizer: ASE optimiser, ``"FIRE"`` or ``"BFGS"``.
-        relax_cell: Relax the cell to zero stress as well as the positions.
-        fmax: Force tolerance of the relaxation (eV/Å). The cell converges with it to a stress
-            of about ``fmax * N / V`` (FrechetCellFilter's scaling): ~0.7 GPa at 0.05 eV/Å for
-            a metal, enough for lattice constants to ~0.1 %.
-        max_steps: Most relaxation steps; a relaxation still above ``fmax`` then fails.
-        min_distance: Closest allowed interatomic distance (Å), before and after relaxation.
-        max_abs_energy_per_atom: Energies beyond ± this (eV/atom) count as exploded.
-        batch_size: Structures per batched model call in :meth:`evaluate_many`.
-        cache_dir: Folder of the elemental reference cache file (default
-            :func:`default_cache_dir`).
-        disk_cache: Keep elemental references on disk across processes (else in-process only).
+        **options: :class:`MLPOptions`.
     """
 
     type_name: ClassVar[str] = "mlp"
@@ -67,40 +95,23 @@ class MLPOracle(Oracle):
         "pressure": "GPa",
     }
 
+    Options: ClassVar[type[MLPOptions]] = MLPOptions
+
     def __init__(
         self,
         *,
         name: str | None = None,
         fidelity: float = 0.5,
         timeout_s: float = 600.0,
-        model: str = DEFAULT_MODEL,
-        device: str | None = None,
-        optimizer: Optimizer = "FIRE",
-        relax_cell: bool = True,
-        fmax: float = 0.05,
-        max_steps: int = 500,
-        min_distance: float = 0.8,
-        max_abs_energy_per_atom: float = 20.0,
-        batch_size: int = 16,
-        cache_dir: str | None = None,
-        disk_cache: bool = True,
+        **options: Any,
     ):
         super().__init__(name=name, fidelity=fidelity, timeout_s=timeout_s)
-        if optimizer not in OPTIMIZERS:
-            raise OracleSetupError(f"optimizer must be FIRE or BFGS, not '{optimizer}'")
-        if fmax <= 0 or max_steps < 1 or batch_size < 1 or min_distance < 0:
-            raise OracleSetupError(
-                "need fmax > 0, max_steps >= 1, batch_size >= 1, min_distance >= 0"
-            )
+        self.options = MLPOptions.parse(self.type_name, options)
+        model, device = self.options.model, self.options.device
+        cache_dir, disk_cache = self.options.cache_dir, self.options.disk_cache
         self.model = str(model)
         self.device = resolve_device(device)
         self.backend = load_backend(self.model, self.device)
-        self.optimizer: Optimizer = optimizer
-        self.relax_cell = relax_cell
-        self.fmax, self.max_steps = fmax, max_steps
-        self.min_distance = min_distance
-        self.max_abs_energy_per_atom = max_abs_energy_per_atom
-        self.batch_size = batch_size
         folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.references = ReferenceCache(folder / "mlp_references.json" if disk_cache else None)
         self._raw_energies: dict[int, float] = {}  # id(structure) -> eV/atom, see evaluate_many
@@ -144,11 +155,11 @@ class MLPOracle(Oracle):
                         max_steps=REFERENCE_MAX_STEPS,
                         relax_cell=reference.relax_cell,
                         optimizer="BFGS",  # small cells near a minimum: fewer steps than FIRE
-                        max_abs_energy=self.max_abs_energy_per_atom,
-                        min_distance=self.min_distance,
+                        max_abs_energy=self.options.max_abs_energy_per_atom,
+                        min_distance=self.options.min_distance,
                     )
                     energy = energy_per_atom(
-                        atoms, max_abs=self.max_abs_energy_per_atom, stage="reference"
+                        atoms, max_abs=self.options.max_abs_energy_per_atom, stage="reference"
                     )
             except OracleFailed as exc:
                 problems.append(f"{reference.label}: {exc}")
@@ -190,7 +201,7 @@ class MLPOracle(Oracle):
                 "structure has partially occupied sites; the potential needs one atom each"
             )
         self.check_elements(sorted({site.specie.symbol for site in structure}))
-        check_min_distance(structure, self.min_distance)
+        check_min_distance(structure, self.options.min_distance)
         return Atoms(
             symbols=[site.specie.symbol for site in structure],
             scaled_positions=structure.frac_coords,
@@ -214,29 +225,33 @@ class MLPOracle(Oracle):
         with self._calculator_on(atoms):
             raw = self._raw_energies.pop(id(structure), None)
             if raw is None:
-                raw = energy_per_atom(atoms, max_abs=self.max_abs_energy_per_atom, stage="raw")
-            elif not (math.isfinite(raw) and abs(raw) <= self.max_abs_energy_per_atom):
+                raw = energy_per_atom(
+                    atoms, max_abs=self.options.max_abs_energy_per_atom, stage="raw"
+                )
+            elif not (math.isfinite(raw) and abs(raw) <= self.options.max_abs_energy_per_atom):
                 raise OracleFailed(f"non-finite or exploding energy (raw): {raw:.4g} eV/atom")
             outcome = relax(
                 atoms,
-                fmax=self.fmax,
-                max_steps=self.max_steps,
-                relax_cell=self.relax_cell,
-                optimizer=self.optimizer,
-                max_abs_energy=self.max_abs_energy_per_atom,
-                min_distance=self.min_distance,
+                fmax=self.options.fmax,
+                max_steps=self.options.max_steps,
+                relax_cell=self.options.relax_cell,
+                optimizer=self.options.optimizer,
+                max_abs_energy=self.options.max_abs_energy_per_atom,
+                min_distance=self.options.min_distance,
                 deadline=started + self.timeout_s,
             )
-            energy = energy_per_atom(atoms, max_abs=self.max_abs_energy_per_atom, stage="relaxed")
+            energy = energy_per_atom(
+                atoms, max_abs=self.options.max_abs_energy_per_atom, stage="relaxed"
+            )
             max_force = float(np.linalg.norm(atoms.get_forces(), axis=1).max())
             stress = atoms.get_stress(voigt=False)
         if not outcome.converged:
             stress_GPa = float(np.abs(stress).max()) / units.GPa
             raise OracleFailed(
                 f"no convergence: max force {max_force:.3g} eV/Å, max |stress| "
-                f"{stress_GPa:.3g} GPa after {outcome.steps} steps (fmax {self.fmax} eV/Å"
-                + (" on atoms and the cell" if self.relax_cell else "")
-                + f", max_steps {self.max_steps})"
+                f"{stress_GPa:.3g} GPa after {outcome.steps} steps (fmax {self.options.fmax} eV/Å"
+                + (" on atoms and the cell" if self.options.relax_cell else "")
+                + f", max_steps {self.options.max_steps})"
             )
         relaxed = Structure(
             Lattice(np.array(atoms.cell)),
@@ -285,7 +300,7 @@ class MLPOracle(Oracle):
         """
         if self.backend.batch_energies is not None:
             with self.backend.lock, self.backend.device_context():
-                return self.backend.batch_energies(structures, self.batch_size)
+                return self.backend.batch_energies(structures, self.options.batch_size)
         energies = []
         for structure in structures:
             atoms = Atoms(
@@ -344,12 +359,7 @@ class MLPOracle(Oracle):
             "model": self.model,
             "device": self.device,
             "parameters": {
-                "optimizer": self.optimizer,
-                "relax_cell": self.relax_cell,
-                "fmax_eV_per_A": self.fmax,
-                "max_steps": self.max_steps,
-                "min_distance_A": self.min_distance,
-                "max_abs_energy_per_atom_eV": self.max_abs_energy_per_atom,
+                **self.options.parameters(exclude={"model", "device", "cache_dir", "disk_cache"}),
                 "reference_fmax_eV_per_A": REFERENCE_FMAX,
                 "reference_optimizer": "BFGS",
                 "reference_protocol": REFERENCE_PROTOCOL,

@@ -345,16 +345,17 @@ def test_registered_and_missing_interpreter_is_a_setup_error() -> None:
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        ({"mode": "fd"}, "mode must be"),
-        ({"kpts": "4x4"}, "kpts must look like"),
-        ({"dos_emin": 1.0}, "must contain the Fermi level"),
+        ({"mode": "fd"}, "mode: Input should be 'pw' or 'lcao'"),
+        ({"kpts": "4x4"}, "kpts: must look like '4x4x4'"),
+        ({"dos_emin": 1.0}, "dos_emin: Input should be less than 0"),
         ({"magmoms": "Fe4"}, "magmoms must be"),
-        ({"metal": "Xx"}, "metal must be an element"),
-        ({"ecut": 0}, "ecut must be positive"),
-        ({"grid_spacing": -0.3}, "grid_spacing must be positive"),
-        ({"spinpol": "yes"}, "spinpol must be"),
-        ({"nbands": "lots"}, "nbands must be"),
-        ({"density_tolerance": "tight"}, "density_tolerance must be a positive number"),
+        ({"metal": "Xx"}, "metal: must be an element symbol"),
+        ({"ecut": 0}, "ecut: Input should be greater than 0"),
+        ({"grid_spacing": -0.3}, "grid_spacing: Input should be greater than 0"),
+        ({"spinpol": "sometimes"}, "spinpol"),
+        ({"nbands": "lots"}, "nbands: must be a positive number or a percentage"),
+        ({"density_tolerance": "tight"}, "density_tolerance: Input should be a valid number"),
+        ({"ecutt": 500}, "ecutt: unknown option"),
     ],
 )
 def test_bad_options_are_setup_errors(options: dict, match: str) -> None:

@@ -585,10 +585,14 @@ def test_md_oracle_runs_on_a_registered_ase_calculator() -> None:
 def test_registry_and_option_parsing() -> None:
     assert "md" in oracle_types()
     oracle = create_oracle("md", potential="Cu_u3.eam", temperatures="1000, 1500,2000")
-    assert oracle.temperatures == (1000.0, 1500.0, 2000.0)
+    assert oracle.options.temperatures == (1000.0, 1500.0, 2000.0)
     assert oracle.report_temperature_K == 1000.0
-    assert not create_oracle("md", potential="Cu_u3.eam", volume_search="false").volume_search
-    assert create_oracle("md", potential="Cu_u3.eam", temperatures=[900, 1200]).temperatures == (
+    assert not create_oracle(
+        "md", potential="Cu_u3.eam", volume_search="false"
+    ).options.volume_search
+    assert create_oracle(
+        "md", potential="Cu_u3.eam", temperatures=[900, 1200]
+    ).options.temperatures == (
         900.0,
         1200.0,
     )
