@@ -244,14 +244,18 @@ def inject(
         ),
     ],
     campaign: CampaignOption = None,
+    allow_outside: Annotated[
+        bool,
+        typer.Option("--allow-outside", help="read structure files outside the CSV's folder"),
+    ] = False,
 ) -> None:
-    """Add experimental measurements (validated; the whole file or nothing)."""
+    """Add experimental measurements (validated; the whole file or nothing; a file once)."""
     from amloop.loop.inject import inject_measurements
 
     handle = _campaign(campaign)
     store = handle.store()
     open_before = _open_request_ids(store)
-    stored = inject_measurements(store, handle.config, file)
+    stored = inject_measurements(store, handle.config, file, allow_outside=allow_outside)
     properties = sorted({m.property for m in stored})
     console.print(
         f"[green]stored {len(stored)} measurement(s)[/] of {', '.join(properties)} from {file}; "

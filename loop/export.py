@@ -85,8 +85,20 @@ def write_rows_csv(rows: list[HistoryRow], output: Path) -> None:
         _write(rows, fields, handle)
 
 
+#: A text cell starting with one of these is a formula to a spreadsheet (OWASP: CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """``value``, with a text cell that a spreadsheet would run as a formula quoted by a leading
+    apostrophe; numbers are left alone."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _write(rows: list[HistoryRow], fields: list[str], handle: TextIO) -> None:
     writer = csv.DictWriter(handle, fieldnames=fields)
     writer.writeheader()
     for row in rows:
-        writer.writerow(row.as_dict())
+        writer.writerow({key: spreadsheet_safe(value) for key, value in row.as_dict().items()})

@@ -46,7 +46,7 @@ from sqlalchemy.exc import OperationalError
 from amloop.loop import steps
 from amloop.loop.budget import Budget
 from amloop.loop.interrupt import Interrupted, check_stop, remember_flow_run
-from amloop.loop.runs import RunLimits
+from amloop.loop.runs import RunLimits, record_limits
 from amloop.loop.schedule import Halves, run_iterations
 from amloop.loop.steps import CampaignRun, EvaluationTask
 from amloop.state.config import CampaignConfig, OracleConfig
@@ -219,6 +219,7 @@ def campaign_flow(
     args = (database_url, campaign, directory, limits)
     run = _open(*args)
     with _held_lock(run.store, stale_after_s) as lost:
+        record_limits(run.store, limits)
         run.store.set_status("running")
         requeued = run.store.requeue_running()
         if requeued:

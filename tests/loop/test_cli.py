@@ -264,3 +264,62 @@ def test_cli_on_a_shared_postgresql_database(cli, postgres_url, monkeypatch, tmp
     assert [row["value"] for row in rows] == pytest.approx([178.0, 183.0, 176.5])
     assert CampaignStore.campaign_names(postgres_url) == ["nifecr"]
     assert "183" in cli("status").output
+
+
+def test_a_file_is_injected_once(cli):
+    _init(cli)
+    assert cli("inject", str(MEASUREMENTS)).exit_code == 0
+    again = cli("inject", str(MEASUREMENTS))
+    assert again.exit_code == 1 and "was injected already" in again.output
+    assert "Traceback" not in again.output
+    store = CampaignStore.open(Settings().database_url_for("nifecr"), "nifecr")
+    assert len(store.measurements()) == 3  # not 6
+    assert store.events(kind="inject_rejected")
+
+
+def test_a_structure_path_outside_the_csvs_folder_is_refused(cli, tmp_path):
+    _init(cli)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    cell = Structure(Lattice.cubic(3.6), ["Ni", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    cell.to(filename=str(outside / "cell.cif"))
+    folder = tmp_path / "lab"
+    folder.mkdir()
+    csv_file = folder / "m.csv"
+    csv_file.write_text(
+        "composition,property,value,unit,uncertainty,source,structure\n"
+        "Ni0.5Fe0.5,bulk_modulus,180,GPa,4,lab A,../elsewhere/cell.cif\n"
+    )
+    refused = cli("inject", str(csv_file))
+    assert refused.exit_code == 1 and "outside the CSV's folder" in refused.output
+    assert cli("inject", str(csv_file), "--allow-outside").exit_code == 0
+
+
+def test_exported_text_cells_cannot_run_as_spreadsheet_formulas(cli, tmp_path):
+    _init(cli)
+    csv_file = tmp_path / "m.csv"
+    csv_file.write_text(
+        "composition,property,value,unit,uncertainty,source\n"
+        'Ni0.5Fe0.5,bulk_modulus,180,GPa,4,"=HYPERLINK(""http://x"",""y"")"\n'
+    )
+    assert cli("inject", str(csv_file)).exit_code == 0
+    out = tmp_path / "history.csv"
+    assert cli("export", "--format", "csv", "-o", str(out)).exit_code == 0
+    text = out.read_text()
+    assert "'=HYPERLINK" in text and ",=HYPERLINK" not in text and '"=HYPERLINK' not in text
+
+
+def test_a_run_refused_by_the_lock_leaves_resume_limits_alone(cli, prefect_api_url):
+    """Limits are recorded only by the run that holds the lock: a refused `run --iterations 2`
+    must not change what `resume` continues with."""
+    from amloop.loop.campaigns import resolve_campaign
+    from amloop.loop.runs import last_limits
+
+    _init(cli)
+    handle = resolve_campaign("nifecr", Settings())
+    store = handle.store()
+    store.acquire_lock("another-host:4242:abcd", stale_after_s=3600)
+    result = cli("run", "nifecr", "--iterations", "2")
+    assert result.exit_code == 1 and "is driven by another-host" in result.output
+    assert last_limits(handle).max_iterations is None
+    assert not store.events(kind="run_limits")

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -248,3 +251,24 @@ def test_failure_surfaces_from_compute() -> None:
     structure.append("Ni", [0.0, 0.0, 0.01])
     with pytest.raises(OracleFailed, match="too close"):
         LammpsOracle(potential="Ni_u3.eam").compute(structure)
+
+
+def test_lammps_listens_on_no_external_interface() -> None:
+    """MPICH's UCX transport opens a TCP listener when LAMMPS starts; amloop binds it to the
+    loopback interface (checked in a fresh process, where MPI starts for the first time)."""
+    probe = (
+        "import psutil\n"
+        "from amloop.oracles.lammps import LammpsOracle\n"
+        "from amloop.oracles.lammps.session import new_lammps\n"
+        "LammpsOracle(potential='Ni_u3.eam')\n"
+        "lmp = new_lammps()\n"
+        "listening = [c.laddr.ip for c in psutil.Process().net_connections('inet')"
+        " if c.status == psutil.CONN_LISTEN]\n"
+        "print(' '.join(listening) or 'none')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UCX_")}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    addresses = result.stdout.split()
+    assert all(ip in ("none", "127.0.0.1", "::1") for ip in addresses), addresses

@@ -89,7 +89,7 @@ def test_registered_and_created_by_name(cache_dir):
     assert "mlp" in oracle_types()
     created = create_oracle("mlp", device="cpu", cache_dir=str(cache_dir), fmax=0.02)
     assert isinstance(created, MLPOracle)
-    assert created.fmax == 0.02
+    assert created.options.fmax == 0.02
     assert created.provenance()["code"] == "chgnet"
     assert len(created.provenance()["weights_sha256"]) == 64
 
