@@ -14,8 +14,9 @@ import traceback
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pymatgen.core import Structure
 
 from amloop.state.schema import Candidate, Cost, Evaluation, PropertyValue
@@ -27,6 +28,47 @@ class OracleSetupError(RuntimeError):
 
 class OracleFailed(RuntimeError):
     """The oracle ran but this structure failed; the reason is stored with the evaluation."""
+
+
+OptionsT = TypeVar("OptionsT", bound="OracleOptions")
+
+
+class OracleOptions(BaseModel):
+    """An oracle type's options (the YAML's ``options:``, ``amloop evaluate --set``), written
+    once: validation with one-line errors, defaults, the provenance's parameters and the guide's
+    option table (:mod:`amloop.oracles.options`) come from the model. Unknown names are errors,
+    values are frozen.
+
+    Each field's ``description`` is the guide's "meaning" column (with units); a field whose
+    default is not a plain value documents it in ``json_schema_extra={"default": "..."}``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    @classmethod
+    def parse(cls: type[OptionsT], type_name: str, options: dict[str, Any]) -> OptionsT:
+        """The options of oracle type ``type_name``, validated.
+
+        Raises:
+            OracleSetupError: ``bad options for oracle 'TYPE': NAME: problem; ...`` (one line).
+        """
+        try:
+            return cls(**options)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc']) or 'options'}: "
+                + (
+                    "unknown option"
+                    if error["type"] == "extra_forbidden"
+                    else error["msg"].removeprefix("Value error, ")
+                )
+                for error in exc.errors()
+            )
+            raise OracleSetupError(f"bad options for oracle '{type_name}': {problems}") from None
+
+    def parameters(self, *, exclude: set[str] | None = None) -> dict[str, Any]:
+        """The options as plain JSON values, for the provenance of every result."""
+        return self.model_dump(mode="json", exclude=exclude)
 
 
 @dataclass
@@ -46,11 +88,30 @@ class FidelitySource:
     """
 
     type_name: ClassVar[str]
+    #: The options model of this type; a type without options takes none.
+    Options: ClassVar[type[OracleOptions]] = OracleOptions
+    #: Fidelity and time limit per call (s) when the campaign does not set them.
+    default_fidelity: ClassVar[float] = 0.5
+    default_timeout_s: ClassVar[float] = 600.0
 
-    def __init__(self, *, name: str | None = None, fidelity: float = 0.5, timeout_s: float = 600.0):
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        fidelity: float | None = None,
+        timeout_s: float | None = None,
+        **options: Any,
+    ):
+        """Args: ``name`` in the campaign (default: the type name), ``fidelity`` in [0, 1],
+        ``timeout_s`` per call, and the options of :attr:`Options`.
+
+        Raises:
+            OracleSetupError: bad options (one line naming each).
+        """
         self.name = name or self.type_name
-        self.fidelity = fidelity
-        self.timeout_s = timeout_s
+        self.fidelity = self.default_fidelity if fidelity is None else fidelity
+        self.timeout_s = self.default_timeout_s if timeout_s is None else timeout_s
+        self.options = self.Options.parse(self.type_name, options)
 
     def provenance(self) -> dict[str, Any]:
         """Code, version and parameters of this source (extended by subclasses)."""

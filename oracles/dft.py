@@ -51,10 +51,9 @@ from pydantic import AfterValidator, Field
 from pymatgen.core import Element, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from amloop.oracles.base import Oracle, OracleFailed, OracleResult, OracleSetupError
+from amloop.oracles.base import Oracle, OracleFailed, OracleOptions, OracleResult, OracleSetupError
 from amloop.oracles.dos_descriptors import DOS_UNIT, ProjectedDos, describe
 from amloop.oracles.gates import check_min_distance
-from amloop.oracles.options import OracleOptions
 from amloop.state.schema import Candidate, Cost, Evaluation
 from amloop.state.structures import content_hash
 
@@ -367,16 +366,14 @@ class DftOracle(Oracle):
 
     Options: ClassVar[type[DftOptions]] = DftOptions
 
-    def __init__(
-        self,
-        *,
-        name: str | None = None,
-        fidelity: float = 0.9,
-        timeout_s: float = 3600.0,
-        **options: Any,
-    ):
-        super().__init__(name=name, fidelity=fidelity, timeout_s=timeout_s)
-        o = self.options = DftOptions.parse(self.type_name, options)
+    default_fidelity: ClassVar[float] = 0.9
+    default_timeout_s: ClassVar[float] = 3600.0
+    options: DftOptions
+
+    def __init__(self, **settings: Any):
+        """``name``, ``fidelity``, ``timeout_s`` and the :class:`DftOptions`."""
+        super().__init__(**settings)
+        o = self.options
         self.mesh = self._parse_kpts(o.kpts)
         self.magmoms = parse_magmoms(o.magmoms)
         self.convergence: dict[str, Any] = {

@@ -12,8 +12,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BeforeValidator, Field
 
-from amloop.oracles.base import FidelitySource, OracleSetupError
-from amloop.oracles.options import OracleOptions
+from amloop.oracles.base import FidelitySource, OracleOptions, OracleSetupError
 from amloop.state.schema import LabRequest
 from amloop.state.units import UnitError, canonical_unit
 
@@ -52,16 +51,12 @@ class ExperimentOracle(FidelitySource):
     type_name: ClassVar[str] = "experiment"
     Options: ClassVar[type[ExperimentOptions]] = ExperimentOptions
 
-    def __init__(
-        self,
-        *,
-        name: str | None = None,
-        fidelity: float = 1.0,
-        timeout_s: float = 600.0,
-        **options: Any,
-    ):
-        super().__init__(name=name, fidelity=fidelity, timeout_s=timeout_s)
-        self.options = ExperimentOptions.parse(self.type_name, options)
+    default_fidelity: ClassVar[float] = 1.0
+    options: ExperimentOptions
+
+    def __init__(self, **settings: Any):
+        """``name``, ``fidelity``, ``timeout_s`` and the :class:`ExperimentOptions`."""
+        super().__init__(**settings)
         self.measured = list(self.options.properties)
         if not self.measured:
             raise OracleSetupError(

@@ -1,10 +1,6 @@
-"""Oracle options: one pydantic model per oracle type, written once.
-
-The model is the YAML's ``options:`` (and ``amloop evaluate --set KEY=VALUE``): it validates
-them (unknown names, types, ranges) with one-line errors, holds their defaults, gives the
-oracle's provenance its parameters, and renders the option tables of docs/guide.md §4
-(:func:`options_table`; ``python -m amloop.oracles.options docs/guide.md`` rewrites them, and a
-test fails when the guide and the models disagree).
+"""The option tables of docs/guide.md §4, rendered from each oracle type's options model
+(:class:`amloop.oracles.base.OracleOptions`): ``python -m amloop.oracles.options
+docs/guide.md`` rewrites them, and a test fails when the guide and the models disagree.
 """
 
 from __future__ import annotations
@@ -12,53 +8,14 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import PydanticUndefined
 
-from amloop.oracles.base import OracleSetupError
-
-OptionsT = TypeVar("OptionsT", bound="OracleOptions")
+from amloop.oracles.base import OracleOptions
 
 #: Marks the generated table of an oracle type in the guide: ``<!-- options: lammps -->``.
 TABLE_START = "<!-- options: {type_name} -->"
 TABLE_END = "<!-- /options -->"
-
-
-class OracleOptions(BaseModel):
-    """Base of an oracle type's options: unknown names are errors, values are frozen.
-
-    Each field's ``description`` is the guide's "meaning" column (with units); a field whose
-    default is not a plain value documents it in ``json_schema_extra={"default": "..."}``.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-
-    @classmethod
-    def parse(cls: type[OptionsT], type_name: str, options: dict[str, Any]) -> OptionsT:
-        """The options of oracle type ``type_name``, validated.
-
-        Raises:
-            OracleSetupError: ``bad options for oracle 'TYPE': NAME: problem; ...`` (one line).
-        """
-        try:
-            return cls(**options)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in error['loc']) or 'options'}: "
-                + (
-                    "unknown option"
-                    if error["type"] == "extra_forbidden"
-                    else error["msg"].removeprefix("Value error, ")
-                )
-                for error in exc.errors()
-            )
-            raise OracleSetupError(f"bad options for oracle '{type_name}': {problems}") from None
-
-    def parameters(self, *, exclude: set[str] | None = None) -> dict[str, Any]:
-        """The options as plain JSON values, for the provenance of every result."""
-        return self.model_dump(mode="json", exclude=exclude)
 
 
 def _default_text(name: str, model: type[OracleOptions]) -> str:

@@ -37,3 +37,11 @@ def test_guide_oracle_example_gives_the_emt_bulk_modulus_of_copper():
     # EMT copper: a = 3.59 Å, B ≈ 134 GPa (Jacobsen et al. parameters; experiment 137-140 GPa)
     assert evaluation.properties["bulk_modulus"].value == pytest.approx(134, rel=0.03)
     assert evaluation.relaxed_structure.lattice.a / 2 == pytest.approx(3.59, abs=0.01)
+
+
+def test_the_guides_oracle_example_is_the_example_plugin():
+    """docs/guide.md §6 shows examples/emt_plugin/emt_oracle.py as it is (less its docstring)."""
+    code = (EXAMPLES / "emt_plugin" / "emt_oracle.py").read_text()
+    body = code.split("from __future__ import annotations\n", 1)[1].strip()
+    guide = (EXAMPLES.parent / "docs" / "guide.md").read_text()
+    assert body in guide

@@ -15,37 +15,36 @@ from ase.eos import EquationOfState
 from ase.filters import FrechetCellFilter
 from ase.optimize import FIRE
 from ase.units import GPa
+from pydantic import Field
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from amloop.oracles.base import Oracle, OracleFailed, OracleResult, OracleSetupError
+from amloop.oracles.base import (
+    Oracle,
+    OracleFailed,
+    OracleOptions,
+    OracleResult,
+    OracleSetupError,
+)
 from amloop.state.schema import PropertyValue
 
 
-class EmtOracle(Oracle):
-    """Relaxed energy (eV/atom) and bulk modulus (GPa, Birch-Murnaghan) with ASE's EMT.
+class EmtOptions(OracleOptions):
+    """Options of the ``emt`` oracle: validated, with defaults, in the provenance."""
 
-    Args:
-        fmax: Force tolerance of the FIRE relaxation of positions and cell (eV/Å).
-        max_steps: Most relaxation steps; more is a failed evaluation.
-    """
+    fmax: float = Field(0.02, gt=0, description="force tolerance of the FIRE relaxation (eV/Å)")
+    max_steps: int = Field(300, ge=1, description="most relaxation steps; more: failed")
+
+
+class EmtOracle(Oracle):
+    """Relaxed energy (eV/atom) and bulk modulus (GPa, Birch-Murnaghan) with ASE's EMT."""
 
     type_name: ClassVar[str] = "emt"
     properties: ClassVar[dict[str, str]] = {"energy_per_atom": "eV/atom", "bulk_modulus": "GPa"}
-
-    def __init__(
-        self,
-        *,
-        name: str | None = None,
-        fidelity: float = 0.2,
-        timeout_s: float = 60.0,
-        fmax: float = 0.02,
-        max_steps: int = 300,
-    ):
-        super().__init__(name=name, fidelity=fidelity, timeout_s=timeout_s)
-        if fmax <= 0 or max_steps < 1:  # configuration errors: raised before any budget is spent
-            raise OracleSetupError(f"need fmax > 0 and max_steps >= 1, got {fmax}, {max_steps}")
-        self.fmax, self.max_steps = fmax, max_steps
+    Options: ClassVar[type[EmtOptions]] = EmtOptions
+    default_fidelity: ClassVar[float] = 0.2
+    default_timeout_s: ClassVar[float] = 60.0
+    options: EmtOptions
 
     def check_elements(self, elements: Iterable[str]) -> None:
         """Fail fast (``amloop seed`` calls this first) on elements EMT has no parameters for."""
@@ -57,8 +56,10 @@ class EmtOracle(Oracle):
         atoms = AseAtomsAdaptor.get_atoms(structure)
         atoms.calc = EMT()
         relax = FIRE(FrechetCellFilter(atoms), logfile=None)
-        if not relax.run(fmax=self.fmax, steps=self.max_steps):
-            raise OracleFailed(f"no convergence in {self.max_steps} steps")  # stored as data
+        if not relax.run(fmax=self.options.fmax, steps=self.options.max_steps):
+            raise OracleFailed(
+                f"no convergence in {self.options.max_steps} steps"
+            )  # stored as data
         energy = atoms.get_potential_energy() / len(atoms)
         cell = atoms.get_cell()
         relaxed = AseAtomsAdaptor.get_structure(atoms.copy())  # the copy has no calculator
@@ -74,5 +75,5 @@ class EmtOracle(Oracle):
                 "bulk_modulus": PropertyValue(value=float(b0 / GPa), unit="GPa"),
             },
             relaxed_structure=relaxed,
-            provenance={"code": "ase.calculators.emt", "fmax_eV_per_A": self.fmax},
+            provenance={"code": "ase.calculators.emt", **self.options.parameters()},
         )

@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field
 from pymatgen.core import Structure
 
-from amloop.oracles.base import Oracle, OracleFailed, OracleResult, OracleSetupError
+from amloop.oracles.base import Oracle, OracleFailed, OracleOptions, OracleResult, OracleSetupError
 from amloop.oracles.gates import check_min_distance
-from amloop.oracles.options import OracleOptions
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -105,16 +104,11 @@ class LammpsOracle(Oracle):
 
     Options: ClassVar[type[LammpsOptions]] = LammpsOptions
 
-    def __init__(
-        self,
-        *,
-        name: str | None = None,
-        fidelity: float = 0.5,
-        timeout_s: float = 600.0,
-        **options: Any,
-    ):
-        super().__init__(name=name, fidelity=fidelity, timeout_s=timeout_s)
-        self.options = LammpsOptions.parse(self.type_name, options)
+    options: LammpsOptions
+
+    def __init__(self, **settings: Any):
+        """``name``, ``fidelity``, ``timeout_s`` and the :class:`LammpsOptions`."""
+        super().__init__(**settings)
         load_mpi()
         self.potential_path = resolve_potential_file(self.options.potential)
         self.pair_style = self.options.pair_style or infer_pair_style(self.potential_path)

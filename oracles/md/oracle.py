@@ -15,7 +15,7 @@ from ase.calculators.calculator import Calculator
 from pydantic import AfterValidator, BeforeValidator, Field
 from pymatgen.core import Element, Structure
 
-from amloop.oracles.base import Oracle, OracleFailed, OracleResult, OracleSetupError
+from amloop.oracles.base import Oracle, OracleFailed, OracleOptions, OracleResult, OracleSetupError
 from amloop.oracles.diffusion import (
     ArrheniusFit,
     DiffusionFit,
@@ -43,7 +43,6 @@ from amloop.oracles.md.protocol import (
     simulate,
     volume_search,
 )
-from amloop.oracles.options import OracleOptions
 from amloop.state.schema import PropertyValue
 
 
@@ -192,16 +191,13 @@ class MDOracle(Oracle):
 
     Options: ClassVar[type[MDOptions]] = MDOptions
 
-    def __init__(
-        self,
-        *,
-        name: str | None = None,
-        fidelity: float = 0.5,
-        timeout_s: float = 3600.0,
-        **options: Any,
-    ):
-        super().__init__(name=name, fidelity=fidelity, timeout_s=timeout_s)
-        o = self.options = MDOptions.parse(self.type_name, options)
+    default_timeout_s: ClassVar[float] = 3600.0
+    options: MDOptions
+
+    def __init__(self, **settings: Any):
+        """``name``, ``fidelity``, ``timeout_s`` and the :class:`MDOptions`."""
+        super().__init__(**settings)
+        o = self.options
         if not o.temperatures or min(o.temperatures) <= 0:
             raise OracleSetupError(f"temperatures must be positive, got {o.temperatures!r}")
         self.report_temperature_K = o.report_temperature_K or min(o.temperatures)
@@ -243,7 +239,7 @@ class MDOracle(Oracle):
                 pair_style=o.pair_style,
                 library=o.library,
                 meam_elements=o.meam_elements,
-                timeout_s=timeout_s,
+                timeout_s=self.timeout_s,
             )
             self.make_engine = functools.partial(
                 LammpsEngine, potential=self.potential, timestep_fs=o.timestep_fs

@@ -15,7 +15,7 @@ from ase.units import GPa as EV_PER_A3_PER_GPA
 from pydantic import Field
 from pymatgen.core import Lattice, Structure
 
-from amloop.oracles.base import Oracle, OracleFailed, OracleResult, OracleSetupError
+from amloop.oracles.base import Oracle, OracleFailed, OracleOptions, OracleResult, OracleSetupError
 from amloop.oracles.gates import check_min_distance
 from amloop.oracles.mlp.backends import DEFAULT_MODEL, load_backend, resolve_device
 from amloop.oracles.mlp.references import (
@@ -28,7 +28,6 @@ from amloop.oracles.mlp.references import (
     reference_candidates,
 )
 from amloop.oracles.mlp.relaxation import Optimizer, energy_per_atom, relax
-from amloop.oracles.options import OracleOptions
 from amloop.state.schema import Candidate, Cost, Evaluation, PropertyValue
 
 
@@ -97,16 +96,11 @@ class MLPOracle(Oracle):
 
     Options: ClassVar[type[MLPOptions]] = MLPOptions
 
-    def __init__(
-        self,
-        *,
-        name: str | None = None,
-        fidelity: float = 0.5,
-        timeout_s: float = 600.0,
-        **options: Any,
-    ):
-        super().__init__(name=name, fidelity=fidelity, timeout_s=timeout_s)
-        self.options = MLPOptions.parse(self.type_name, options)
+    options: MLPOptions
+
+    def __init__(self, **settings: Any):
+        """``name``, ``fidelity``, ``timeout_s`` and the :class:`MLPOptions`."""
+        super().__init__(**settings)
         model, device = self.options.model, self.options.device
         cache_dir, disk_cache = self.options.cache_dir, self.options.disk_cache
         self.model = str(model)
