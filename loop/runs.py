@@ -51,12 +51,27 @@ def record_limits(store: CampaignStore, limits: RunLimits) -> None:
     )
 
 
+def iteration_limit_reason(store: CampaignStore, max_iterations: int | None) -> str | None:
+    """``"N iteration(s) done (limit M)"`` once ``max_iterations`` iterations are done."""
+    done = sum(record.phase == "done" for record in store.iterations())
+    if max_iterations is not None and done >= max_iterations:
+        return f"{done} iteration(s) done (limit {max_iterations})"
+    return None
+
+
 def run_loop(handle: CampaignHandle, limits: RunLimits) -> str:
     """Run (or resume) the campaign's loop until it should stop; returns why it stopped.
+
+    A finished campaign whose iteration limit still holds returns at once, without starting
+    the workflow engine or loading the models.
 
     Raises:
         amloop.state.store.LockHeld: another process runs the campaign.
     """
+    store = handle.store()
+    limit = limits.apply(handle.config).execution.max_iterations
+    if store.info().status == "finished" and (reason := iteration_limit_reason(store, limit)):
+        return reason
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from amloop.loop.flows import run_campaign
 

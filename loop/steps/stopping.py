@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from amloop.loop.budget import Budget
 from amloop.loop.history import best_per_objective
+from amloop.loop.runs import iteration_limit_reason
 from amloop.loop.steps.run import CampaignRun, is_cheap
 from amloop.loop.steps.sampling import timings
 from amloop.oracles.experiment import ExperimentOracle
@@ -44,8 +45,8 @@ def stop_reason(run: CampaignRun, max_iterations: int | None) -> str | None:
     if cheap and all(reasons):
         return f"budget spent: {reasons[0]}"
     done = [r for r in run.store.iterations() if r.phase == "done"]
-    if max_iterations is not None and len(done) >= max_iterations:
-        return f"{len(done)} iteration(s) done (limit {max_iterations})"
+    if (reason := iteration_limit_reason(run.store, max_iterations)) is not None:
+        return reason
     patience = run.config.acquisition.patience
     if len(done) > patience:
         history = [r.metadata.get("best", {}) for r in done]

@@ -323,3 +323,23 @@ def test_a_run_refused_by_the_lock_leaves_resume_limits_alone(cli, prefect_api_u
     assert result.exit_code == 1 and "is driven by another-host" in result.output
     assert last_limits(handle).max_iterations is None
     assert not store.events(kind="run_limits")
+
+
+def test_running_a_finished_campaign_again_returns_at_once(cli):
+    """A finished campaign whose iteration limit holds: `amloop run` says so without starting
+    the workflow engine or building a seed set (which would take minutes here)."""
+    import time
+
+    from amloop.loop.campaigns import resolve_campaign
+
+    _init(cli)
+    store = resolve_campaign("nifecr", Settings()).store()
+    store.start_iteration(0)
+    store.update_iteration(0, phase="done")
+    store.set_status("finished")
+    started = time.perf_counter()
+    result = cli("run", "nifecr", "--iterations", "1")
+    assert result.exit_code == 0, result.output
+    assert "stopped: 1 iteration(s) done (limit 1)" in result.output
+    assert time.perf_counter() - started < 10.0
+    assert not store.evaluations()  # no seed set was built
