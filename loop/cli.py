@@ -80,6 +80,8 @@ def _user_errors(command: F) -> F:
                 raise
             errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
+        finally:
+            _checkpoint_stores()
 
     return wrapper  # type: ignore[return-value]
 
@@ -94,6 +96,17 @@ for _name, _command in (
 ):
     generator_app.command(_name)(_user_errors(_command))
 app.add_typer(generator_app, name="generator")
+
+
+def _checkpoint_stores() -> None:
+    """The SQLite stores this command wrote hold everything in their file when it ends (no
+    data only in ``campaign.db-wal``: a copy of ``campaign.db`` alone is complete)."""
+    import sys
+
+    if "amloop.state.database" in sys.modules:
+        from amloop.state.database import checkpoint_all
+
+        checkpoint_all()
 
 
 def _campaign(name: str | None) -> CampaignHandle:
@@ -287,6 +300,38 @@ def export(
     target = output or handle.directory / "export" / default
     count = export_campaign(handle.store(), fmt, target)
     console.print(f"wrote {count} record(s) to {target}")
+
+
+@app.command()
+@_user_errors
+def backup(
+    output: Annotated[Path, typer.Option("--output", "-o", help="the backup file to write")],
+    campaign: CampaignOption = None,
+) -> None:
+    """Copy a campaign's SQLite store while it may run (SQLite's online backup)."""
+    from amloop.state.database import backup_sqlite
+
+    handle = _campaign(campaign)
+    path = backup_sqlite(handle.database_url, output)
+    console.print(f"backed up {handle.name} to {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+@app.command()
+@_user_errors
+def check(campaign: CampaignOption = None) -> None:
+    """Check a campaign store: file integrity, references, stranded evaluations, the lock."""
+    from amloop.state.checks import check_store
+
+    handle = _campaign(campaign)
+    findings = check_store(handle.store())
+    table = Table(title=f"check of {handle.name}")
+    for column in ("check", "", "detail"):
+        table.add_column(column)
+    for finding in findings:
+        table.add_row(finding.check, "ok" if finding.ok else "[red]problem[/]", finding.detail)
+    console.print(table)
+    if not all(finding.ok for finding in findings):
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from amloop.loop.campaigns import CampaignHandle
 from amloop.state.config import CampaignConfig
+from amloop.state.database import checkpoint
 from amloop.state.settings import Settings
 from amloop.state.store import CampaignStore
 
@@ -75,10 +76,13 @@ def run_loop(handle: CampaignHandle, limits: RunLimits) -> str:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from amloop.loop.flows import run_campaign
 
-    return run_campaign(
-        handle.database_url,
-        handle.name,
-        handle.directory,
-        limits,
-        stale_after_s=Settings().lock_stale_after_s,
-    )
+    try:
+        return run_campaign(
+            handle.database_url,
+            handle.name,
+            handle.directory,
+            limits,
+            stale_after_s=Settings().lock_stale_after_s,
+        )
+    finally:
+        checkpoint(handle.database_url)  # the store file alone holds the run's results

@@ -89,6 +89,86 @@ def get_engine(url: str) -> Engine:
         return engine
 
 
+#: The first 16 bytes of every SQLite 3 database file.
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (``None`` for other databases and in-memory SQLite)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return None if parsed.database == ":memory:" else Path(parsed.database)
+
+
+def check_existing_store(url: str) -> None:
+    """Refuse to open a campaign store whose SQLite file is missing, empty or not SQLite:
+    opening would create an empty schema there and lose the campaign (it is never written).
+
+    Raises:
+        DatabaseError: one line naming the file and what to do.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        return
+    restore = "restore it from a backup (`amloop backup` makes one) or run `amloop check`"
+    if not path.is_file():
+        raise DatabaseError(f"campaign store {path} is missing; {restore}")
+    with path.open("rb") as handle:
+        header = handle.read(len(SQLITE_HEADER))
+    if not header:
+        raise DatabaseError(f"campaign store {path} is empty (0 bytes); {restore}")
+    if header != SQLITE_HEADER:
+        raise DatabaseError(f"campaign store {path} is not a SQLite database (damaged); {restore}")
+
+
+def checkpoint(url: str) -> None:
+    """Write a SQLite store's write-ahead log into the database file, so that the file alone
+    holds everything (a copy of ``campaign.db`` without ``-wal`` is then complete)."""
+    if sqlite_path(url) is None or url not in _engines:
+        return
+    connection = _engines[url].raw_connection()  # outside a transaction: SQLite refuses within
+    try:
+        connection.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        connection.close()
+
+
+def checkpoint_all() -> None:
+    """:func:`checkpoint` every SQLite store this process opened (at the end of a command)."""
+    for url in list(_engines):
+        try:
+            checkpoint(url)
+        except Exception:  # a busy or vanished file: the log stays valid, SQLite replays it
+            continue
+
+
+def backup_sqlite(url: str, target: Path) -> Path:
+    """An online copy of a SQLite store (SQLite's backup API: consistent while others write).
+
+    Raises:
+        DatabaseError: not a SQLite store, or ``target`` exists.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        raise DatabaseError(
+            "the store is not a SQLite file: back up PostgreSQL with "
+            f"`pg_dump -Fc -f campaign.dump '{make_url(url).render_as_string(hide_password=True)}'`"
+        )
+    if target.exists():
+        raise DatabaseError(f"{target} exists; choose a new file for the backup")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+    try:
+        destination = sqlite3.connect(target)
+        with destination:
+            source.backup(destination)
+        destination.close()
+    finally:
+        source.close()
+    return target
+
+
 def dispose_engines() -> None:
     """Close every pooled connection (after a fork, or at the end of tests)."""
     with _engines_lock:

@@ -9,16 +9,24 @@ so concurrent writers and resumed loops can never duplicate a result.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import sqlite3
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DatabaseError as SqlDatabaseError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from amloop.state.composition import formula
-from amloop.state.database import get_engine, migrate
+from amloop.state.database import (
+    DatabaseError,
+    check_existing_store,
+    get_engine,
+    migrate,
+    sqlite_path,
+)
 from amloop.state.lab_requests import LabRequests, matching_request
 from amloop.state.lock import CampaignLock, LockHeld, default_lock_owner
 from amloop.state.models import (
@@ -99,9 +107,15 @@ class CampaignStore(CampaignLock, LabRequests):
 
     @classmethod
     def open(cls, url: str, name: str) -> CampaignStore:
-        """Open existing campaign ``name`` (upgrading an old schema first)."""
+        """Open existing campaign ``name`` (upgrading an old schema first).
+
+        Raises:
+            DatabaseError: a SQLite store file that is missing, empty, damaged or unreadable.
+            CampaignNotFound: no campaign of that name in the database.
+        """
+        check_existing_store(url)
         engine = get_engine(url)
-        migrate(engine)
+        _readable(url, lambda: migrate(engine))
         with Session(engine) as session:
             campaign_id = session.scalar(select(CampaignRow.id).where(CampaignRow.name == name))
         if campaign_id is None:
@@ -110,9 +124,13 @@ class CampaignStore(CampaignLock, LabRequests):
 
     @staticmethod
     def campaign_names(url: str) -> list[str]:
-        """Names of all campaigns in the database at ``url``."""
+        """Names of all campaigns in the database at ``url`` (a new SQLite file is created; an
+        existing one must be a readable store, see :meth:`open`)."""
+        path = sqlite_path(url)
+        if path is not None and path.exists():
+            check_existing_store(url)
         engine = get_engine(url)
-        migrate(engine)
+        _readable(url, lambda: migrate(engine))
         with Session(engine) as session:
             return list(session.scalars(select(CampaignRow.name).order_by(CampaignRow.id)))
 
@@ -598,6 +616,19 @@ class CampaignStore(CampaignLock, LabRequests):
                 IterationRow.campaign_id == self.campaign_id, IterationRow.index == index
             )
         ).one_or_none()
+
+
+def _readable(url: str, step: Callable[[], Any]) -> Any:
+    """``step()``, with SQLite's errors for a damaged file as one line naming it."""
+    try:
+        return step()
+    except (sqlite3.DatabaseError, SqlDatabaseError) as exc:
+        if "malformed" in str(exc) or "not a database" in str(exc):
+            raise DatabaseError(
+                f"campaign store {_safe(url)} is damaged ({exc.args[0]}); restore it from a "
+                "backup (`amloop backup` makes one) or run `amloop check`"
+            ) from None
+        raise
 
 
 def _safe(url: str) -> str:

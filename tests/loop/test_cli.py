@@ -343,3 +343,58 @@ def test_running_a_finished_campaign_again_returns_at_once(cli):
     assert "stopped: 1 iteration(s) done (limit 1)" in result.output
     assert time.perf_counter() - started < 10.0
     assert not store.evaluations()  # no seed set was built
+
+
+def test_a_copy_of_the_store_file_alone_is_complete(cli, tmp_path):
+    """Commands end with the write-ahead log written into campaign.db."""
+    import shutil
+    import sqlite3
+
+    _init(cli)
+    assert cli("inject", str(MEASUREMENTS)).exit_code == 0
+    copy = tmp_path / "copy.db"
+    shutil.copy(tmp_path / "home" / "nifecr" / "campaign.db", copy)  # without -wal / -shm
+    with sqlite3.connect(copy) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM measurements").fetchone() == (3,)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "is empty (0 bytes)"), (b"garbage" * 100, "is not a SQLite database")],
+    ids=["zero-length", "garbage"],
+)
+def test_a_damaged_store_gives_one_line_and_is_never_written(cli, tmp_path, content, message):
+    _init(cli)
+    dispose_engines()
+    store_file = tmp_path / "home" / "nifecr" / "campaign.db"
+    for suffix in ("-wal", "-shm"):
+        store_file.with_name(store_file.name + suffix).unlink(missing_ok=True)
+    store_file.write_bytes(content)
+    for command in (["status"], ["history"], ["run", "nifecr"], ["init", str(EXAMPLE)]):
+        result = cli(*command)
+        assert result.exit_code == 1, (command, result.output)
+        assert message in result.output and str(store_file) in result.output
+        assert "Traceback" not in result.output
+    assert store_file.read_bytes() == content
+
+
+def test_backup_and_check(cli, tmp_path):
+    import sqlite3
+
+    _init(cli)
+    assert cli("inject", str(MEASUREMENTS)).exit_code == 0
+    backup = tmp_path / "backup.db"
+    result = cli("backup", "-o", str(backup))
+    assert result.exit_code == 0, result.output
+    with sqlite3.connect(backup) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM measurements").fetchone() == (3,)
+    assert cli("backup", "-o", str(backup)).exit_code == 1  # never overwrites
+    healthy = cli("check")
+    assert healthy.exit_code == 0 and "problem" not in healthy.output
+    # an evaluation left running by a process that is gone
+    store = CampaignStore.open(Settings().database_url_for("nifecr"), "nifecr")
+    cell = Structure(Lattice.cubic(3.6), ["Ni", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    stored = store.add_candidate(Candidate(structure=cell, origin="injected"))
+    store.claim_evaluation(stored.content_hash, "lammps_meam", 0.6)
+    stranded = cli("check")
+    assert stranded.exit_code == 1 and "left running" in stranded.output
