@@ -137,6 +137,7 @@ def status(campaign: CampaignOption = None) -> None:
     """Budget spent and left, best value per objective, current phase and lock holder."""
     from amloop.loop.budget import Budget
     from amloop.loop.history import best_per_objective
+    from amloop.state.lock import owner_process_is_dead
 
     handle = _campaign(campaign)
     store = handle.store()
@@ -145,12 +146,15 @@ def status(campaign: CampaignOption = None) -> None:
     phase = (
         f"iteration {iterations[-1].index}: {iterations[-1].phase}" if iterations else "not started"
     )
+    crashed = info.lock is not None and owner_process_is_dead(info.lock.owner)
     lock = (
-        f"{info.lock.owner} (heartbeat {info.lock.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC)"
+        f"{info.lock.owner} ({'crashed: its process is gone' if crashed else 'heartbeat'} "
+        f"{info.lock.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC)"
         if info.lock
         else "free"
     )
-    console.print(f"[bold]{info.name}[/] ({info.status}) in {handle.directory}")
+    state = "crashed; `amloop resume` continues" if crashed else info.status
+    console.print(f"[bold]{info.name}[/] ({state}) in {handle.directory}")
     console.print(f"phase: {phase}    lock: {lock}")
     budget = Table(title="budget")
     for column in ("item", "spent", "limit", "left", "unit"):

@@ -183,8 +183,17 @@ def build_seed_set(
                 report.stopped_reason = reason
                 store.log_event("seed_stopped", f"seed build stopped: {reason}")
                 return report
-            store.claim_evaluation(candidate.content_hash, oracle.name, oracle.fidelity)
-            evaluation = store.record_evaluation(oracle.evaluate(candidate))
+            claimed = store.claim_evaluation(
+                candidate.content_hash,
+                oracle.name,
+                oracle.fidelity,
+                max_attempts=config.execution.max_attempts,
+            )
+            evaluation = (
+                claimed
+                if claimed is not None and claimed.status == "failed"
+                else store.record_evaluation(oracle.evaluate(candidate))
+            )
             report.evaluated += 1
             if evaluation.status == "failed":
                 report.failed += 1

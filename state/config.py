@@ -286,13 +286,19 @@ class ExecutionConfig(BaseModel):
         "the running iteration's proposals pending; generation) while an iteration's oracle "
         "calls run, so that cheap oracles do not wait for the loop; needs a core to spare",
     )
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        description="times one oracle call may be started; a call whose process died that often "
+        "(a crash or a kill while it ran) is stored as failed instead of tried again",
+    )
 
 
 class CampaignConfig(BaseModel):
     """Everything that defines a campaign's science; stored with the campaign."""
 
     model_config = _STRICT
-    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     description: str = ""
     elements: list[str] = Field(..., min_length=1)
     bounds: dict[str, tuple[float, float]] = Field(

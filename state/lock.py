@@ -8,6 +8,7 @@ import socket
 import uuid
 from datetime import timedelta
 
+import psutil
 from sqlalchemy import or_, update
 
 from amloop.state.models import CampaignRow, utcnow
@@ -21,23 +22,29 @@ class LockHeld(RuntimeError):
 
 
 def default_lock_owner() -> str:
-    """A lock-owner id unique to this process: ``host:pid:random``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """A lock-owner id unique to this process: ``host:pid:start-time:random`` (the start time
+    tells a reused PID from the process that took the lock)."""
+    started = psutil.Process().create_time()
+    return f"{socket.gethostname()}:{os.getpid()}:{started:.2f}:{uuid.uuid4().hex[:8]}"
 
 
 def owner_process_is_dead(owner: str) -> bool:
-    """Whether a ``host:pid:...`` lock owner is a process of this host that has exited."""
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
+    """Whether a ``host:pid[:start-time]:...`` lock owner is a process of this host that has
+    exited, or whose PID now belongs to a process started at another time."""
+    host, pid, *rest = [*owner.split(":"), ""]
     if host != socket.gethostname() or not pid.isdigit():
         return False
     try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
+        started = psutil.Process(int(pid)).create_time()
+    except psutil.NoSuchProcess:
         return True
-    except PermissionError:
+    except psutil.AccessDenied:
         return False
-    return False
+    try:
+        recorded = float(rest[0]) if len(rest) > 2 else None
+    except ValueError:
+        recorded = None
+    return recorded is not None and abs(started - recorded) > 0.5
 
 
 class CampaignLock(StoreSession):

@@ -246,11 +246,19 @@ class CampaignStore(CampaignLock, LabRequests):
             return evaluation_record(row, evaluation.candidate_hash)
 
     def claim_evaluation(
-        self, candidate_hash: str, oracle: str, fidelity: float, *, iteration: int | None = None
+        self,
+        candidate_hash: str,
+        oracle: str,
+        fidelity: float,
+        *,
+        iteration: int | None = None,
+        max_attempts: int | None = None,
     ) -> Evaluation | None:
         """Mark an evaluation ``running`` (attempts + 1) before calling the oracle.
 
-        Returns ``None`` when the evaluation is finished already (nothing to do).
+        Returns ``None`` when the evaluation is finished already (nothing to do); a ``failed``
+        evaluation when it was started ``max_attempts`` times before and its process died each
+        time (a call that crashes its process is not retried on every resume).
         """
         with self.transaction() as session:
             key = Evaluation(
@@ -259,9 +267,17 @@ class CampaignStore(CampaignLock, LabRequests):
             row = self._evaluation_row_for_update(session, key)
             if row.status == "done":
                 return None
-            row.status = "running"
-            row.attempts += 1
-            row.started_at = utcnow()
+            if max_attempts is not None and row.attempts >= max_attempts:
+                row.status, row.finished_at = "failed", utcnow()
+                row.error = (
+                    f"started {row.attempts} times and its process died each time (a crash or a "
+                    f"kill while it ran); not tried again (execution.max_attempts = {max_attempts})"
+                )
+                self._event(session, "attempts_exhausted", f"{oracle} on {candidate_hash[:12]}")
+            else:
+                row.status = "running"
+                row.attempts += 1
+                row.started_at = utcnow()
             session.flush()
             return evaluation_record(row, candidate_hash)
 

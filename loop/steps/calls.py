@@ -44,11 +44,17 @@ def evaluate(
     candidate = store.candidate(candidate_hash)
     if candidate is None:
         raise LookupError(f"candidate {candidate_hash[:12]} is not in the store")
-    if (
-        store.claim_evaluation(candidate_hash, oracle.name, oracle.fidelity, iteration=iteration)
-        is None
-    ):
+    claimed = store.claim_evaluation(
+        candidate_hash,
+        oracle.name,
+        oracle.fidelity,
+        iteration=iteration,
+        max_attempts=config.execution.max_attempts,
+    )
+    if claimed is None:
         return evaluate(store, config, oracle_cfg, candidate_hash, iteration)  # finished meanwhile
+    if claimed.status == "failed":  # its process died on every earlier attempt
+        return claimed
     result = oracle.evaluate(candidate)
     result.iteration = iteration
     result.provenance["worker"] = f"{socket.gethostname()}:{os.getpid()}"

@@ -398,3 +398,14 @@ def test_backup_and_check(cli, tmp_path):
     store.claim_evaluation(stored.content_hash, "lammps_meam", 0.6)
     stranded = cli("check")
     assert stranded.exit_code == 1 and "left running" in stranded.output
+
+
+def test_status_says_crashed_when_the_lock_holder_is_gone(cli):
+    import socket
+
+    _init(cli)
+    store = CampaignStore.open(Settings().database_url_for("nifecr"), "nifecr")
+    store.acquire_lock(f"{socket.gethostname()}:999999:1.00:ab", stale_after_s=3600)
+    store.set_status("running")
+    result = cli("status")
+    assert result.exit_code == 0 and "crashed" in result.output

@@ -428,3 +428,33 @@ def test_campaign_lock(db_url: str, store: CampaignStore) -> None:
     other.release_lock("loop-b")
     assert store.info().lock is None
     assert store.acquire_lock("loop-a", stale_after_s=60).owner == "loop-a"
+
+
+def test_a_call_whose_process_dies_every_time_is_failed_after_max_attempts(
+    store: CampaignStore,
+) -> None:
+    candidate = store.add_candidate(Candidate(structure=nifecr_cell(), origin="seed"))
+    for attempt in range(3):  # started, then its process was killed: re-queued on resume
+        claimed = store.claim_evaluation(candidate.content_hash, ORACLE, FIDELITY, max_attempts=3)
+        assert (
+            claimed is not None and claimed.status == "running" and claimed.attempts == attempt + 1
+        )
+        assert store.requeue_running() == 1
+    final = store.claim_evaluation(candidate.content_hash, ORACLE, FIDELITY, max_attempts=3)
+    assert final is not None and final.status == "failed"
+    assert "started 3 times and its process died each time" in (final.error or "")
+    assert store.requeue_running() == 0
+    assert store.events(kind="attempts_exhausted")
+
+
+def test_a_reused_pid_does_not_keep_a_dead_holders_lock(store: CampaignStore) -> None:
+    """The owner id carries the process's start time: the same PID started at another time is
+    another process, so the lock is taken over at once (not after the stale timeout)."""
+    import os
+    import socket
+
+    impostor = f"{socket.gethostname()}:{os.getpid()}:12345.00:deadbeef"
+    store.acquire_lock(impostor, stale_after_s=3600)
+    taken = store.acquire_lock("host-b:1:1.0:cafe", stale_after_s=3600)
+    assert taken.owner == "host-b:1:1.0:cafe"
+    assert store.events(kind="lock_taken_over")
