@@ -31,6 +31,8 @@ from amloop.state.units import (
 )
 
 REQUIRED_COLUMNS = ("property", "value", "unit", "uncertainty", "source")
+#: Largest measurements file read (bytes): a lab's results, not a data dump.
+MAX_FILE_BYTES = 20_000_000
 #: Largest difference (atomic fraction) tolerated between a row's composition and its structure.
 STRUCTURE_COMPOSITION_TOLERANCE = 0.02
 
@@ -55,10 +57,25 @@ def read_measurements(
     """
     if not path.is_file():
         raise InjectError(f"measurement file not found: {path}")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise InjectError(
+            f"{path}: {path.stat().st_size / 1e6:.1f} MB is more than a measurements file holds "
+            f"({MAX_FILE_BYTES / 1e6:.0f} MB at most); split it"
+        )
     raw = path.read_bytes()
     sha = hashlib.sha256(raw).hexdigest()
-    lines = [line for line in raw.decode("utf-8-sig").splitlines() if not line.startswith("#")]
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InjectError(
+            f"{path}: not UTF-8 text (byte {exc.start}): save it as CSV (UTF-8)"
+        ) from None
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
     reader = csv.DictReader(lines)
+    try:
+        rows = list(reader)
+    except csv.Error as exc:  # e.g. a field over the csv module's 128 kB limit
+        raise InjectError(f"{path}: not a readable CSV file: {exc}") from None
     columns = {c.strip().lower() for c in reader.fieldnames or []}
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if "composition" not in columns and "formula" not in columns:
@@ -70,7 +87,7 @@ def read_measurements(
         )
     measurements: list[Measurement] = []
     errors: list[str] = []
-    for number, row in enumerate(reader, start=1):
+    for number, row in enumerate(rows, start=1):
         cells = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}
         try:
             measurements.append(

@@ -472,13 +472,22 @@ def parse_config(
         raise ConfigError(f"{source}: invalid campaign config\n{lines}") from None
 
 
+#: Largest campaign YAML read (bytes); a 12 MB list took minutes to validate.
+MAX_CONFIG_BYTES = 1_000_000
+
+
 def load_config(path: str | Path, *, oracle_types: Iterable[str] | None = None) -> CampaignConfig:
     """Read and validate a campaign YAML file (see :func:`parse_config`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: {path.stat().st_size / 1e3:.0f} kB is far more than a campaign YAML holds "
+            f"({MAX_CONFIG_BYTES / 1e3:.0f} kB at most)"
+        )
     try:
         data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     return parse_config(data, oracle_types=oracle_types, source=str(path))

@@ -409,3 +409,36 @@ def test_status_says_crashed_when_the_lock_holder_is_gone(cli):
     store.set_status("running")
     result = cli("status")
     assert result.exit_code == 0 and "crashed" in result.output
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (bytes(range(256)) * 40, "not UTF-8 text"),
+        (
+            b"composition,property,value,unit,uncertainty,source\n"
+            + b'NiFe,bulk_modulus,1,GPa,1,"'
+            + b"x" * 200_000
+            + b'"\n',
+            "not a readable CSV file",
+        ),
+    ],
+    ids=["binary", "huge-field"],
+)
+def test_unreadable_measurement_files_give_one_line_and_are_logged(cli, tmp_path, content, message):
+    _init(cli)
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(content)
+    result = cli("inject", str(bad))
+    assert result.exit_code == 1 and message in result.output
+    assert "Traceback" not in result.output
+    store = CampaignStore.open(Settings().database_url_for("nifecr"), "nifecr")
+    assert store.events(kind="inject_rejected") and not store.measurements()
+
+
+def test_an_oversized_campaign_yaml_is_refused_before_parsing(cli, tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text("name: big\nelements: [" + ", ".join(["Fe"] * 400_000) + "]\n")
+    result = cli("init", str(big))
+    assert result.exit_code == 1 and "far more than a campaign YAML holds" in result.output
+    assert not (tmp_path / "home" / "big").exists()
