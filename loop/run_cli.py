@@ -119,8 +119,10 @@ def _drive(handle: CampaignHandle, limits: RunLimits, ctrl_c: _CtrlC) -> None:
     """Run the loop in a worker thread under a live display; Ctrl-C stops it (see
     :mod:`loop.interrupt`)."""
     from amloop.loop.runs import run_loop
+    from amloop.loop.watchdog import start_watchdog
 
     store = handle.store()
+    start_watchdog()  # ends this run's children if it is killed (kill -9 included)
     if STOP.is_set():  # Ctrl-C while the campaign was being opened
         _stop_now(handle, None, "Ctrl-C before the loop started")
     done = threading.Event()

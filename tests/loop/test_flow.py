@@ -317,3 +317,32 @@ def test_overlapped_campaign_prepares_an_iteration_while_the_last_ones_calls_run
     workers = {e.provenance["worker"] for e in calls}
     here = f"{socket.gethostname()}:{os.getpid()}"
     assert here not in workers  # the calls ran in the process pool's worker, beside the loop
+
+
+def test_no_child_outlives_a_killed_run(tmp_path):
+    """kill -9 of `amloop run` alone (not its group), with Prefect's temporary API server as a
+    child: within 5 s no process the run started is left (the watchdog ends them)."""
+    import psutil
+
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(
+        AMLOOP_HOME=str(tmp_path / "home"),
+        PREFECT_HOME=str(tmp_path / "prefect"),
+        OMP_NUM_THREADS="1",
+    )
+    run = _amloop("run", str(CONFIG), env=env)
+    deadline = time.monotonic() + 300
+    descendants: list[psutil.Process] = []
+    while time.monotonic() < deadline and run.poll() is None:
+        children = psutil.Process(run.pid).children(recursive=True)
+        servers = [c for c in children if "uvicorn" in " ".join(c.cmdline())]
+        if servers:
+            time.sleep(1.0)  # let the rest of what the run starts appear too
+            descendants = psutil.Process(run.pid).children(recursive=True)
+            break
+        time.sleep(0.2)
+    assert descendants, "amloop run started no Prefect server"
+    run.kill()  # SIGKILL to the run only, as `kill -9 PID` does
+    run.wait()
+    _, alive = psutil.wait_procs(descendants, timeout=5.0)
+    assert not alive, [" ".join(p.cmdline())[:80] for p in alive]
