@@ -7,6 +7,7 @@ need no ``--campaign`` argument.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,13 @@ import yaml
 
 from amloop.oracles.base import OracleSetupError
 from amloop.oracles.registry import oracle_from_config, oracle_types
-from amloop.state.config import CampaignConfig, load_config, parse_config
+from amloop.state.config import (
+    CAMPAIGN_NAME_MAX,
+    CAMPAIGN_NAME_PATTERN,
+    CampaignConfig,
+    load_config,
+    parse_config,
+)
 from amloop.state.settings import Settings
 from amloop.state.store import CampaignExists, CampaignStore
 
@@ -85,16 +92,15 @@ def check_oracles(config: CampaignConfig) -> None:
 
 
 def resolve_campaign(name: str | None, settings: Settings) -> CampaignHandle:
-    """Find a campaign by name, by folder path, or (``None``) the current one.
+    """Find a campaign by name, by its folder in AMLOOP_HOME, or (``None``) the current one.
 
     Raises:
         CampaignLookupError: nothing found; the message says how to pick one.
     """
     if name is None:
         name = _read_current(settings)
-    elif Path(name).is_dir() and (Path(name) / CONFIG_FILE).is_file():
-        settings = settings.model_copy(update={"home": Path(name).resolve().parent})
-        name = Path(name).resolve().name
+    elif not _is_name(name):
+        name = _folder_name(name, settings)
     directory = settings.campaign_dir(name)
     url = settings.database_url_for(name)
     if not (directory / CONFIG_FILE).is_file():
@@ -107,6 +113,27 @@ def resolve_campaign(name: str | None, settings: Settings) -> CampaignHandle:
     return CampaignHandle(name, directory, url, config)
 
 
+def _is_name(text: str) -> bool:
+    return len(text) <= CAMPAIGN_NAME_MAX and re.fullmatch(CAMPAIGN_NAME_PATTERN, text) is not None
+
+
+def _folder_name(path: str, settings: Settings) -> str:
+    """The name of campaign folder ``path``, which must lie directly under AMLOOP_HOME (a store
+    elsewhere is never opened, nor migrated, by a path).
+
+    Raises:
+        CampaignLookupError: not a name, nor a campaign folder under AMLOOP_HOME.
+    """
+    folder, home = Path(path).resolve(), settings.home.resolve()
+    if folder.parent == home and (folder / CONFIG_FILE).is_file() and _is_name(folder.name):
+        return folder.name
+    raise CampaignLookupError(
+        f"'{path}' is neither a campaign name (letters, digits, _ . - ; at most "
+        f"{CAMPAIGN_NAME_MAX}) nor a campaign folder in AMLOOP_HOME ({home}); set AMLOOP_HOME "
+        "to the folder that holds the campaign"
+    )
+
+
 def _write_current(settings: Settings, name: str) -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     (settings.home / CURRENT_FILE).write_text(name + "\n")
@@ -115,7 +142,10 @@ def _write_current(settings: Settings, name: str) -> None:
 def _read_current(settings: Settings) -> str:
     pointer = settings.home / CURRENT_FILE
     if pointer.is_file():
-        return pointer.read_text().strip()
+        name = pointer.read_text().strip()
+        if not _is_name(name):
+            raise CampaignLookupError(f"{pointer} holds '{name[:40]}', not a campaign name")
+        return name
     candidates = sorted(p.name for p in settings.home.glob(f"*/{CONFIG_FILE}"))
     raise CampaignLookupError(
         f"no current campaign under {settings.home}: run `amloop init CONFIG` first"

@@ -294,11 +294,16 @@ class ExecutionConfig(BaseModel):
     )
 
 
+#: A campaign name: a folder name under AMLOOP_HOME and a key in a shared database.
+CAMPAIGN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+CAMPAIGN_NAME_MAX = 100
+
+
 class CampaignConfig(BaseModel):
     """Everything that defines a campaign's science; stored with the campaign."""
 
     model_config = _STRICT
-    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    name: str = Field(..., pattern=CAMPAIGN_NAME_PATTERN, max_length=CAMPAIGN_NAME_MAX)
     description: str = ""
     elements: list[str] = Field(..., min_length=1)
     bounds: dict[str, tuple[float, float]] = Field(

@@ -442,3 +442,19 @@ def test_an_oversized_campaign_yaml_is_refused_before_parsing(cli, tmp_path):
     result = cli("init", str(big))
     assert result.exit_code == 1 and "far more than a campaign YAML holds" in result.output
     assert not (tmp_path / "home" / "big").exists()
+
+
+def test_campaigns_are_named_or_found_in_amloop_home_only(cli, tmp_path):
+    """`-c` takes a name or a campaign folder in AMLOOP_HOME; a path elsewhere is refused
+    before any store there is opened (or migrated)."""
+    import shutil
+
+    _init(cli)
+    assert cli("status", "-c", str(tmp_path / "home" / "nifecr")).exit_code == 0
+    elsewhere = tmp_path / "elsewhere" / "campaigns" / "nifecr"
+    shutil.copytree(tmp_path / "home" / "nifecr", elsewhere)
+    stamp = (elsewhere / "campaign.db").stat().st_mtime_ns
+    for target in (str(elsewhere), "../elsewhere/campaigns/nifecr", "a/b"):
+        result = cli("status", "-c", target)
+        assert result.exit_code == 1 and "neither a campaign name" in result.output, target
+    assert (elsewhere / "campaign.db").stat().st_mtime_ns == stamp
