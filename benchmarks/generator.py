@@ -47,7 +47,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# run as a file, this script's folder comes first on sys.path: put the repository root first
+# run as a file (python benchmarks/NAME.py): the repository root on sys.path for `benchmarks.*`
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse

@@ -20,8 +20,7 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-# run as a file, this script's folder comes first on sys.path and its name shadows the
-# `oracles` package: put the repository root ahead of it
+# run as a file (python benchmarks/NAME.py): the repository root on sys.path for `benchmarks.*`
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
