@@ -72,7 +72,16 @@ def _open(database_url: str, campaign: str, directory: str, limits: RunLimits) -
     return replace(run, config=limits.apply(run.config))
 
 
-@task(name="seed", retries=2, retry_condition_fn=_transient)
+#: Task options for database hiccups inside a transaction (outages at its start are waited out
+#: by the store itself, ``AMLOOP_DB_OUTAGE_S``): three more tries, 5, 30 and 120 s later.
+RETRIED: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_seconds": [5, 30, 120],
+    "retry_condition_fn": _transient,
+}
+
+
+@task(name="seed", **RETRIED)
 def seed_task(database_url: str, campaign: str, directory: str, limits: RunLimits) -> str:
     """Build the seed set (resumable)."""
     run = _open(database_url, campaign, directory, limits)
@@ -84,7 +93,7 @@ def seed_task(database_url: str, campaign: str, directory: str, limits: RunLimit
     )
 
 
-@task(name="acquire", retries=2, retry_condition_fn=_transient)
+@task(name="acquire", **RETRIED)
 def acquire_task(
     database_url: str, campaign: str, directory: str, limits: RunLimits, index: int
 ) -> list[dict[str, Any]]:
@@ -93,7 +102,7 @@ def acquire_task(
     return [asdict(p) for p in steps.acquire(run, index)]
 
 
-@task(name="generate", retries=2, retry_condition_fn=_transient)
+@task(name="generate", **RETRIED)
 def generate_task(
     database_url: str, campaign: str, directory: str, limits: RunLimits, index: int
 ) -> list[str]:
@@ -105,7 +114,7 @@ def generate_task(
     return [c.content_hash for c in steps.generate(run, index, proposals, model)]
 
 
-@task(name="evaluate-iteration", retries=2, retry_condition_fn=_transient)
+@task(name="evaluate-iteration", **RETRIED)
 def evaluate_iteration_task(
     database_url: str,
     campaign: str,
@@ -125,7 +134,7 @@ def evaluate_iteration_task(
     return line
 
 
-@task(name="evaluate", retries=2, retry_condition_fn=_transient)
+@task(name="evaluate", **RETRIED)
 def evaluate_task(
     database_url: str,
     campaign: str,
@@ -144,7 +153,7 @@ def evaluate_task(
     return "skipped" if evaluation is None else evaluation.status
 
 
-@task(name="retrain", retries=2, retry_condition_fn=_transient)
+@task(name="retrain", **RETRIED)
 def retrain_task(
     database_url: str, campaign: str, directory: str, limits: RunLimits, index: int
 ) -> str:
@@ -232,6 +241,7 @@ def campaign_flow(
             return Cancelled(message=str(exc))  # type: ignore[return-value]
         except BaseException as exc:  # recorded, then raised: `amloop resume` continues
             run.store.log_event("error", f"{type(exc).__name__}: {exc}")
+            run.store.requeue_running()  # no call of this run is running any more
             run.store.set_status("paused")
             raise
         run.store.log_event("stopped", reason)

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     device: str = "auto"
     #: A campaign lock whose heartbeat is older than this (s) may be taken over.
     lock_stale_after_s: float = 120.0
+    #: How long (s) an unreachable database is waited for (retries with backoff) before a run
+    #: pauses; a database restart or a short network outage then costs no work.
+    db_outage_s: float = 300.0
 
     def campaign_dir(self, name: str) -> Path:
         """Folder of campaign ``name``."""
