@@ -429,27 +429,47 @@ class CondCDVAE(Generator):
         """A generator from a folder written by :meth:`save` (weights read ``weights_only``).
 
         Raises:
-            FileNotFoundError: ``hparams.json`` or ``model.pt`` is missing.
-            ValueError: the folder holds another generator or checkpoint format.
+            CheckpointError: ``hparams.json`` or ``model.pt`` is missing, unreadable, of another
+                generator or format, or the weights do not fit the hyper-parameters.
         """
         hparams, weights = path / HPARAMS_FILE, path / WEIGHTS_FILE
         for required in (hparams, weights):
             if not required.is_file():
-                raise FileNotFoundError(f"not a generator checkpoint: {required} is missing")
-        stored = json.loads(hparams.read_text())
-        if stored.get("generator") != cls.__name__ or stored.get("format") != FORMAT_VERSION:
-            raise ValueError(
-                f"{hparams} holds a {stored.get('generator')} checkpoint of format "
-                f"{stored.get('format')}; expected {cls.__name__} format {FORMAT_VERSION}"
+                raise CheckpointError(f"not a generator checkpoint: {required} is missing")
+        try:
+            stored = json.loads(hparams.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{hparams} is not a generator's JSON: {exc}") from None
+        if (
+            not isinstance(stored, dict)
+            or stored.get("generator") != cls.__name__
+            or stored.get("format") != FORMAT_VERSION
+        ):
+            found = stored.get("generator") if isinstance(stored, dict) else type(stored).__name__
+            raise CheckpointError(
+                f"{hparams} holds a {found} checkpoint, not {cls.__name__} format {FORMAT_VERSION}"
             )
-        generator = cls(
-            CondCDVAEConfig.from_dict(stored["config"]), device=device, seed=int(stored["seed"])
-        )
-        model = generator.build(DataSpec.from_dict(stored["spec"]))
-        model.load_state_dict(torch.load(weights, map_location=generator.device, weights_only=True))
+        try:
+            generator = cls(
+                CondCDVAEConfig.from_dict(stored["config"]), device=device, seed=int(stored["seed"])
+            )
+            model = generator.build(DataSpec.from_dict(stored["spec"]))
+            state = torch.load(weights, map_location=generator.device, weights_only=True)
+            model.load_state_dict(state)
+        except CheckpointError:
+            raise
+        except Exception as exc:  # torch and the config raise many types for a broken folder
+            summary = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise CheckpointError(
+                f"cannot load the generator in {path}: {type(exc).__name__}: {summary}"
+            ) from None
         model.eval()
         generator.checkpoint_sha256 = sha256_file(weights)
         return generator
+
+
+class CheckpointError(ValueError):
+    """A generator checkpoint folder that cannot be loaded; the message says why."""
 
 
 def _fractions(structure: Structure) -> Mapping[str, float]:

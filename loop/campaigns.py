@@ -60,9 +60,9 @@ def init_campaign(config_path: Path, settings: Settings) -> CampaignHandle:
     check_oracles(config)
     directory = settings.campaign_dir(config.name)
     url = settings.database_url_for(config.name)
-    directory.mkdir(parents=True, exist_ok=True)
-    if config.name in CampaignStore.campaign_names(url):
+    if config.name in CampaignStore.campaign_names(url):  # the database first: unreachable or
         raise CampaignExists(f"campaign '{config.name}' already exists; pick another name")
+    directory.mkdir(parents=True, exist_ok=True)  # damaged, it leaves no folder behind
     # the config before the store: a process killed in between leaves a folder that
     # `amloop run CONFIG` completes, never a store without its config
     (directory / CONFIG_FILE).write_text(

@@ -45,6 +45,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def user_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean bad input, shown as one line without a traceback."""
+    from amloop.generator.cdvae import CheckpointError
     from amloop.loop.campaigns import CampaignLookupError
     from amloop.loop.inject import InjectError
     from amloop.oracles.base import OracleSetupError
@@ -65,6 +66,7 @@ def user_errors() -> tuple[type[Exception], ...]:
         OracleSetupError,
         StructureFileError,
         CompositionError,
+        CheckpointError,
     )
 
 
@@ -76,9 +78,10 @@ def _user_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except Exception as exc:
-            if not isinstance(exc, user_errors()):
+            message = _unreachable_database(exc)
+            if message is None and not isinstance(exc, user_errors()):
                 raise
-            errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            errors.print(f"[bold red]error:[/] {message or exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         finally:
             _checkpoint_stores()
@@ -96,6 +99,19 @@ for _name, _command in (
 ):
     generator_app.command(_name)(_user_errors(_command))
 app.add_typer(generator_app, name="generator")
+
+
+def _unreachable_database(exc: Exception) -> str | None:
+    """One line for a database that stayed unreachable through the outage wait, else None."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return None
+    cause = str(exc.orig or exc).strip().splitlines()[0][:200]
+    return (
+        f"the database cannot be reached ({cause}); check the server and AMLOOP_DATABASE_URL, "
+        "then run the command again (nothing was lost: runs pause, resume continues)"
+    )
 
 
 def _checkpoint_stores() -> None:

@@ -13,6 +13,7 @@ PACKAGES = ("acquisition", "generator", "loop", "oracles", "state")
 #: programming errors of callers of the Python API.
 USER_ERRORS = {
     "CampaignExists",
+    "CheckpointError",
     "CampaignLookupError",
     "CampaignNotFound",
     "CompositionError",

@@ -458,3 +458,49 @@ def test_campaigns_are_named_or_found_in_amloop_home_only(cli, tmp_path):
         result = cli("status", "-c", target)
         assert result.exit_code == 1 and "neither a campaign name" in result.output, target
     assert (elsewhere / "campaign.db").stat().st_mtime_ns == stamp
+
+
+def test_an_unreachable_database_is_one_line_and_leaves_nothing(cli, tmp_path, monkeypatch):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("AMLOOP_DATABASE_URL", f"postgresql+psycopg://postgres@127.0.0.1:{port}/x")
+    monkeypatch.setenv("AMLOOP_DB_OUTAGE_S", "0.5")
+    result = cli("init", str(EXAMPLE))
+    assert result.exit_code == 1 and "the database cannot be reached" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 3
+    assert not (tmp_path / "home" / "nifecr").exists()
+
+
+@pytest.mark.parametrize(
+    ("hparams", "weights"),
+    [(b"\x00\xff" * 50, b"x"), (None, b"random bytes, not torch weights")],
+    ids=["garbage-hparams", "random-weights"],
+)
+def test_a_broken_generator_checkpoint_is_one_line(cli, tmp_path, hparams, weights):
+    import shutil
+
+    from amloop.generator.cdvae import CondCDVAE
+    from amloop.generator.config import CondCDVAEConfig
+
+    folder = tmp_path / "ckpt"
+    if hparams is None:  # a real checkpoint whose weights are replaced
+        from amloop.generator.data import read_training_data
+
+        pairs = read_training_data(ROOT / "tests" / "data" / "nifecr_relaxed.extxyz", None)[:4]
+        model = CondCDVAE(CondCDVAEConfig.tiny(), device="cpu")
+        model.fit(pairs, epochs=1)
+        model.save(folder)
+    else:
+        folder.mkdir()
+        (folder / "hparams.json").write_bytes(hparams)
+    (folder / "model.pt").write_bytes(weights)
+    result = cli(
+        "generator", "sample", "--checkpoint", str(folder), "--composition", "Ni0.5Fe0.5",
+        "-o", str(tmp_path / "out.extxyz"),
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and str(folder) in result.output
+    shutil.rmtree(folder)
