@@ -55,18 +55,9 @@ def end_children(timeout_s: float = 0.5) -> None:
     temporary server, MD/DFT subprocesses), then kill those still alive after ``timeout_s``."""
     import psutil
 
-    children = psutil.Process(os.getpid()).children(recursive=True)
-    for child in children:
-        try:
-            child.terminate()
-        except psutil.NoSuchProcess:
-            continue
-    _, alive = psutil.wait_procs(children, timeout=timeout_s)
-    for child in alive:
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            continue
+    from amloop.loop.watchdog import end_processes
+
+    end_processes(psutil.Process(os.getpid()).children(recursive=True), timeout_s)
 
 
 def cancel_flow_run(message: str, *, timeout_s: float = 0.5) -> None:

@@ -17,6 +17,10 @@ import os
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import psutil
 
 #: Seconds between looks at the watched process and its descendants.
 POLL_S = 0.5
@@ -54,18 +58,25 @@ def watch(pid: int) -> int:
             break
         time.sleep(POLL_S)
     alive = [process for process in seen.values() if process.is_running()]
-    for process in alive:
+    end_processes(alive, TERM_GRACE_S)
+    return len(alive)
+
+
+def end_processes(processes: list[psutil.Process], grace_s: float) -> None:
+    """SIGTERM to ``processes``, then SIGKILL to those still running after ``grace_s`` s."""
+    import psutil
+
+    for process in processes:
         try:
             process.terminate()
         except psutil.NoSuchProcess:
             continue
-    _, stubborn = psutil.wait_procs(alive, timeout=TERM_GRACE_S)
+    _, stubborn = psutil.wait_procs(processes, timeout=grace_s)
     for process in stubborn:
         try:
             process.kill()
         except psutil.NoSuchProcess:
             continue
-    return len(alive)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,15 @@ class OracleOptions(BaseModel):
         return self.model_dump(mode="json", exclude=exclude)
 
 
+def element_symbol(value: str | None) -> str | None:
+    """An options validator: ``value`` must be a chemical element's symbol (or unset)."""
+    from pymatgen.core import Element
+
+    if value is not None and not Element.is_valid_symbol(value):
+        raise ValueError(f"must be an element symbol, not {value!r}")
+    return value
+
+
 @dataclass
 class OracleResult:
     """What one oracle computation returns (before it is wrapped into an Evaluation)."""

@@ -51,7 +51,14 @@ from pydantic import AfterValidator, Field
 from pymatgen.core import Element, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from amloop.oracles.base import Oracle, OracleFailed, OracleOptions, OracleResult, OracleSetupError
+from amloop.oracles.base import (
+    Oracle,
+    OracleFailed,
+    OracleOptions,
+    OracleResult,
+    OracleSetupError,
+    element_symbol,
+)
 from amloop.oracles.dos_descriptors import DOS_UNIT, ProjectedDos, describe
 from amloop.oracles.gates import check_min_distance
 from amloop.state.schema import Candidate, Cost, Evaluation
@@ -217,12 +224,6 @@ def stop_process_tree(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
-def _element(value: str) -> str:
-    if not Element.is_valid_symbol(value):
-        raise ValueError(f"must be an element symbol, not {value!r}")
-    return value
-
-
 def _nbands(value: int | str) -> int | str:
     """A positive number of bands, or a positive percentage of the occupied ones."""
     try:
@@ -320,8 +321,10 @@ class DftOptions(OracleOptions):
     mixer_weight: float = Field(
         50.0, gt=0, description="damping of long-wavelength density oscillations"
     )
-    metal: Annotated[str, AfterValidator(_element)] = Field("Co", description="metal site of λ1/λ2")
-    anion: Annotated[str, AfterValidator(_element)] = Field("O", description="anion of λ1/λ2")
+    metal: Annotated[str, AfterValidator(element_symbol)] = Field(
+        "Co", description="metal site of λ1/λ2"
+    )
+    anion: Annotated[str, AfterValidator(element_symbol)] = Field("O", description="anion of λ1/λ2")
     dos_emin: float = Field(-10.0, lt=0, description="lower end of the DOS window (eV from E_F)")
     dos_emax: float = Field(5.0, gt=0, description="upper end of the DOS window (eV from E_F)")
     dos_width: float = Field(0.1, gt=0, description="Gaussian broadening of the DOS (eV)")

@@ -162,4 +162,10 @@ def read_structures(path: Path) -> list[Structure]:
     except StructureFileError as exc:
         raise StructureFileError(f"structure file {path}: {exc}") from None
     except Exception as exc:  # pymatgen and ASE raise many types for unreadable files
-        raise StructureFileError(f"cannot read structure file {path}: {exc}") from None
+        reason = str(exc)
+        if "no structures" in reason:  # pymatgen's CIF parser says no more than that
+            reason += (
+                " (pymatgen dropped every block: atoms that overlap, a cell of zero volume, "
+                "or no atom sites)"
+            )
+        raise StructureFileError(f"cannot read structure file {path}: {reason}") from None

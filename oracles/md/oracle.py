@@ -13,9 +13,16 @@ import ase
 import numpy as np
 from ase.calculators.calculator import Calculator
 from pydantic import AfterValidator, BeforeValidator, Field
-from pymatgen.core import Element, Structure
+from pymatgen.core import Structure
 
-from amloop.oracles.base import Oracle, OracleFailed, OracleOptions, OracleResult, OracleSetupError
+from amloop.oracles.base import (
+    Oracle,
+    OracleFailed,
+    OracleOptions,
+    OracleResult,
+    OracleSetupError,
+    element_symbol,
+)
 from amloop.oracles.diffusion import (
     ArrheniusFit,
     DiffusionFit,
@@ -60,12 +67,6 @@ def _floats(value: str | float | Sequence[float]) -> tuple[float, ...]:
         raise ValueError(f"expected numbers, got {value!r}") from None
 
 
-def _element(value: str | None) -> str | None:
-    if value is not None and not Element.is_valid_symbol(value):
-        raise ValueError(f"must be an element symbol, not {value!r}")
-    return value
-
-
 Numbers = Annotated[tuple[float, ...], BeforeValidator(_floats)]
 
 
@@ -90,7 +91,7 @@ class MDOptions(OracleOptions):
     temperatures: Numbers = Field(
         (1500.0,), description='diffusion temperatures (K): a number, a list or `"1000,1500,2000"`'
     )
-    species: Annotated[str | None, AfterValidator(_element)] = Field(
+    species: Annotated[str | None, AfterValidator(element_symbol)] = Field(
         None,
         description="element whose D is `diffusivity`",
         json_schema_extra={"default": "all atoms"},

@@ -90,3 +90,16 @@ def test_read_structures_rejects_the_payload_with_one_line(tmp_path: Path) -> No
     with pytest.raises(StructureFileError) as error:
         read_structures(path)
     assert "\n" not in str(error.value) and "'this'" in str(error.value)
+
+
+def test_a_cif_without_a_usable_structure_says_why(tmp_path: Path) -> None:
+    path = tmp_path / "flat.cif"
+    path.write_text(
+        "data_flat\n_cell_length_a 0\n_cell_length_b 3\n_cell_length_c 3\n"
+        "_cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 90\n"
+        "loop_\n_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n"
+        "_atom_site_fract_y\n_atom_site_fract_z\nCu1 Cu 0 0 0\n"
+    )
+    with pytest.raises(StructureFileError, match="cannot read structure file") as error:
+        read_structures(path)
+    assert "\n" not in str(error.value)
