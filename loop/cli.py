@@ -102,12 +102,20 @@ app.add_typer(generator_app, name="generator")
 
 
 def _unreachable_database(exc: Exception) -> str | None:
-    """One line for a database that stayed unreachable through the outage wait, else None."""
-    from sqlalchemy.exc import InterfaceError, OperationalError
+    """One line for a database that stayed unreachable through the outage wait, or a store
+    file damaged inside (SQLite finds that only when it reads the page), else None."""
+    from sqlalchemy.exc import DatabaseError, InterfaceError, OperationalError
 
-    if not isinstance(exc, OperationalError | InterfaceError):
+    if not isinstance(exc, DatabaseError | InterfaceError):
         return None
     cause = str(exc.orig or exc).strip().splitlines()[0][:200]
+    if "malformed" in cause or "not a database" in cause:
+        return (
+            f"the campaign store is damaged ({cause}); restore it from a backup (`amloop "
+            "backup` makes one) or run `amloop check`"
+        )
+    if not isinstance(exc, OperationalError | InterfaceError):
+        return None
     return (
         f"the database cannot be reached ({cause}); check the server and AMLOOP_DATABASE_URL, "
         "then run the command again (nothing was lost: runs pause, resume continues)"

@@ -504,3 +504,22 @@ def test_a_broken_generator_checkpoint_is_one_line(cli, tmp_path, hparams, weigh
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output and str(folder) in result.output
     shutil.rmtree(folder)
+
+
+def test_a_store_damaged_inside_is_one_line(cli, tmp_path):
+    """Pages overwritten in the middle of campaign.db (its header intact): one line, no
+    traceback, whichever command first reads a damaged page."""
+    _init(cli)
+    assert cli("inject", str(MEASUREMENTS)).exit_code == 0
+    dispose_engines()
+    store_file = tmp_path / "home" / "nifecr" / "campaign.db"
+    data = bytearray(store_file.read_bytes())
+    page = 4096
+    for start in range(page, len(data), page):  # every page after the first: garbage
+        data[start : start + page] = bytes([0xA5]) * min(page, len(data) - start)
+    store_file.write_bytes(bytes(data))
+    for command in (["status"], ["history"], ["check"]):
+        result = cli(*command)
+        assert result.exit_code == 1, (command, result.output)
+        assert "Traceback" not in result.output
+        assert "damaged" in result.output or "malformed" in result.output, result.output
