@@ -52,9 +52,8 @@ def record_limits(store: CampaignStore, limits: RunLimits) -> None:
     )
 
 
-def iteration_limit_reason(store: CampaignStore, max_iterations: int | None) -> str | None:
-    """``"N iteration(s) done (limit M)"`` once ``max_iterations`` iterations are done."""
-    done = sum(record.phase == "done" for record in store.iterations())
+def iteration_limit_reason(done: int, max_iterations: int | None) -> str | None:
+    """``"N iteration(s) done (limit M)"`` once ``done`` reaches ``max_iterations``."""
     if max_iterations is not None and done >= max_iterations:
         return f"{done} iteration(s) done (limit {max_iterations})"
     return None
@@ -71,7 +70,8 @@ def run_loop(handle: CampaignHandle, limits: RunLimits) -> str:
     """
     store = handle.store()
     limit = limits.apply(handle.config).execution.max_iterations
-    if store.info().status == "finished" and (reason := iteration_limit_reason(store, limit)):
+    done = sum(record.phase == "done" for record in store.iterations())
+    if store.info().status == "finished" and (reason := iteration_limit_reason(done, limit)):
         return reason
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from amloop.loop.flows import run_campaign

@@ -36,7 +36,7 @@ def check_store(store: CampaignStore) -> list[Finding]:
                 )
             )
     info = store.info()
-    running = [e for e in store.evaluations(status="running", structures=False)]
+    running = store.evaluations(status="running", structures=False)
     owner = info.lock.owner if info.lock else None
     alive = owner is not None and not owner_process_is_dead(owner)
     stranded = running if not alive else []

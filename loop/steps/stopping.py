@@ -45,7 +45,7 @@ def stop_reason(run: CampaignRun, max_iterations: int | None) -> str | None:
     if cheap and all(reasons):
         return f"budget spent: {reasons[0]}"
     done = [r for r in run.store.iterations() if r.phase == "done"]
-    if (reason := iteration_limit_reason(run.store, max_iterations)) is not None:
+    if (reason := iteration_limit_reason(len(done), max_iterations)) is not None:
         return reason
     patience = run.config.acquisition.patience
     if len(done) > patience:
