@@ -9,6 +9,7 @@ run also keeps its resume file ``training.pt`` there.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Self
@@ -454,7 +455,9 @@ class CondCDVAE(Generator):
                 CondCDVAEConfig.from_dict(stored["config"]), device=device, seed=int(stored["seed"])
             )
             model = generator.build(DataSpec.from_dict(stored["spec"]))
-            state = torch.load(weights, map_location=generator.device, weights_only=True)
+            with warnings.catch_warnings():  # a foreign pickle's protocol: it fails below
+                warnings.filterwarnings("ignore", message="Detected pickle protocol")
+                state = torch.load(weights, map_location=generator.device, weights_only=True)
             model.load_state_dict(state)
         except CheckpointError:
             raise

@@ -152,6 +152,8 @@ def composition_grid(
     Elements may be absent (fraction 0) where their lower bound allows it, so binaries and
     unaries of the space are included, as in seed 001's dataset.
     """
+    if not 0.0 < step <= 1.0:
+        raise ValueError(f"step {step} is not an atomic fraction in (0, 1]")
     divisions = round(1.0 / step)
     if not math.isclose(divisions * step, 1.0):
         raise ValueError(f"step {step} does not divide 1 evenly")

@@ -78,7 +78,7 @@ def _user_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except Exception as exc:
-            message = _unreachable_database(exc)
+            message = _unreachable_database(exc) or _file_system_error(exc)
             if message is None and not isinstance(exc, user_errors()):
                 raise
             errors.print(f"[bold red]error:[/] {message or exc}", highlight=False, soft_wrap=True)
@@ -120,6 +120,20 @@ def _unreachable_database(exc: Exception) -> str | None:
         f"the database cannot be reached ({cause}); check the server and AMLOOP_DATABASE_URL, "
         "then run the command again (nothing was lost: runs pause, resume continues)"
     )
+
+
+def _file_system_error(exc: Exception) -> str | None:
+    """One line for a file or folder the command could not read or write (permissions, a
+    missing or read-only folder, a full disk), else None."""
+    import errno
+
+    if not isinstance(exc, OSError) or not exc.strerror:
+        return None
+    if exc.filename is not None:
+        return f"{exc.strerror}: {exc.filename}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return f"{exc.strerror}; free some space (or make the folder writable) and run it again"
+    return None
 
 
 def _checkpoint_stores() -> None:

@@ -94,10 +94,13 @@ def read_measurements(
                 _parse_row(cells, path, config, iteration, sha, number, allow_outside)
             )
         except (CompositionError, UnitError, ValueError) as exc:
-            errors.append(f"  row {number}: {exc}")
+            errors.append(f"row {number}: {exc}")
+    if len(errors) == 1:
+        raise InjectError(f"{path}: {errors[0]}; nothing was stored")
     if errors:
         raise InjectError(
-            f"{path}: {len(errors)} bad row(s); nothing was stored:\n" + "\n".join(errors)
+            f"{path}: {len(errors)} bad rows; nothing was stored:\n"
+            + "\n".join(f"  {error}" for error in errors)
         )
     if not measurements:
         raise InjectError(f"{path}: no data rows")

@@ -137,35 +137,61 @@ def closest_distance(structure: Structure, search_radius: float = 4.0) -> float:
     return float(distances.min()) if distances.size else float("inf")
 
 
+#: Atoms closer than this (Å) overlap: no bond is this short (H-H is 0.74 Å).
+OVERLAP_DISTANCE = 0.5
+
+
 def read_structures(path: Path) -> list[Structure]:
     """Read every structure in a CIF, POSCAR, extxyz (all frames) or other ASE-readable file.
 
     Raises:
-        StructureFileError: the file is missing or no reader understands it.
+        StructureFileError: the file is missing, no reader understands it, or a structure has
+            atoms closer than :data:`OVERLAP_DISTANCE`.
     """
     if not path.is_file():
         raise StructureFileError(f"structure file not found: {path}")
-    try:
-        if path.suffix.lower() == ".json":
-            return [structure_from_dict(json.loads(path.read_text()))]
-        if path.suffix.lower() in {".cif", ".vasp"} or path.name.upper().startswith(
-            ("POSCAR", "CONTCAR")
-        ):
-            with warnings.catch_warnings():  # pymatgen's notice that it snapped coordinates
-                warnings.filterwarnings("ignore", message="Issues encountered while parsing CIF")
-                return [Structure.from_file(path)]
-        from ase.io import read as ase_read  # ASE's readers: imported by the command that reads
-        from pymatgen.io.ase import AseAtomsAdaptor
-
-        frames = ase_read(path, index=":")
-        return [AseAtomsAdaptor.get_structure(atoms) for atoms in frames]
-    except StructureFileError as exc:
-        raise StructureFileError(f"structure file {path}: {exc}") from None
-    except Exception as exc:  # pymatgen and ASE raise many types for unreadable files
-        reason = str(exc)
-        if "no structures" in reason:  # pymatgen's CIF parser says no more than that
-            reason += (
-                " (pymatgen dropped every block: atoms that overlap, a cell of zero volume, "
-                "or no atom sites)"
+    # the readers' warnings are held back: for a file that fails, the first one says why
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            structures = _read_structure_file(path)
+        except StructureFileError as exc:
+            raise StructureFileError(f"structure file {path}: {exc}") from None
+        except Exception as exc:  # pymatgen and ASE raise many types for unreadable files
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if isinstance(exc, KeyError):  # pymatgen's CIF parser: a required field is absent
+                reason = f"the field {reason} is missing"
+            if "no structures" in reason:  # pymatgen's CIF parser says no more than that
+                reason += (
+                    " (pymatgen dropped every block: atoms that overlap, a cell of zero volume, "
+                    "or no atom sites)"
+                )
+            notes = [str(w.message).strip().splitlines()[0] for w in caught if str(w.message)]
+            if notes:
+                reason += f"; the reader noted: {notes[0]}"
+            raise StructureFileError(f"cannot read structure file {path}: {reason}") from None
+    for frame, structure in enumerate(structures):
+        if (shortest := closest_distance(structure, OVERLAP_DISTANCE)) < OVERLAP_DISTANCE:
+            where = f" (frame {frame})" if len(structures) > 1 else ""
+            raise StructureFileError(
+                f"structure file {path}{where}: two atoms are {shortest:.2f} Å apart, closer than "
+                f"{OVERLAP_DISTANCE} Å: overlapping atoms (a site listed twice?)"
             )
-        raise StructureFileError(f"cannot read structure file {path}: {reason}") from None
+    for held in caught:  # a file that was read: its readers' remarks still reach the user
+        if "Issues encountered while parsing CIF" not in str(held.message):  # coordinates snapped
+            warnings.warn_explicit(held.message, held.category, held.filename, held.lineno)
+    return structures
+
+
+def _read_structure_file(path: Path) -> list[Structure]:
+    if path.suffix.lower() == ".json":
+        return [structure_from_dict(json.loads(path.read_text()))]
+    if path.suffix.lower() in {".cif", ".vasp"} or path.name.upper().startswith(
+        ("POSCAR", "CONTCAR")
+    ):
+        return [Structure.from_file(path)]
+    from ase.io import read as ase_read  # ASE's readers: imported by the command that reads
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    frames = ase_read(path, index=":")
+    return [AseAtomsAdaptor.get_structure(atoms) for atoms in frames]

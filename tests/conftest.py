@@ -84,12 +84,14 @@ class _LocalPostgres:
         )
 
     def start(self) -> None:
-        result = self._run(
-            "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-            "--no-sync",
-        )  # fmt: skip
-        if result.returncode != 0:
-            raise RuntimeError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
+        """Start the server, creating its data folder the first time."""
+        if not self.data.exists():
+            result = self._run(
+                "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                "--no-sync",
+            )  # fmt: skip
+            if result.returncode != 0:
+                raise RuntimeError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port} "
             f"-c unix_socket_directories={self.root} -c max_connections=200 "
@@ -105,8 +107,12 @@ class _LocalPostgres:
             log = self.log.read_text() if self.log.exists() else ""
             raise RuntimeError(f"pg_ctl start failed:\n{result.stdout}\n{result.stderr}\n{log}")
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop the server (its clients' connections drop), keeping its data for :meth:`start`."""
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.root, ignore_errors=True)
 
     @property
@@ -134,6 +140,22 @@ def postgres_server() -> Iterator[URL]:
         server.start()
         yield server.url
     finally:
+        server.stop()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[_LocalPostgres]:
+    """A PostgreSQL server of this test's own, which the test may stop and start again."""
+    bindir = _postgres_bindir()
+    if bindir is None:
+        _missing_postgres("no /usr/lib/postgresql/*/bin/initdb found for a private server")
+        return
+    server = _LocalPostgres(bindir)
+    try:
+        server.start()
+        yield server
+    finally:
+        dispose_engines()
         server.stop()
 
 

@@ -146,7 +146,7 @@ def test_bad_csv_is_rejected_whole_with_row_numbers(cli, tmp_path):
     result = cli("inject", str(bad))
     assert result.exit_code == 1
     out = " ".join(result.output.split())
-    assert "4 bad row(s); nothing was stored" in out
+    assert "4 bad rows; nothing was stored" in out
     assert "row 2: element(s) Co not in the campaign's chemical space (Cr-Fe-Ni)" in out
     assert "row 3: value 'abc' is not a number" in out
     assert "row 4: unknown unit 'kg' for bulk_modulus" in out

@@ -187,6 +187,54 @@ def test_kill_9_at_a_random_moment_then_resume(trial, finished_campaign, tmp_pat
     _resume_gives_the_uninterrupted_records(finished_campaign, env, tmp_path)
 
 
+def _count_done_calls(url: str) -> int:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(libpq, connect_timeout=5) as connection:
+            row = connection.execute(
+                "SELECT count(*) FROM evaluations WHERE status = 'done'"
+            ).fetchone()
+    except psycopg.Error:  # not created yet
+        return 0
+    return int(row[0]) if row else 0
+
+
+@pytest.mark.postgres
+def test_a_postgresql_outage_mid_run_costs_waiting_not_the_run(
+    finished_campaign, tmp_path, prefect_api_url, private_postgres
+):
+    """PostgreSQL stopped for 8 s while `amloop run` is scoring its seeds (transactions break
+    mid-way, new ones cannot connect): the run waits the outage out and ends with exactly the
+    records of the uninterrupted run, nothing left running, the lock free."""
+    handle = finished_campaign[0]
+    url = private_postgres.url.render_as_string(hide_password=False)
+    env = {
+        **os.environ,
+        "AMLOOP_HOME": str(tmp_path / "home"),
+        "AMLOOP_DATABASE_URL": url,
+        "PREFECT_API_URL": prefect_api_url,
+        "OMP_NUM_THREADS": "1",
+    }
+    run = _amloop("run", str(CONFIG), env=env)
+    deadline = time.monotonic() + 300
+    while _count_done_calls(url) < 2 and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert run.poll() is None, "the run ended before the outage"
+    private_postgres.halt()
+    time.sleep(8.0)
+    private_postgres.start()
+    _, stderr = run.communicate(timeout=600)
+    assert run.returncode == 0, stderr.decode()[-3000:]
+    store = CampaignStore.open(url, handle.name)
+    got, want = _fingerprint(store), _fingerprint(handle.store())
+    assert got == want
+    info = store.info()
+    assert info.status == "finished" and info.lock is None
+
+
 #: Seconds from Ctrl-C to exit: the loop's grace (4 s) plus ending children, on a loaded machine.
 CTRL_C_EXIT_S = 10.0
 

@@ -9,7 +9,9 @@ import time
 import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
+from store_helpers import done_evaluation, pair_structure
 
+from amloop.state.schema import Candidate
 from amloop.state.store import CampaignStore
 
 CONFIG = {"name": "outage"}
@@ -48,3 +50,28 @@ def test_a_long_outage_ends_in_the_error(sqlite_url: str, monkeypatch) -> None:
     with pytest.raises(OperationalError):
         store.log_event("note", "never written")
     assert time.monotonic() - started < 5.0
+
+
+def test_a_full_disk_fails_the_write_whole_and_the_store_goes_on_after(sqlite_url: str) -> None:
+    """SQLite's 'database or disk is full' (the file may not grow: ``max_page_count``) fails
+    the transaction as a whole, with the same error class the loop retries and then pauses on;
+    once there is room again the store writes as before and nothing half-written is left."""
+    store = CampaignStore.create(sqlite_url, "disk", CONFIG)
+    first = store.add_candidate(Candidate(structure=pair_structure(0, 0), origin="seed"))
+    store.engine.dispose()
+    full = {"on": True}
+
+    @event.listens_for(store.engine, "connect")
+    def cap(dbapi_connection, connection_record):  # type: ignore[no-untyped-def]
+        if full["on"]:
+            pages = dbapi_connection.execute("PRAGMA page_count").fetchone()[0]
+            dbapi_connection.execute(f"PRAGMA max_page_count = {pages}")
+
+    big = "x" * 200_000  # more than the free pages of the file: it has to grow
+    with pytest.raises(OperationalError, match="full"):
+        store.record_evaluation(done_evaluation(first.content_hash, 180.0, error=big))
+    assert store.evaluations() == []
+    full["on"] = False
+    store.engine.dispose()
+    store.record_evaluation(done_evaluation(first.content_hash, 180.0))
+    assert [e.properties["bulk_modulus"].value for e in store.evaluations()] == [180.0]
