@@ -8,12 +8,15 @@ those of the reference (training) set, as Euclidean distances between the set av
   periodic images included, so ``r`` may exceed half the cell).
 - **Bond angles**: the distribution (0.5° bins, normalised to sum 1 per structure) of the angles
   between every two neighbours of each atom, neighbours from pymatgen's ``CrystalNN`` at its most
-  likely coordination number.
+  likely coordination number, set up as seed 002's scripts set it up (no distance cutoffs, no
+  electronegativity weight, no porous adjustment: :data:`ANGLE_CRYSTALNN`).
 - **Motifs**: the ``CrystalNNFingerprint`` of each site (matminer's ``"ops"`` preset: for every
   coordination number 1-24 its CrystalNN likelihood ``wt``, and ``wt`` times the local structure
   order parameter of each target motif), averaged over the sites of each element and of all
-  sites. Built here from pymatgen's ``CrystalNN``, ``LocalStructOrderParams`` and
-  ``CN_OPT_PARAMS`` exactly as matminer composes them (matminer itself pins ``pandas<3``). With
+  sites. Built here from pymatgen's ``CrystalNN``, ``LocalStructOrderParams`` (one object per
+  motif, as matminer makes them) and ``CN_OPT_PARAMS`` (matminer itself pins ``pandas<3``);
+  ``tests/generator/test_quality_vs_peer.py`` holds the three distances within 1 % of seed
+  002's own scripts (vasppy, matminer). With
   ``oxidation_states`` only cation-anion bonds count (``CrystalNN(cation_anion=True)``), only
   cations are fingerprinted, and the fraction of each anion among the neighbours is appended, as
   for Dismai-Bench's interface dataset.
@@ -24,11 +27,13 @@ those of the reference (training) set, as Euclidean distances between the set av
 - **Failures and relaxation steps** are counted by the caller (push-apart, MLP relaxation) and
   passed in; nothing here runs a potential.
 
-Every distance comes with a 95 % bootstrap pivotal confidence interval (both sets resampled,
-``[2 d - q_97.5, 2 d - q_2.5]`` clipped at 0, seed 002's choice after Wasserman's *All of
-Statistics*). A distance between two noisy averages is biased upwards by their sampling noise;
-the pivotal interval corrects for that bias, so where the noise dominates (few or small cells)
-it lies below the estimate rather than around it.
+Every distance comes with a 95 % bootstrap interval: both sets resampled, the 2.5-97.5 % spread
+of the resampled distances recentred on the estimate, clipped at 0 (:func:`set_distance`).
+Seed 002 resamples the generated set only and reports the pivotal interval
+``[2 d - q_97.5, 2 d - q_2.5]`` (Wasserman, *All of Statistics*, eq. 8.6); a distance between
+two noisy averages is biased upwards by their sampling noise, so where the noise dominates (few
+or small cells) that interval lies below the estimate rather than around it. Means (Warren-Cowley
+parameters, PDM errors) get the pivotal interval (:func:`mean_interval`).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from pymatgen.analysis.local_env import CN_OPT_PARAMS, CrystalNN, LocalStructOrderParams
@@ -108,26 +114,31 @@ def structure_rdfs(
 
 
 @functools.cache
-def _order_parameters() -> dict[int, tuple[list[str], LocalStructOrderParams | None]]:
-    """Per coordination number: motif names and one ``LocalStructOrderParams`` for all."""
-    table: dict[int, tuple[list[str], LocalStructOrderParams | None]] = {}
+def _order_parameters() -> dict[int, list[tuple[str, LocalStructOrderParams]]]:
+    """Per coordination number: each target motif with its own ``LocalStructOrderParams``.
+
+    One object per motif, as matminer's ``CrystalNNFingerprint`` builds them: pymatgen applies
+    the "south pole" contributions of an object only to its last order-parameter type, so one
+    object holding all of a coordination number's types gives other values for the rest.
+    """
+    table: dict[int, list[tuple[str, LocalStructOrderParams]]] = {}
     for cn in range(1, MAX_CN + 1):
         names = list(CN_OPT_PARAMS.get(cn, {})) + EXTRA_MOTIFS.get(cn, [])
-        types: list[str] = []
-        parameters: list[dict[str, float] | None] = []
+        motifs = []
         for name in names:
             spec = CN_OPT_PARAMS.get(cn, {}).get(name, [name])
-            types.append(str(spec[0]))
-            parameters.append(spec[1] if len(spec) > 1 else None)  # type: ignore[arg-type]
-        table[cn] = (names, LocalStructOrderParams(types, parameters=parameters) if names else None)
+            parameters = spec[1] if len(spec) > 1 else None
+            ops = LocalStructOrderParams([str(spec[0])], parameters=[parameters])  # type: ignore[list-item]
+            motifs.append((name, ops))
+        table[cn] = motifs
     return table
 
 
 def fingerprint_labels(anions: Sequence[str] = ()) -> list[str]:
     """Names of the motif-fingerprint entries (``"wt CN_4"``, ``"tetrahedral CN_4"``, ...)."""
     labels = []
-    for cn, (names, _) in _order_parameters().items():
-        labels += [f"wt CN_{cn}"] + [f"{name} CN_{cn}" for name in names]
+    for cn, motifs in _order_parameters().items():
+        labels += [f"wt CN_{cn}"] + [f"{name} CN_{cn}" for name, _ in motifs]
     return labels + [f"fraction {anion}" for anion in anions]
 
 
@@ -146,67 +157,85 @@ class LocalEnvironments:
     angles: np.ndarray
 
 
+#: CrystalNN of the bond angles, as Dismai-Bench's ``get_a_Si_bond_angle.py`` sets it up: no
+#: distance cutoffs, no electronegativity weighting, no porous adjustment.
+ANGLE_CRYSTALNN = {"distance_cutoffs": None, "x_diff_weight": 0, "porous_adjustment": False}
+
+
 def local_environments(
-    structure: Structure, *, oxidation_states: Mapping[str, float] | None = None
+    structure: Structure,
+    *,
+    oxidation_states: Mapping[str, float] | None = None,
+    angles: bool = True,
 ) -> LocalEnvironments:
-    """CrystalNN motif fingerprints and bond angles of every site (about 1 s per 64 atoms).
+    """CrystalNN motif fingerprints and bond angles of every site (about 1 s per 64 atoms each).
+
+    The fingerprint is matminer's ``CrystalNNFingerprint`` (``"ops"`` preset, CrystalNN at its
+    defaults); the angles are those between every two neighbours at the most likely
+    coordination number of a CrystalNN set up as :data:`ANGLE_CRYSTALNN`, as in seed 002's
+    scripts. The two neighbour sets differ (in a random cell, most sites).
 
     Args:
         structure: Ordered periodic structure.
         oxidation_states: Element -> oxidation state; when given, bonds are cation-anion only,
             only cations (state > 0) are fingerprinted and the fraction of each anion among the
             neighbours is appended.
+        angles: Compute the bond angles too (a second CrystalNN pass).
     """
     anions: list[str] = []
     if oxidation_states is not None:
         structure = structure.copy()
         structure.add_oxidation_state_by_element(dict(oxidation_states))
         anions = sorted(el for el, state in oxidation_states.items() if state < 0)
-    nn = CrystalNN(cation_anion=oxidation_states is not None)
-    table = _order_parameters()
-    symbols, rows, angles = [], [], []
+    cation_anion = oxidation_states is not None
+    motif_nn = CrystalNN(cation_anion=cation_anion)
+    angle_nn = CrystalNN(cation_anion=cation_anion, **ANGLE_CRYSTALNN)  # type: ignore[arg-type]
+    symbols, rows, site_angles = [], [], []
     for index, site in enumerate(structure):
         if oxidation_states is not None and oxidation_states[site.specie.symbol] <= 0:
             continue
         with warnings.catch_warnings():  # "cannot locate an appropriate radius" for metals
             warnings.simplefilter("ignore", UserWarning)
-            data = nn.get_nn_data(structure, index)
-        row: list[float] = []
-        for cn, (names, ops) in table.items():
-            weight = float(data.cn_weights.get(cn, 0.0))
-            row.append(weight)
-            if ops is None:
-                continue
-            if weight == 0.0:
-                row += [0.0] * len(names)
-                continue
-            neighbours = [entry["site"] for entry in data.cn_nninfo[cn]]
-            values = ops.get_order_parameters(  # a site list, as pymatgen's docstring allows
-                [site, *neighbours],  # type: ignore[arg-type]
-                0,
-                indices_neighs=list(range(1, len(neighbours) + 1)),
-            )
-            row += [weight * (value or 0.0) for value in values]
-        for anion in anions:
-            row.append(
-                sum(
-                    weight * np.mean([e["site"].specie.symbol == anion for e in data.cn_nninfo[cn]])
-                    for cn, weight in data.cn_weights.items()
-                    if data.cn_nninfo[cn]
-                )
-            )
-        rows.append(row)
+            data = motif_nn.get_nn_data(structure, index)
+            bonded = angle_nn.get_nn_info(structure, index) if angles else []
+        rows.append(_fingerprint(site, data, anions))
         symbols.append(site.specie.symbol)
-        if data.cn_weights:
-            likely = max(data.cn_weights, key=data.cn_weights.get)
-            vectors = np.array([e["site"].coords - site.coords for e in data.cn_nninfo[likely]])
-            angles.append(_angles(vectors))
+        if len(bonded) > 1:
+            site_angles.append(_angles(np.array([e["site"].coords - site.coords for e in bonded])))
     width = len(fingerprint_labels(anions))
     return LocalEnvironments(
         elements=np.array(symbols, dtype=object),
         fingerprints=np.array(rows, dtype=float).reshape(-1, width),
-        angles=np.concatenate(angles) if angles else np.zeros(0),
+        angles=np.concatenate(site_angles) if site_angles else np.zeros(0),
     )
+
+
+def _fingerprint(site: Any, data: Any, anions: Sequence[str]) -> list[float]:
+    """One site's motif fingerprint from its CrystalNN data (``CrystalNN.NNData``)."""
+    row: list[float] = []
+    for cn, motifs in _order_parameters().items():
+        weight = float(data.cn_weights.get(cn, 0.0))
+        row.append(weight)
+        if weight == 0.0:
+            row += [0.0] * len(motifs)
+            continue
+        neighbours = [entry["site"] for entry in data.cn_nninfo[cn]]
+        for _, ops in motifs:
+            (value,) = ops.get_order_parameters(  # a site list, as pymatgen's docstring allows
+                [site, *neighbours],  # type: ignore[arg-type]
+                0,
+                indices_neighs=list(range(1, len(neighbours) + 1)),
+            )
+            row.append(weight * (value or 0.0))
+    for anion in anions:
+        row.append(
+            sum(
+                weight * np.mean([e["site"].specie.symbol == anion for e in data.cn_nninfo[cn]])
+                for cn, weight in data.cn_weights.items()
+                if data.cn_nninfo[cn]
+            )
+        )
+    return row
 
 
 def _angles(vectors: np.ndarray) -> np.ndarray:
@@ -225,8 +254,14 @@ def angle_grid(bin_width: float = ANGLE_BIN_WIDTH) -> np.ndarray:
 
 
 def angle_distribution(angles: np.ndarray, bin_width: float = ANGLE_BIN_WIDTH) -> np.ndarray:
-    """Fraction of ``angles`` (degrees) per bin of :func:`angle_grid`, shape ``(bins,)``."""
-    counts, _ = np.histogram(angles, bins=round(180.0 / bin_width), range=(0.0, 180.0))
+    """Fraction of ``angles`` (degrees) per bin of :func:`angle_grid`, shape ``(bins,)``.
+
+    Bins are closed on the right, the first on both sides (``pandas.cut(...,
+    include_lowest=True)`` as seed 002 bins them): 90° falls in 89.5-90°, 0° in the first bin.
+    """
+    n_bins = round(180.0 / bin_width)
+    index = np.ceil(np.asarray(angles, float) / bin_width).astype(int) - 1
+    counts = np.bincount(np.clip(index, 0, n_bins - 1), minlength=n_bins)
     return counts / max(counts.sum(), 1)
 
 

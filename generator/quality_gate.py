@@ -109,7 +109,9 @@ class QualityGate:
         rdfs = np.stack([structure_rdfs(s, order)[0] for s in structures])
         motifs = None
         if config.max_motif_distance is not None:
-            motifs = np.stack([local_environments(s).fingerprints.mean(0) for s in structures])
+            motifs = np.stack(
+                [local_environments(s, angles=False).fingerprints.mean(0) for s in structures]
+            )
         gate = cls(
             config,
             elements=order,
@@ -169,7 +171,7 @@ class QualityGate:
                     f"> max_rdf_distance {config.max_rdf_distance}"
                 )
         if config.max_motif_distance is not None and self.reference_motif is not None:
-            motif = local_environments(pushed).fingerprints.mean(0)
+            motif = local_environments(pushed, angles=False).fingerprints.mean(0)
             metrics["motif_distance"] = float(np.linalg.norm(motif - self.reference_motif))
             if metrics["motif_distance"] > config.max_motif_distance:
                 return reject(

@@ -160,6 +160,21 @@ class BudgetConfig(BaseModel):
         return self
 
 
+class RefineConfig(BaseModel):
+    """Refinement of generated amorphous cells before the gate: relax, anneal, relax again with
+    the engine (potential or calculator) of one of the campaign's ``md`` oracles."""
+
+    model_config = _STRICT
+    oracle: str = Field(description="name of the md oracle whose engine refines")
+    fmax_eV_A: float = Field(0.05, gt=0, description="relaxations stop below this force (eV/Å)")
+    max_relax_steps: int = Field(500, ge=1, description="FIRE steps per relaxation at most")
+    anneal_ps: float = Field(2.0, ge=0, description="NVT between the relaxations (ps); 0: none")
+    anneal_temperature_K: float = Field(300.0, gt=0, description="anneal temperature (K)")
+    reject_crystallised: bool = Field(
+        True, description="the gate rejects a cell that crystallised (FCC/BCC/HCP) on the way"
+    )
+
+
 class GeneratorConfig(BaseModel):
     """Settings of the conditional generator (Cond-CDVAE) and its latent optimisation."""
 
@@ -207,6 +222,11 @@ class GeneratorConfig(BaseModel):
         True,
         description="lattice campaigns (cell.lattice fcc/bcc/hcp): generated atoms are put on "
         "the parent lattice's sites, keeping their chemical arrangement",
+    )
+    refine: RefineConfig | None = Field(
+        None,
+        description="amorphous campaigns: relax and anneal each generated cell with an md "
+        "oracle's engine before the gate (cost charged); none gates the cells as decoded",
     )
 
 
@@ -387,6 +407,18 @@ class CampaignConfig(BaseModel):
                     f"{field}: names oracle '{name}', which is not configured; "
                     f"use one of the configured oracles ({', '.join(names)}) or remove it"
                 )
+        if (refine := self.generator.refine) is not None:
+            md = [o.name for o in self.oracles if o.type == "md"]
+            if refine.oracle not in md:
+                raise ValueError(
+                    f"generator.refine.oracle: '{refine.oracle}' is not an md oracle of the "
+                    f"campaign; name one of type md ({', '.join(md) or 'none configured'})"
+                )
+            if self.cell.lattice != "amorphous":
+                raise ValueError(
+                    "generator.refine: refinement is for amorphous cells (cell.lattice: "
+                    f"amorphous); this campaign's cells go onto the {self.cell.lattice} lattice"
+                )
         return self
 
     def element_bounds(self, element: str) -> tuple[float, float]:
@@ -473,7 +505,10 @@ def parse_config(
     try:
         return CampaignConfig.model_validate(data, context=context)
     except ValidationError as exc:
-        lines = "\n".join(f"  - {_describe(err)}" for err in exc.errors())  # type: ignore[arg-type]
+        problems = [_describe(err) for err in exc.errors()]  # type: ignore[arg-type]
+        if len(problems) == 1:
+            raise ConfigError(f"{source}: invalid campaign config: {problems[0]}") from None
+        lines = "\n".join(f"  - {problem}" for problem in problems)
         raise ConfigError(f"{source}: invalid campaign config\n{lines}") from None
 
 
@@ -494,5 +529,5 @@ def load_config(path: str | Path, *, oracle_types: Iterable[str] | None = None) 
     try:
         data = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     return parse_config(data, oracle_types=oracle_types, source=str(path))

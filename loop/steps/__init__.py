@@ -22,8 +22,9 @@ Modules:
 - :mod:`amloop.loop.steps.training`: The generator's training policy: train at iteration 0, fine-tune on what was scored (at once or spread over iterations), checkpoints and their cost.
 - :mod:`amloop.loop.steps.acquire`: The acquisition step: the iteration's proposals (compositions, PDM targets, oracles), stored once.
 - :mod:`amloop.loop.steps.calls`: One oracle call on one candidate: budget check, idempotent record, failure as data.
-- :mod:`amloop.loop.steps.sampling`: The generation step: sample for every proposal, latent-optimise the best known structures, carry lattice cells onto their parent lattice.
-- :mod:`amloop.loop.steps.gate`: The quality gate of an iteration: push-apart, closest pair, structure metrics and the seed-001 energy rule; every verdict stored.
+- :mod:`amloop.loop.steps.refinement`: The refinement step of amorphous campaigns: each generated cell relaxed, annealed and relaxed again with the campaign's md engine before the gate; the refined cell is the candidate that is gated and scored.
+- :mod:`amloop.loop.steps.sampling`: The generation step: sample for every proposal, latent-optimise the best known structures, carry lattice cells onto their parent lattice, refine amorphous ones.
+- :mod:`amloop.loop.steps.gate`: The quality gate of an iteration: crystallised refinements, push-apart, closest pair, structure metrics and the seed-001 energy rule; every verdict stored.
 - :mod:`amloop.loop.steps.planning`: The evaluation half of an iteration: which oracle runs on which survivor (cheap ones on all, dear ones where proposals chose them, lab requests), and running them.
 - :mod:`amloop.loop.steps.stopping`: The end of an iteration and of the campaign: the best values recorded, the budget, iteration and patience rules.
 """
@@ -41,6 +42,7 @@ from amloop.loop.steps.planning import (
     expensive_tasks,
     request_lab,
 )
+from amloop.loop.steps.refinement import REFINE_ORACLE, refine
 from amloop.loop.steps.run import (
     CHEAP_CORE_S,
     GATE_ORACLE,
@@ -72,6 +74,7 @@ __all__ = [
     "GATE_ORACLE",
     "GP_KEY",
     "MODEL_FILE",
+    "REFINE_ORACLE",
     "SEED_ATTEMPTS",
     "SPREAD_FINETUNE_DIR",
     "STARTED_FILE",
@@ -100,6 +103,7 @@ __all__ = [
     "oracle_config",
     "oracle_instance",
     "record",
+    "refine",
     "request_lab",
     "scored_count",
     "scored_seed_count",

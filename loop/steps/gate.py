@@ -1,4 +1,4 @@
-"""The quality gate of an iteration: push-apart, closest pair, structure metrics and the seed-001 energy rule; every verdict stored."""
+"""The quality gate of an iteration: crystallised refinements, push-apart, closest pair, structure metrics and the seed-001 energy rule; every verdict stored."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def _gate_one(
     quality = run.config.quality
     cpu0 = time.process_time()
     verdict = structural.check(candidate.structure)
-    reason = verdict.reason
+    reason = crystallised(run, candidate) or verdict.reason
     metrics: dict[str, Any] = dict(verdict.metrics)
     gate_cost = Cost(core_s=time.process_time() - cpu0)  # the energy oracle's call is its own
     if reason is None and reference is not None and quality.energy_oracle is not None:
@@ -129,3 +129,17 @@ def _gate_one(
         )
     )
     return "failed" if reason else "done"
+
+
+def crystallised(run: CampaignRun, candidate: Candidate) -> str | None:
+    """Why a refined cell that crystallised is rejected (``generator.refine.reject_crystallised``),
+    or ``None``."""
+    settings = run.config.generator.refine
+    refinement = candidate.provenance.get("refinement") or {}
+    phase = refinement.get("phase", "amorphous")
+    if settings is None or not settings.reject_crystallised or phase == "amorphous":
+        return None
+    return (
+        f"crystallised ({phase}) during refinement: "
+        f"{refinement.get('crystalline_fraction', 1.0):.0%} of the atoms in a crystal environment"
+    )

@@ -1,4 +1,4 @@
-"""The generation step: sample for every proposal, latent-optimise the best known structures, carry lattice cells onto their parent lattice."""
+"""The generation step: sample for every proposal, latent-optimise the best known structures, carry lattice cells onto their parent lattice, refine amorphous ones."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from amloop.generator.data import DataSpec
 from amloop.generator.pdm_ordering import match_pdm
 from amloop.generator.sample import Condition
 from amloop.generator.solid_solution import snap_to_lattice
+from amloop.loop.steps.refinement import refine
 from amloop.loop.steps.run import CampaignRun, data_cutoff, iteration_seed
 from amloop.state.config import CampaignConfig
 from amloop.state.schema import Candidate
@@ -72,10 +73,13 @@ def generate(
         run.store.add_candidate(on_lattice(run.config, candidate, model.spec))
         for candidate in _latent_candidates(run, index, model, seed)
     )
+    spent = {"generate": time.perf_counter() - started}
+    if run.config.generator.refine is not None:
+        started = time.perf_counter()
+        stored = refine(run, index, stored)
+        spent["refine"] = time.perf_counter() - started
     run.store.update_iteration(
-        index,
-        phase="filter",
-        metadata={"timings_s": {**timings(run, index), "generate": time.perf_counter() - started}},
+        index, phase="filter", metadata={"timings_s": {**timings(run, index), **spent}}
     )
     return stored
 

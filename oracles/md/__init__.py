@@ -33,6 +33,7 @@ Modules:
 - :mod:`amloop.oracles.md.protocol`: The MPMorph-style protocol on any engine: NVT runs, the Birch-Murnaghan volume search, the staged quench with volume rescaling, the anneal, and melt-quench from a random packing.
 - :mod:`amloop.oracles.md.engines`: MD engines behind one interface: LAMMPS in-process and any ASE calculator (named calculators from entry points), with the thermostat, velocities and trajectory record they share.
 - :mod:`amloop.oracles.md.packing`: Starting structures for melt-quench: the volume per atom (elemental or ionic) and a PACKMOL random packing of a composition.
+- :mod:`amloop.oracles.md.refine`: Refinement of a generated amorphous cell: relax, anneal briefly at a low temperature, relax; the phase it ends in.
 - :mod:`amloop.oracles.md.oracle`: The ``md`` oracle: melt-quench (or a given structure), then per temperature the diffusivity of every species and the Arrhenius activation energy.
 """
 
