@@ -249,6 +249,7 @@ class CondCDVAE(Generator):
             RuntimeError: nothing to fine-tune (neither trained nor loaded).
             ValueError: a structure holds an element the generator was not trained on.
         """
+        self._spec = self.spec.adopt_unseen_properties([properties for _, properties in data])
         self.model.train()
         return self._train(
             data,

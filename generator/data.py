@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,10 @@ class DataSpec:
         min_volume_per_atom: Smallest volume per atom in the training data (Å³).
         pair_min_distances: Shortest distance of each element pair in the training data (Å),
             ``n x n`` (0: pair not seen); ``None`` in checkpoints made before it existed.
+        property_counts: Values of each property the first fit saw; a property it never saw
+            (a prior trained without a campaign's labels) takes its scale from the first
+            fine-tuning that has values (:meth:`adopt_unseen_properties`). ``None`` in
+            checkpoints made before it existed (all seen).
     """
 
     elements: list[str]
@@ -93,6 +97,7 @@ class DataSpec:
     property_scale: Standardiser
     min_volume_per_atom: float
     pair_min_distances: list[list[float]] | None = None
+    property_counts: list[int] | None = None
 
     @classmethod
     def from_data(
@@ -134,7 +139,22 @@ class DataSpec:
             property_scale=Standardiser.fit(values),
             min_volume_per_atom=min(s.volume / len(s) for s in structures),
             pair_min_distances=closest_pair_distances(structures, elements).tolist(),
+            property_counts=[int(n) for n in np.isfinite(values).sum(axis=0)],
         )
+
+    def adopt_unseen_properties(self, properties: Sequence[Mapping[str, float]]) -> DataSpec:
+        """This specification with the scale of every property its first fit never saw taken
+        from ``properties`` (where they hold values of it); the others unchanged."""
+        if self.property_counts is None or all(self.property_counts):
+            return self
+        values = property_matrix(properties, self.properties)
+        fresh = Standardiser.fit(values)
+        mean, std = list(self.property_scale.mean), list(self.property_scale.std)
+        counts = list(self.property_counts)
+        for k, seen in enumerate(np.isfinite(values).sum(axis=0)):
+            if counts[k] == 0 and seen > 0:
+                mean[k], std[k], counts[k] = fresh.mean[k], fresh.std[k], int(seen)
+        return replace(self, property_scale=Standardiser(mean, std), property_counts=counts)
 
     def pdm_of(self, structure: Structure) -> np.ndarray:
         """PDM vector of ``structure`` with the campaign's cutoffs (unstandardised)."""

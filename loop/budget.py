@@ -107,3 +107,28 @@ class Budget:
                 for o in oracles
             ),
         ]
+
+
+#: How the pseudo-oracles that are not calls are named among the activities.
+ACTIVITY_NAMES = {"quality_gate": "quality gate", "refine": "refinement of generated cells"}
+
+
+def spent_by_activity(store: CampaignStore) -> dict[str, float]:
+    """Core-seconds spent per activity: each oracle's calls, the quality gate, the refinement
+    of generated cells, generator training, and the campaign's share of its generator prior
+    (whose whole cost is shown beside it, ``generator prior (whole)``, not counted)."""
+    spent: dict[str, float] = {}
+    for evaluation in store.evaluations(structures=False):
+        name = ACTIVITY_NAMES.get(evaluation.oracle, f"{evaluation.oracle} calls")
+        spent[name] = spent.get(name, 0.0) + evaluation.cost.core_s
+    training = share = whole = 0.0
+    for iteration in store.iterations():
+        trained = iteration.metadata.get("trained_generator", {})
+        share += float(trained.get("prior_share_core_s", 0.0))
+        whole = max(whole, float(trained.get("prior_core_s", 0.0)))
+        training += iteration.training_cost.core_s
+    spent["generator training"] = training - share
+    if whole:
+        spent["generator prior (share)"] = share
+        spent["generator prior (whole)"] = whole
+    return spent

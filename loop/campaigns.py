@@ -54,10 +54,14 @@ def init_campaign(config_path: Path, settings: Settings) -> CampaignHandle:
         amloop.state.config.ConfigError: the config is invalid.
         amloop.oracles.base.OracleSetupError: an oracle cannot work (a missing potential file,
             an element its potential does not cover); nothing is written.
+        amloop.state.config.ConfigError: ``generator.prior`` is missing or of other elements.
         amloop.state.store.CampaignExists: a campaign of that name exists.
     """
+    from amloop.loop.prior import check_prior  # MD and ASE: loaded by the commands that init
+
     config = load_config(config_path, oracle_types=oracle_types())
     check_oracles(config)
+    check_prior(config)
     directory = settings.campaign_dir(config.name)
     url = settings.database_url_for(config.name)
     if config.name in CampaignStore.campaign_names(url):  # the database first: unreachable or

@@ -94,6 +94,7 @@ generator_app = typer.Typer(
 )
 for _name, _command in (
     ("train", generator_cli.train),
+    ("pretrain", generator_cli.pretrain),
     ("sample", generator_cli.sample),
     ("optimize", generator_cli.optimize),
 ):
@@ -173,7 +174,7 @@ def init(config: Annotated[Path, typer.Argument(help="campaign YAML file")]) -> 
 @_user_errors
 def status(campaign: CampaignOption = None) -> None:
     """Budget spent and left, best value per objective, current phase and lock holder."""
-    from amloop.loop.budget import Budget
+    from amloop.loop.budget import Budget, spent_by_activity
     from amloop.loop.history import best_per_objective
     from amloop.state.lock import owner_process_is_dead
 
@@ -206,6 +207,12 @@ def status(campaign: CampaignOption = None) -> None:
             line.unit,
         )
     console.print(budget)
+    activities = Table(title="compute by activity")
+    for column in ("activity", "core-h"):
+        activities.add_column(column, justify="left" if column == "activity" else "right")
+    for activity, core_s in spent_by_activity(store).items():
+        activities.add_row(activity, f"{core_s / 3600.0:.4g}")
+    console.print(activities)
     best = Table(title="best so far")
     for column in ("objective", "direction", "value", "unit", "formula", "from", "candidate"):
         best.add_column(column, no_wrap=column in ("objective", "formula", "value"))

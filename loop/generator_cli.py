@@ -1,4 +1,4 @@
-"""The commands behind ``amloop generator train|sample|optimize`` (registered in loop/cli.py)."""
+"""The commands behind ``amloop generator train|pretrain|sample|optimize`` (registered in loop/cli.py)."""
 
 from __future__ import annotations
 
@@ -85,6 +85,63 @@ def train(
         f"trained on {len(pairs)} structures: best validation loss {history.best_val_loss:.4g} "
         f"at epoch {history.best_epoch}; checkpoint {output} (sha256 {str(model.checkpoint_sha256)[:12]})"
     )
+
+
+def pretrain(
+    config: Annotated[
+        Path, typer.Argument(help="campaign YAML of the family (elements, bounds, md)")
+    ],
+    output: Annotated[Path, typer.Option("--out", "-o", help="the prior's folder")],
+    compositions: Annotated[
+        int, typer.Option(min=2, help="melt-quenches, one per composition")
+    ] = 12,
+    every_ps: Annotated[float, typer.Option(min=0.01, help="ps between kept configurations")] = 1.0,
+    below_k: Annotated[
+        float, typer.Option("--below-K", min=1.0, help="keep configurations from this T (K) down")
+    ] = 1000.0,
+    epochs: Annotated[int, typer.Option(min=1, help="training epochs")] = 50,
+    preset: Annotated[
+        Literal["paper", "tiny"], typer.Option(help="paper = Table S1 sizes")
+    ] = "tiny",
+    md: Annotated[
+        str | None, typer.Option(help="md oracle of the YAML (default: the first)")
+    ] = None,
+    seed: int = 0,
+) -> None:
+    """Build a generator prior: melt-quench trajectories over the family's compositions, their
+    relaxed snapshots as a corpus, the Cond-CDVAE trained on it, a data card. Resumable."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from amloop.loop.prior import pretrain as build_prior
+    from amloop.oracles.md import MDOracle, SnapshotPlan
+    from amloop.oracles.registry import oracle_from_config
+    from amloop.state.config import ConfigError, load_config
+
+    campaign = load_config(config)
+    chosen = [o for o in campaign.oracles if o.type == MDOracle.type_name and md in (None, o.name)]
+    if not chosen:
+        raise ConfigError(
+            f"{config}: no md oracle{f' named {md!r}' if md else ''} to melt-quench with"
+        )
+    engine = oracle_from_config(chosen[0])
+    assert isinstance(engine, MDOracle)
+    with Progress(
+        TextColumn("[bold]melt-quench[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    ) as bar:  # fmt: skip
+        task = bar.add_task("", total=compositions)
+        card = build_prior(
+            output,
+            campaign,
+            engine,
+            n_compositions=compositions,
+            snapshots=SnapshotPlan(every_ps=every_ps, below_K=below_k),
+            epochs=epochs,
+            preset=preset,
+            seed=seed,
+            progress=lambda done, total, what: bar.update(task, completed=done, description=what),
+        )
+    typer.echo(card.read_text())
 
 
 def sample(

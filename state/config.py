@@ -217,7 +217,16 @@ class GeneratorConfig(BaseModel):
         "no iteration waits for a whole fine-tuning, which the oracle calls would otherwise "
         "wait for with execution.overlap; None: all epochs at once",
     )
-    checkpoint: str | None = Field(None, description="path of a pretrained model folder")
+    prior: str | None = Field(
+        None,
+        description="folder of a pretrained generator (`amloop generator pretrain`) that the "
+        "campaign fine-tunes instead of training from scratch; relative to the YAML's folder",
+    )
+    prior_campaigns: int = Field(
+        10,
+        ge=1,
+        description="campaigns that share the prior's cost: each charges this share of it",
+    )
     snap_to_lattice: bool = Field(
         True,
         description="lattice campaigns (cell.lattice fcc/bcc/hcp): generated atoms are put on "
@@ -530,4 +539,8 @@ def load_config(path: str | Path, *, oracle_types: Iterable[str] | None = None) 
         data = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    generator = data.get("generator") if isinstance(data, dict) else None
+    if isinstance(generator, dict) and isinstance(generator.get("prior"), str):
+        prior = Path(generator["prior"]).expanduser()  # relative to the YAML, as written
+        generator["prior"] = str(prior if prior.is_absolute() else path.parent.resolve() / prior)
     return parse_config(data, oracle_types=oracle_types, source=str(path))

@@ -13,6 +13,7 @@ from pymatgen.core import Structure
 
 from amloop.generator.cdvae import CondCDVAE
 from amloop.generator.config import CondCDVAEConfig
+from amloop.loop.prior import prior_cost_core_s
 from amloop.loop.steps.run import CampaignRun, data_cutoff
 from amloop.state.files import atomic_path, sha256_file
 from amloop.state.schema import Artifact, Cost
@@ -90,7 +91,7 @@ def ensure_generator(
     run: CampaignRun, index: int, *, trained_in: int | None = None, progress: bool = False
 ) -> CondCDVAE:
     """The generator of iteration ``index``: loaded when trained already, else trained (for
-    iteration 0 from scratch, or fine-tuned from ``generator.checkpoint`` when one is configured;
+    iteration 0 from scratch, or fine-tuned from ``generator.prior`` when one is configured;
     later, fine-tuned from iteration ``index - 1``'s) on everything
     scored so far, resuming an interrupted training. The training cost is added to iteration
     ``trained_in`` (default ``index``), once.
@@ -117,7 +118,7 @@ def ensure_generator(
                 f"has {len(data)}; seed it first (amloop seed) or inject structures"
             )
         wall0, cpu0 = time.perf_counter(), time.process_time()
-        pretrained = Path(settings.checkpoint) if settings.checkpoint else None
+        pretrained = Path(settings.prior) if settings.prior else None
         start = previous if index > 0 and (previous / MODEL_FILE).is_file() else pretrained
         if start is not None:
             model = CondCDVAE.load(start)
@@ -139,7 +140,11 @@ def ensure_generator(
                 progress=progress,
                 elements=run.config.elements,
             )
-        _save_trained(model, folder, wall0, cpu0, {"n_structures": len(data)})
+        described: dict[str, float] = {"n_structures": len(data)}
+        if start is not None and start == pretrained:  # the campaign's share of the prior
+            described["prior_core_s"] = prior_cost_core_s(start)
+            described["prior_share_core_s"] = described["prior_core_s"] / settings.prior_campaigns
+        _save_trained(model, folder, wall0, cpu0, described)
     registered = {a.path for a in run.store.artifacts(kind="generator_checkpoint")}
     if str(folder) not in registered:  # cost and checkpoint recorded once (kept weights: free)
         cost = json.loads((folder / TRAINING_COST_FILE).read_text())
@@ -147,7 +152,9 @@ def ensure_generator(
         run.store.update_iteration(
             index if trained_in is None else trained_in,
             metadata={"trained_generator": {"for_iteration": index, "sha256": digest, **cost}},
-            training_cost=Cost(core_s=cost["core_s"], gpu_s=cost["gpu_s"]),
+            training_cost=Cost(
+                core_s=cost["core_s"] + cost.get("prior_share_core_s", 0.0), gpu_s=cost["gpu_s"]
+            ),
         )
         if "kept_from" not in cost:  # kept weights stay registered under the folder that trained
             run.store.add_artifact(
@@ -220,17 +227,18 @@ def _spread_finetune(run: CampaignRun, index: int, progress: bool) -> None:
     if target < epochs and not history.stopped_early:
         _keep_previous(run, index, core_s=time.process_time() - cpu0)
         return
-    described = {"n_structures": len(data), "started_in": begun}
+    described: dict[str, float] = {"n_structures": len(data), "started_in": begun}
     _save_trained(model, run.generator_dir(index), wall0, cpu0, described)
     shutil.rmtree(pending)
 
 
 def _save_trained(
-    model: CondCDVAE, folder: Path, wall0: float, cpu0: float, described: dict[str, int]
+    model: CondCDVAE, folder: Path, wall0: float, cpu0: float, described: dict[str, float]
 ) -> None:
     """Write a finished training to ``folder``: its cost (core-seconds since ``cpu0``, GPU
     seconds since ``wall0`` on CUDA) with ``described`` (``n_structures``: the scored set it
-    counts as trained on), then the weights, last, as the mark that it finished."""
+    counts as trained on; ``prior_core_s`` and the campaign's ``prior_share_core_s`` of a prior
+    it started from), then the weights, last, as the mark that it finished."""
     gpu_s = (time.perf_counter() - wall0) if model.device.type == "cuda" else 0.0
     cost = {"core_s": time.process_time() - cpu0, "gpu_s": gpu_s, **described}
     with atomic_path(folder / TRAINING_COST_FILE) as partial:

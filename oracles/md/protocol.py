@@ -328,6 +328,30 @@ class MeltQuench:
                 raise OracleSetupError("volume factors need two or more positive numbers")
 
 
+@dataclass(frozen=True)
+class SnapshotPlan:
+    """Which configurations of a melt-quench are kept (as generator training structures).
+
+    Attributes:
+        every_ps: Simulated time between two kept configurations (ps): decorrelated frames.
+        below_K: Keep from the first quench stage whose target is at or below this (K) on,
+            through the anneal (the supercooled liquid and the glass).
+    """
+
+    every_ps: float = 1.0
+    below_K: float = 1000.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One kept configuration: when (ps since the start of the quench), at which thermostat
+    target (K), and the cell (atoms wrapped, as simulated: not relaxed)."""
+
+    time_ps: float
+    temperature_K: float
+    structure: Structure
+
+
 @dataclass
 class MeltQuenchReport:
     """What :func:`run_melt_quench` did.
@@ -337,11 +361,13 @@ class MeltQuenchReport:
         final_volume: The volume search at the end of the anneal; its last run is the final
             state (mean pressure, temperature and potential energy).
         simulated_ps: Total simulated time (ps).
+        snapshots: The configurations kept under a :class:`SnapshotPlan`, oldest first.
     """
 
     melt_volume: VolumeSearch
     final_volume: VolumeSearch
     simulated_ps: float
+    snapshots: list[Snapshot] = field(default_factory=list)
 
 
 def sample_every(engine: MDEngine, interval_fs: float) -> int:
@@ -374,7 +400,11 @@ def quench_schedule(protocol: MeltQuench) -> list[tuple[float, float]]:
 
 
 def run_melt_quench(
-    engine: MDEngine, protocol: MeltQuench, rng: np.random.Generator, deadline: Deadline
+    engine: MDEngine,
+    protocol: MeltQuench,
+    rng: np.random.Generator,
+    deadline: Deadline,
+    snapshots: SnapshotPlan | None = None,
 ) -> MeltQuenchReport:
     """Relax the start, melt, find the zero-pressure volume, quench, anneal and find it again.
 
@@ -382,7 +412,10 @@ def run_melt_quench(
     steps where 25 K would last less than two thermostat relaxation times; every 0.5 ps
     of it the volume is rescaled by the mean pressure of that time (:func:`rescale_to_pressure`),
     so the glass forms near zero pressure. The anneal ends with a volume search at the final
-    temperature, which leaves the engine at the zero-pressure volume.
+    temperature, which leaves the engine at the zero-pressure volume. With ``snapshots``, a
+    configuration is kept every ``every_ps`` from the quench stage at ``below_K`` through the
+    anneal (the anneal then runs in pieces of that length, each restarting the thermostat's
+    chain as a quench stage does).
 
     Raises:
         OracleFailed: the MD failed (NaN, blow-up, lost atoms), no volume was found, timeout.
@@ -412,6 +445,17 @@ def run_melt_quench(
             tolerance_GPa=p.pressure_tolerance_GPa,
         )
 
+    kept: list[Snapshot] = []
+    clock = {"ps": 0.0, "last": -math.inf}
+
+    def keep(temperature: float, duration_ps: float) -> None:
+        clock["ps"] += duration_ps
+        if snapshots is None or temperature > snapshots.below_K:
+            return
+        if clock["ps"] - clock["last"] >= snapshots.every_ps - 1e-9:
+            kept.append(Snapshot(clock["ps"], temperature, engine.get_structure()))
+            clock["last"] = clock["ps"]
+
     engine.minimize(START_FMAX_EV_A, START_MIN_STEPS)
     engine.set_velocities(maxwell_boltzmann(engine.masses, p.melt_temperature_K, rng))
     nvt(p.melt_temperature_K, p.melt_ps)
@@ -419,11 +463,15 @@ def run_melt_quench(
     pressures: list[np.ndarray] = []
     for target_K, stage_ps in quench_schedule(p):
         pressures.append(nvt(target_K, stage_ps).pressure_GPa)
+        keep(target_K, stage_ps)
         if len(pressures) * stage_ps >= RESCALE_PS:
             mean = float(np.concatenate(pressures).mean())
             rescale_to_pressure(engine, mean, melt.bulk_modulus_GPa)
             pressures = []
-    nvt(p.final_temperature_K, p.anneal_ps)
+    pieces = 1 if snapshots is None else max(1, round(p.anneal_ps / snapshots.every_ps))
+    for _ in range(pieces):
+        nvt(p.final_temperature_K, p.anneal_ps / pieces)
+        keep(p.final_temperature_K, p.anneal_ps / pieces)
     final = search(p.final_temperature_K, p.anneal_volume_factors)
     logger.info(
         "melt-quench of %d atoms: V_melt %.1f Å³, V_final %.1f Å³ at %.2f ± %.2f GPa, %.1f s",
@@ -438,6 +486,7 @@ def run_melt_quench(
         melt_volume=melt,
         final_volume=final,
         simulated_ps=(engine.steps_run - started_steps) * engine.timestep_fs / 1000.0,
+        snapshots=kept,
     )
 
 

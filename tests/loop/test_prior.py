@@ -1,0 +1,134 @@
+"""The generator prior: a space-filling composition design, glass snapshots kept along a
+melt-quench, the corpus and training (resumable), the data card, and a prior that has never
+seen a campaign's property learning its scale in the campaign's fine-tuning."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from amloop.generator.cdvae import CondCDVAE
+from amloop.generator.config import CondCDVAEConfig
+from amloop.loop.prior import CORPUS_DIR, corpus_pairs, pretrain, prior_compositions
+from amloop.oracles.md import (
+    Deadline,
+    LammpsEngine,
+    MDOracle,
+    MeltQuench,
+    SnapshotPlan,
+    random_packing,
+    run_melt_quench,
+)
+from amloop.oracles.registry import oracle_from_config
+from amloop.state.config import parse_config
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "cuzr-glass.yaml"
+QUICK = {"melt_ps": 1, "volume_ps": 1, "anneal_ps": 1, "quench_rate_K_per_ps": 1000}
+
+
+def _config(n_atoms: int = 32):
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["cell"]["n_atoms"] = n_atoms
+    data["generator"].pop("prior", None)
+    data["generator"].pop("refine", None)
+    data["oracles"][1]["options"].update(QUICK, pressure_tolerance_GPa=1.5)
+    return parse_config(data)
+
+
+def test_compositions_fill_the_bounded_simplex():
+    config = _config()
+    points = prior_compositions(config, 8, seed=0)
+    assert points == prior_compositions(config, 8, seed=0)  # deterministic
+    cu = sorted(p.get("Cu", 0.0) for p in points)
+    for point in points:
+        assert sum(point.values()) == pytest.approx(1.0, abs=0.011)
+        assert 0.3 - 0.005 <= point.get("Cu", 0.0) <= 0.8 + 0.005
+    # spread over the Cu range [0.3, 0.8]: both ends reached, no two points closer than 0.05
+    assert cu[0] <= 0.32 and cu[-1] >= 0.78
+    assert min(b - a for a, b in itertools.pairwise(cu)) >= 0.05
+
+
+def test_snapshots_are_kept_along_the_quench_and_anneal():
+    protocol = MeltQuench(
+        melt_temperature_K=2000, final_temperature_K=300, melt_ps=1, volume_ps=1,
+        pressure_tolerance_GPa=1.5, quench_rate_K_per_ps=500, anneal_ps=2,
+    )  # fmt: skip
+    plan = SnapshotPlan(every_ps=0.5, below_K=1000.0)
+    start = random_packing({"Cu": 0.5, "Zr": 0.5}, 32, seed=0)
+    with LammpsEngine.factory("CuZr_mm.eam.fs")(start) as engine:
+        report = run_melt_quench(engine, protocol, np.random.default_rng(0), Deadline(600), plan)
+    snapshots = report.snapshots
+    # 1000 -> 300 K at 500 K/ps is 1.4 ps, then a 2 ps anneal: 3 + 4 snapshots, 0.5 ps apart
+    assert len(snapshots) >= 6
+    assert all(s.temperature_K <= 1000.0 for s in snapshots)
+    times = [s.time_ps for s in snapshots]
+    assert all(b - a >= 0.5 - 1e-9 for a, b in itertools.pairwise(times))
+    assert [s.temperature_K for s in snapshots][-4:] == [300.0] * 4
+    assert len({s.structure.lattice.volume for s in snapshots}) > 1  # rescaled while quenching
+
+
+def test_pretrain_builds_a_corpus_a_generator_and_a_card_and_resumes(tmp_path):
+    config = _config()
+    md = oracle_from_config(config.oracles[1])
+    assert isinstance(md, MDOracle)
+    plan = SnapshotPlan(every_ps=0.5, below_K=800.0)
+    card = pretrain(tmp_path, config, md, n_compositions=2, snapshots=plan, epochs=2)
+    data = json.loads((tmp_path / "card.json").read_text())
+    assert data["melt_quenches"] == {"done": 2, "failed": []}
+    assert data["structures"] == len(corpus_pairs(tmp_path)) >= 6
+    assert data["energy_labels"] is True  # lammps_eam runs the md oracle's potential
+    assert data["cost_core_s"]["total"] == pytest.approx(
+        data["cost_core_s"]["corpus"] + data["cost_core_s"]["training"]
+    )
+    assert data["potential"]["potential"].endswith("CuZr_mm.eam.fs")
+    assert "Cu-Zr" in card.read_text()
+    for structure, values in corpus_pairs(tmp_path):  # relaxed Cu-Zr glass snapshots
+        # a glass lies a little above fcc Cu (-3.28 eV/atom with this potential) and hcp Zr
+        # (-6.47 eV/atom) mixed by its composition: 0.03-0.08 eV/atom in 54-atom cells
+        x = structure.composition.fractional_composition
+        mixture = -3.28 * x["Cu"] - 6.47 * x["Zr"]
+        assert 0.0 < values["energy_per_atom"] - mixture < 0.2
+        assert len(structure) == 32
+    model = CondCDVAE.load(tmp_path)
+    assert model.spec.properties == ["bulk_modulus", "energy_per_atom"]
+    assert model.spec.property_counts == [0, data["structures"]]
+    assert not (tmp_path / "training.pt").exists()
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / CORPUS_DIR).iterdir()}
+    stamps["model.pt"] = (tmp_path / "model.pt").stat().st_mtime_ns
+    pretrain(tmp_path, config, md, n_compositions=2, snapshots=plan, epochs=2)  # resumed: done
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / CORPUS_DIR).iterdir()}
+    assert after == {k: v for k, v in stamps.items() if k != "model.pt"}
+    assert (tmp_path / "model.pt").stat().st_mtime_ns == stamps["model.pt"]
+
+
+def test_a_property_the_prior_never_saw_takes_its_scale_from_the_finetuning():
+    rng = np.random.default_rng(0)
+    cells = [random_packing({"Cu": 0.5, "Zr": 0.5}, 16, seed=s) for s in range(6)]
+    unlabelled = [(cell, {"energy_per_atom": float(-4.8 + 0.05 * rng.normal())}) for cell in cells]
+    model = CondCDVAE(CondCDVAEConfig.tiny(), seed=0)
+    model.fit(unlabelled, epochs=1, property_names=["bulk_modulus", "energy_per_atom"])
+    assert model.spec.property_counts == [0, 6]
+    assert model.spec.property_scale.mean[0] == 0.0  # a placeholder
+    energy_scale = (model.spec.property_scale.mean[1], model.spec.property_scale.std[1])
+    labelled = [(cell, {"bulk_modulus": 100.0 + 10.0 * k}) for k, cell in enumerate(cells[:4])]
+    model.finetune(labelled, epochs=1)
+    assert model.spec.property_counts == [4, 6]
+    assert model.spec.property_scale.mean[0] == pytest.approx(115.0)
+    assert model.spec.property_scale.std[0] == pytest.approx(np.std([100, 110, 120, 130]))
+    assert (model.spec.property_scale.mean[1], model.spec.property_scale.std[1]) == energy_scale
+
+
+def test_a_campaign_names_its_prior_relative_to_its_yaml(tmp_path):
+    from amloop.state.config import load_config
+
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["generator"]["prior"] = "priors/family"
+    path = tmp_path / "sub" / "campaign.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(data))
+    assert load_config(path).generator.prior == str(tmp_path / "sub" / "priors" / "family")
