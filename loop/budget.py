@@ -110,12 +110,17 @@ class Budget:
 
 
 #: How the pseudo-oracles that are not calls are named among the activities.
-ACTIVITY_NAMES = {"quality_gate": "quality gate", "refine": "refinement of generated cells"}
+ACTIVITY_NAMES = {
+    "quality_gate": "quality gate",
+    "refine": "refinement of generated cells",
+    "melt_quench": "seed melt-quenches",
+}
 
 
 def spent_by_activity(store: CampaignStore) -> dict[str, float]:
-    """Core-seconds spent per activity: each oracle's calls, the quality gate, the refinement
-    of generated cells, generator training, and the campaign's share of its generator prior
+    """Core-seconds spent per activity: each oracle's calls, the quality gate, seed
+    melt-quenches, the refinement of generated cells, generator training and sampling, and the
+    campaign's share of its generator prior
     (whose whole cost is shown beside it, ``generator prior (whole)``, not counted)."""
     spent: dict[str, float] = {}
     for evaluation in store.evaluations(structures=False):
@@ -127,7 +132,7 @@ def spent_by_activity(store: CampaignStore) -> dict[str, float]:
         share += float(trained.get("prior_share_core_s", 0.0))
         whole = max(whole, float(trained.get("prior_core_s", 0.0)))
         training += iteration.training_cost.core_s
-    spent["generator training"] = training - share
+    spent["generator training and sampling"] = training - share
     if whole:
         spent["generator prior (share)"] = share
         spent["generator prior (whole)"] = whole

@@ -13,6 +13,7 @@ what is missing runs.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
@@ -25,8 +26,12 @@ from amloop.oracles.base import Oracle, OracleFailed
 from amloop.oracles.md import MDOracle, melt_quench
 from amloop.state.composition import formula
 from amloop.state.config import CampaignConfig, OracleConfig
-from amloop.state.schema import Candidate
+from amloop.state.schema import Candidate, Cost, Evaluation
 from amloop.state.store import CampaignStore
+
+#: Name under which a seed cell's melt-quench is recorded: an evaluation of that cell with the
+#: melt-quench's cost (no properties).
+MELT_QUENCH = "melt_quench"
 
 #: Called after each recipe: (recipes finished, total, last message).
 ProgressCallback = Callable[[int, int, str], None]
@@ -155,6 +160,7 @@ def build_seed_set(
         if candidate is None and recipe.key in skip:
             continue
         if candidate is None:
+            cpu0 = time.process_time()
             try:
                 structure = make_structure(recipe, md)
             except OracleFailed as exc:
@@ -172,6 +178,18 @@ def build_seed_set(
                     provenance={"seed_recipe": recipe.key, "builder": _builder(recipe)},
                 )
             )
+            if recipe.lattice == "amorphous":  # the melt-quench's cost, charged to the budget
+                store.record_evaluation(
+                    Evaluation(
+                        candidate_hash=candidate.content_hash,
+                        oracle=MELT_QUENCH,
+                        fidelity=0.0,
+                        status="done",
+                        cost=Cost(core_s=time.process_time() - cpu0),
+                        provenance={"seed_recipe": recipe.key},
+                        attempts=1,
+                    )
+                )
             report.structures_made += 1
         message = candidate.formula
         for oracle_config, oracle in oracles:

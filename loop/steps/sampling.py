@@ -19,7 +19,7 @@ from amloop.generator.solid_solution import snap_to_lattice
 from amloop.loop.steps.refinement import refine
 from amloop.loop.steps.run import CampaignRun, data_cutoff, iteration_seed
 from amloop.state.config import CampaignConfig
-from amloop.state.schema import Candidate
+from amloop.state.schema import Candidate, Cost
 
 
 def generate(
@@ -27,7 +27,7 @@ def generate(
 ) -> list[Candidate]:
     """Sample structures for every proposal and move the best known structures up the property
     head (latent-space optimisation); all are stored as candidates of iteration ``index``."""
-    started = time.perf_counter()
+    started, cpu0 = time.perf_counter(), time.process_time()
     settings = run.config.generator
     seed = iteration_seed(run.config, index)
     pdm_length = len(model.pdm_labels)
@@ -74,12 +74,16 @@ def generate(
         for candidate in _latent_candidates(run, index, model, seed)
     )
     spent = {"generate": time.perf_counter() - started}
+    sampling = Cost(core_s=time.process_time() - cpu0)  # charged with the generator's training
     if run.config.generator.refine is not None:
         started = time.perf_counter()
         stored = refine(run, index, stored)
         spent["refine"] = time.perf_counter() - started
     run.store.update_iteration(
-        index, phase="filter", metadata={"timings_s": {**timings(run, index), **spent}}
+        index,
+        phase="filter",
+        metadata={"timings_s": {**timings(run, index), **spent}},
+        training_cost=sampling,
     )
     return stored
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from pymatgen.core import Lattice, Structure
 
+from amloop.loop.budget import spent_by_activity
 from amloop.loop.campaigns import init_campaign
 from amloop.loop.steps import (
     REFINE_ORACLE,
@@ -79,6 +80,10 @@ def test_generated_cells_are_refined_once_charged_and_gated_as_refined(run):
     assert {e.status for e in records} == {"done"} and len(records) == 3
     assert run.store.spent().core_s == pytest.approx(
         spent_before + sum(e.cost.core_s for e in records)
+    )
+    activities = spent_by_activity(run.store)
+    assert activities["refinement of generated cells"] == pytest.approx(
+        sum(e.cost.core_s for e in records)
     )
     for raw, cell in zip(raws, refined, strict=True):
         summary = cell.provenance["refinement"]

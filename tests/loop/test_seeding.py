@@ -128,7 +128,9 @@ def test_amorphous_seed_cells_are_melt_quenched_and_scored(tmp_path):
         assert candidate.provenance["builder"].startswith("melt-quench")
         distances = candidate.structure.distance_matrix[candidate.structure.distance_matrix > 0]
         assert distances.min() > 2.0  # no overlapping atoms in a Cu-Zr glass
-    evaluations = store.evaluations()
+    quenches = store.evaluations(oracle="melt_quench")  # each melt-quench's cost, charged
+    assert len(quenches) == 2 and all(e.cost.core_s > 0 for e in quenches)
+    evaluations = store.evaluations(oracle=lammps_config.name)
     assert any(e.status == "done" for e in evaluations)
     for evaluation in evaluations:
         if evaluation.status == "done":  # Cu-Zr glasses: ~100-120 GPa
