@@ -58,6 +58,8 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.acquisition
 	$(PY) -m benchmarks.discovery
 	$(PY) -m benchmarks.discovery_amorphous
+	$(PY) -m benchmarks.structure_fidelity --compositions 3 --cells 2 \
+		--output build/bench/structure-fidelity-ci.md
 
 # ruff on everything; mypy on every package as amloop.<folder>, through a tree of links
 TYPECHECK := build/typecheck

@@ -196,7 +196,7 @@ def main() -> None:
         print(f"{k + 1}/{len(compositions)} {rows[-1]['composition']}", flush=True)
     table = summary(rows)
     header = (
-        f"Structure fidelity of the prior `{args.prior.relative_to(REPO)}` ({card['structures']} "
+        f"Structure fidelity of the prior `{args.prior}` ({card['structures']} "
         f"structures, {card['cost_core_s']['total'] / 3600:.2f} core-h to build), "
         f"{len(rows)} held-out compositions x {args.cells} cells of {config.cell.n_atoms} atoms; "
         f"`python -m benchmarks.structure_fidelity --compositions {args.compositions} --cells "
