@@ -128,9 +128,9 @@ def spent_by_activity(store: CampaignStore) -> dict[str, float]:
         spent[name] = spent.get(name, 0.0) + evaluation.cost.core_s
     training = share = whole = 0.0
     for iteration in store.iterations():
-        trained = iteration.metadata.get("trained_generator", {})
-        share += float(trained.get("prior_share_core_s", 0.0))
-        whole = max(whole, float(trained.get("prior_core_s", 0.0)))
+        prior = iteration.metadata.get("generator_prior", {})
+        share += float(prior.get("share_core_s", 0.0))
+        whole = max(whole, float(prior.get("core_s", 0.0)))
         training += iteration.training_cost.core_s
     spent["generator training and sampling"] = training - share
     if whole:

@@ -7,6 +7,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pymatgen.core import Structure
@@ -149,9 +150,19 @@ def ensure_generator(
     if str(folder) not in registered:  # cost and checkpoint recorded once (kept weights: free)
         cost = json.loads((folder / TRAINING_COST_FILE).read_text())
         digest = sha256_file(folder / MODEL_FILE)
+        metadata: dict[str, Any] = {
+            "trained_generator": {"for_iteration": index, "sha256": digest, **cost}
+        }
+        if "prior_core_s" in cost:  # kept apart: a later training's record replaces the above
+            metadata["generator_prior"] = {
+                "path": settings.prior,
+                "core_s": cost["prior_core_s"],
+                "share_core_s": cost["prior_share_core_s"],
+                "campaigns": settings.prior_campaigns,
+            }
         run.store.update_iteration(
             index if trained_in is None else trained_in,
-            metadata={"trained_generator": {"for_iteration": index, "sha256": digest, **cost}},
+            metadata=metadata,
             training_cost=Cost(
                 core_s=cost["core_s"] + cost.get("prior_share_core_s", 0.0), gpu_s=cost["gpu_s"]
             ),

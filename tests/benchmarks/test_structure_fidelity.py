@@ -47,9 +47,9 @@ def test_deviations_are_in_melt_quench_standard_deviations_and_cost_is_a_ratio(f
     table = fidelity.summary([row, row])
     lines = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
     generated = [cell.strip() for cell in lines["generated+refined"].split("|")[2:-1]]
-    assert generated == ["4", "0.50", "0.50", "3.00", "0.0100", "2.0", "10.0x"]
+    assert generated == ["4", "+0.050", "0.50", "0.50", "3.00", "0.0100", "2.0", "10.0x"]
     fast = [cell.strip() for cell in lines["fast quench"].split("|")[2:-1]]
-    assert fast[1:3] == ["2.00", "2.00"]
+    assert fast[1:4] == ["+0.200", "2.00", "2.00"]
 
 
 def test_a_fast_quench_shortens_every_stage_and_cools_faster(fidelity):

@@ -132,3 +132,54 @@ def test_a_campaign_names_its_prior_relative_to_its_yaml(tmp_path):
     path.parent.mkdir()
     path.write_text(yaml.safe_dump(data))
     assert load_config(path).generator.prior == str(tmp_path / "sub" / "priors" / "family")
+
+
+def test_a_campaign_fine_tunes_its_prior_and_charges_its_share(tmp_path, monkeypatch):
+    """Iteration 0 fine-tunes the prior (no training from scratch), and the budget is charged
+    the prior's cost over ``prior_campaigns``; status shows the share and the whole."""
+    from amloop.loop.budget import spent_by_activity
+    from amloop.loop.campaigns import init_campaign
+    from amloop.loop.steps import CampaignRun, ensure_generator
+    from amloop.state.schema import Candidate, Cost, Evaluation, PropertyValue
+    from amloop.state.settings import Settings
+
+    config = _config()
+    md = oracle_from_config(config.oracles[1])
+    assert isinstance(md, MDOracle)
+    prior = tmp_path / "prior"
+    pretrain(prior, config, md, n_compositions=2, snapshots=SnapshotPlan(0.5, 800.0), epochs=2)
+    whole = json.loads((prior / "card.json").read_text())["cost_core_s"]["total"]
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["cell"]["n_atoms"] = 32
+    data["generator"] |= {"prior": str(prior), "prior_campaigns": 4, "finetune_epochs": 1}
+    data["generator"].pop("refine")
+    path = tmp_path / "campaign.yaml"
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("AMLOOP_HOME", str(tmp_path / "home"))
+    handle = init_campaign(path, Settings())
+    run = CampaignRun(handle.store(), handle.config, handle.directory)
+    run.store.start_iteration(0)
+    for seed, bulk in ((5, 110.0), (6, 120.0)):
+        cell = random_packing({"Cu": 0.5, "Zr": 0.5}, 32, seed=seed)
+        candidate = run.store.add_candidate(Candidate(structure=cell, origin="seed"))
+        run.store.record_evaluation(
+            Evaluation(
+                candidate_hash=candidate.content_hash,
+                oracle="lammps_eam",
+                fidelity=0.5,
+                status="done",
+                properties={"bulk_modulus": PropertyValue(value=bulk, unit="GPa")},
+                cost=Cost(core_s=1.0),
+                attempts=1,
+            )
+        )
+    model = ensure_generator(run, 0)
+    assert model.spec.properties == ["bulk_modulus", "energy_per_atom"]
+    assert model.spec.property_scale.mean[0] == pytest.approx(115.0)  # learnt from the campaign
+    (record,) = run.store.iterations()
+    assert record.metadata["generator_prior"]["share_core_s"] == pytest.approx(whole / 4)
+    assert record.training_cost.core_s > whole / 4
+    activities = spent_by_activity(run.store)
+    assert activities["generator prior (share)"] == pytest.approx(whole / 4)
+    assert activities["generator prior (whole)"] == pytest.approx(whole)
+    assert run.store.spent().core_s == pytest.approx(2.0 + record.training_cost.core_s)
