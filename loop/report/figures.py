@@ -304,8 +304,8 @@ def cost_section(campaign: CampaignData, out_dir: Path) -> Section:
     training_core = sum(i.training_cost.core_s for i in campaign.iterations)
     training_gpu = sum(i.training_cost.gpu_s for i in campaign.iterations)
     if training_core or training_gpu:
-        per["training (generator)"]["core_done"] = training_core
-        per["training (generator)"]["gpu_s"] = training_gpu
+        per["generator (training, sampling, prior share)"]["core_done"] = training_core
+        per["generator (training, sampling, prior share)"]["gpu_s"] = training_gpu
     if not per:
         return Section(title, ["No oracle call or training recorded yet."])
     names = list(per)
