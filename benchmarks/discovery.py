@@ -853,9 +853,12 @@ class Invocation:
         return f"python -m {module}" + "".join(flags)
 
 
-def parse_invocation(description: str, ci: Size, full: Size) -> Invocation:
+def parse_invocation(
+    description: str, ci: Size, full: Size, strategies: Sequence[str] = STRATEGIES
+) -> Invocation:
     """Parse ``[--full] [--seeds N] [--strategies a,b] [--refresh-reference] [--jobs N]
-    [--resume]``."""
+    [--resume]``; ``strategies``: those the benchmark has (all run by default)."""
+    known = tuple(strategies)
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--full",
@@ -864,7 +867,7 @@ def parse_invocation(description: str, ci: Size, full: Size) -> Invocation:
     )
     parser.add_argument("--seeds", type=int, help="override the number of seeds")
     parser.add_argument(
-        "--strategies", default=",".join(STRATEGIES), help="comma-separated subset to run"
+        "--strategies", default=",".join(known), help="comma-separated subset to run"
     )
     parser.add_argument(
         "--refresh-reference", action="store_true", help="recompute the cached reference pool"
@@ -883,11 +886,11 @@ def parse_invocation(description: str, ci: Size, full: Size) -> Invocation:
     size = full if args.full else ci
     if args.seeds:
         size = Size(**(asdict(size) | {"seeds": args.seeds}))
-    strategies = args.strategies.split(",")
-    if unknown := set(strategies) - set(STRATEGIES):
-        parser.error(f"unknown strategies {sorted(unknown)}; choose from {', '.join(STRATEGIES)}")
+    chosen = args.strategies.split(",")
+    if unknown := set(chosen) - set(known):
+        parser.error(f"unknown strategies {sorted(unknown)}; choose from {', '.join(known)}")
     return Invocation(
-        size, strategies, args.full, args.refresh_reference, args.jobs, args.resume, args.seeds
+        size, chosen, args.full, args.refresh_reference, args.jobs, args.resume, args.seeds
     )
 
 

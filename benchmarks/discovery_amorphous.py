@@ -17,7 +17,10 @@ calls, seed calls included:
   its structures have) from the seed cell of highest B;
 - ``composition_bo``: qLogNEHVI on composition alone, a random packing at each proposal;
 - ``amloop``: the full loop (BO over composition + PDM, tiny Cond-CDVAE, latent optimisation,
-  quality gate), as in task A.
+  quality gate), as in task A;
+- ``amloop_prior``: the same loop starting from the Cu-Zr generator prior
+  (``examples/priors/cuzr-glass``, 54-atom melt-quench snapshots) with every generated cell
+  refined before the gate (``generator.refine``: relax, 2 ps at 300 K, relax).
 
 Reference pool (cached in ``build/bench/discovery/``): ``pool_orderings`` random packings and one
 melt-quenched cell per 0.1-grid composition, plus local searches on B from the cells of highest
@@ -55,7 +58,7 @@ from amloop.loop.steps import CampaignRun
 from amloop.oracles.base import OracleFailed
 from amloop.oracles.local_search import local_search
 from amloop.oracles.md import MDOracle, melt_quench, random_packing
-from amloop.state.config import CampaignConfig
+from amloop.state.config import CampaignConfig, RefineConfig
 from amloop.state.database import dispose_engines
 from amloop.state.schema import Candidate, Evaluation
 from amloop.state.store import CampaignStore
@@ -93,6 +96,9 @@ BULK, ENERGY = "bulk_modulus", "energy_per_atom"
 #: Swaps per local-search step (seed 001).
 N_SWAPS = 10
 REFERENCE_SEED = 54321
+#: The generator prior of ``amloop_prior`` (``make prior-cuzr``).
+PRIOR = REPO / "examples" / "priors" / "cuzr-glass"
+STRATEGIES_B = ("random", "local_search", "composition_bo", "amloop", "amloop_prior")
 #: Melt-quench of the benchmark's seed and pool cells (faster than the example's 100 K/ps).
 MD_PROTOCOL = {
     "melt_ps": 2,
@@ -121,15 +127,24 @@ class ReferenceB:
 
 
 def campaign_config(
-    size: Size, seed: int, *, strategy: str = "qLogNEHVI", overlap: bool = False
+    size: Size,
+    seed: int,
+    *,
+    strategy: str = "qLogNEHVI",
+    overlap: bool = False,
+    prior: bool = False,
 ) -> CampaignConfig:
     """``examples/cuzr-glass.yaml`` at the benchmark's size
     (:func:`benchmarks.discovery.campaign_config`) with the faster melt-quench
-    :data:`MD_PROTOCOL`."""
+    :data:`MD_PROTOCOL`; with ``prior``, the generator starts from :data:`PRIOR` and generated
+    cells are refined with the md oracle's engine."""
     config = discovery_config(size, seed, strategy=strategy, example=EXAMPLE, overlap=overlap)
     for oracle in config.oracles:
         if oracle.type == "md":
             oracle.options |= MD_PROTOCOL
+    if prior:
+        config.generator.prior = str(PRIOR)
+        config.generator.refine = RefineConfig(oracle="md")
     return config
 
 
@@ -209,11 +224,18 @@ def run_strategy(strategy: str, size: Size, seed: int) -> RunResult:
         "local_search": (run_local_search, "qLogNEHVI"),
         "composition_bo": (composition_search, "qLogNEHVI"),
         "amloop": (run_loop, "qLogNEHVI"),
+        "amloop_prior": (run_loop, "qLogNEHVI"),
     }
     function, acquisition = functions[strategy]
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    config = campaign_config(size, seed, strategy=acquisition, overlap=strategy == "amloop")
+    config = campaign_config(
+        size,
+        seed,
+        strategy=acquisition,
+        overlap=strategy.startswith("amloop"),
+        prior=strategy == "amloop_prior",
+    )
     with seeded_campaign(config, size) as run:
         trace = function(run, timings)
     wall = time.perf_counter() - started
@@ -361,7 +383,7 @@ def write_summary(
 
 def main() -> None:
     """Run the reference pool (cached) and every strategy on every seed; print and write."""
-    invocation = parse_invocation(__doc__.splitlines()[0], CI, FULL)
+    invocation = parse_invocation(__doc__.splitlines()[0], CI, FULL, STRATEGIES_B)
     size, strategies = invocation.size, invocation.strategies
     torch.set_num_threads(1)
     started = time.perf_counter()
