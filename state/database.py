@@ -89,10 +89,6 @@ def get_engine(url: str) -> Engine:
         return engine
 
 
-#: The first 16 bytes of every SQLite 3 database file.
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-
 def sqlite_path(url: str) -> Path | None:
     """The file of a SQLite URL (``None`` for other databases and in-memory SQLite)."""
     parsed = make_url(url)
@@ -114,12 +110,20 @@ def check_existing_store(url: str) -> None:
     restore = "restore it from a backup (`amloop backup` makes one) or run `amloop check`"
     if not path.is_file():
         raise DatabaseError(f"campaign store {path} is missing; {restore}")
-    with path.open("rb") as handle:
-        header = handle.read(len(SQLITE_HEADER))
-    if not header:
+    if path.stat().st_size == 0:
         raise DatabaseError(f"campaign store {path} is empty (0 bytes); {restore}")
-    if header != SQLITE_HEADER:
-        raise DatabaseError(f"campaign store {path} is not a SQLite database (damaged); {restore}")
+    # Read through SQLite, never with open()/close(): SQLite's file locks belong to the process,
+    # closing any other descriptor of the file drops those of this process's connections, and
+    # another process may then delete the write-ahead log they still write to.
+    probe = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        probe.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError:
+        raise DatabaseError(
+            f"campaign store {path} is not a SQLite database (damaged); {restore}"
+        ) from None
+    finally:
+        probe.close()
 
 
 def checkpoint(url: str) -> None:

@@ -200,3 +200,29 @@ def test_sigkill_at_random_moment_in_record_loop(db_url: str, tmp_path: Path) ->
     candidate = reopened.add_candidate(Candidate(structure=pair_structure(99, 999), origin="seed"))
     reopened.record_evaluation(done_evaluation(candidate.content_hash, 42.0))
     assert reopened.candidate(candidate.content_hash) is not None
+
+
+def test_opening_the_store_again_keeps_the_log_of_a_process_that_writes(tmp_path: Path) -> None:
+    """SQLite's file locks belong to the process: a plain ``open()``/``close()`` of
+    ``campaign.db`` in a process whose connections use it drops them, and the next process to
+    close its last connection takes itself for the last user and deletes the write-ahead log
+    that the first one still writes to (seen: `amloop status` beside `amloop run` lost every
+    write after it). Opening the store again must not touch the file that way."""
+    url = f"sqlite:///{tmp_path / 'campaign.db'}"
+    store = CampaignStore.create(url, "locks", {"name": "locks"})
+    store.log_event("note", "first")
+    CampaignStore.open(url, "locks")  # again, in this process: the header check
+    other = subprocess.run(
+        [sys.executable, "-c", f"import sqlite3; c = sqlite3.connect({str(tmp_path / 'campaign.db')!r});"
+         "c.execute('select count(*) from events').fetchone(); c.close()"],
+        check=True,
+    )  # fmt: skip
+    assert other.returncode == 0
+    store.log_event("note", "second")  # written after the other process closed
+    assert (tmp_path / "campaign.db-wal").exists()
+    reader = sqlite3.connect(tmp_path / "campaign.db")
+    try:
+        notes = reader.execute("SELECT message FROM events WHERE kind = 'note'").fetchall()
+    finally:
+        reader.close()
+    assert [m for (m,) in notes] == ["first", "second"]
