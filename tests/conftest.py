@@ -1,4 +1,5 @@
-"""Generic fixtures shared by all test packages: database URLs for SQLite and PostgreSQL.
+"""Generic fixtures shared by all test packages: database URLs for SQLite and PostgreSQL, and
+the benchmark scripts as modules.
 
 PostgreSQL: when ``AMLOOP_TEST_POSTGRES_URL`` is set (e.g. ``postgresql://postgres@host:5432/
 postgres``) that server is used; otherwise one throw-away server is started for the whole test
@@ -11,14 +12,17 @@ CI (``CI`` set), where that is an error.
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from sqlalchemy.engine import URL, make_url
@@ -33,6 +37,25 @@ def sqlite_url(tmp_path: Path) -> Iterator[str]:
     """URL of a fresh SQLite database file under ``tmp_path``."""
     yield f"sqlite:///{tmp_path / 'campaign.db'}"
     dispose_engines()
+
+
+@pytest.fixture(scope="session")
+def load_benchmark() -> Callable[[str], ModuleType]:
+    """Loads ``benchmarks/<name>.py`` from its file (``benchmarks`` is not a package), once."""
+    loaded: dict[str, ModuleType] = {}
+
+    def load(name: str) -> ModuleType:
+        if name not in loaded:
+            path = Path(__file__).parents[1] / "benchmarks" / f"{name}.py"
+            spec = importlib.util.spec_from_file_location(f"{name}_benchmark", path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module  # dataclasses look their module up
+            spec.loader.exec_module(module)
+            loaded[name] = module
+        return loaded[name]
+
+    return load
 
 
 # --------------------------------------------------------------------------- PostgreSQL server

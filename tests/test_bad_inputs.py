@@ -4,24 +4,12 @@ count unchanged. Run in this process (the benchmark runs each case as a fresh ``
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-PATH = Path(__file__).parents[1] / "benchmarks" / "bad_inputs.py"
 
 
 @pytest.fixture(scope="module")
-def matrix():
-    """``benchmarks/bad_inputs.py`` loaded from its file (``benchmarks`` is not a package)."""
-    spec = importlib.util.spec_from_file_location("bad_inputs_benchmark", PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+def matrix(load_benchmark):
+    return load_benchmark("bad_inputs")
 
 
 def test_every_bad_input_is_rejected_cleanly(matrix):

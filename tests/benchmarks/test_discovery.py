@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from amloop.state.schema import Evaluation, PropertyValue
 
-PATH = Path(__file__).parents[2] / "benchmarks" / "discovery.py"
-
 
 @pytest.fixture(scope="module")
-def discovery():
-    """``benchmarks/discovery.py`` loaded from its file (``benchmarks`` is not a package)."""
-    spec = importlib.util.spec_from_file_location("discovery_benchmark", PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+def discovery(load_benchmark):
+    return load_benchmark("discovery")
 
 
 def test_best_so_far_waits_for_a_value_and_stays_flat_after_the_trace(discovery):
@@ -95,16 +84,10 @@ def test_gated_value_applies_the_seed_energy_rule(discovery):
     assert discovery.gated_value(failed, -4.1, 32) is None
 
 
-def test_hypervolume_so_far_of_a_known_front():
+def test_hypervolume_so_far_of_a_known_front(load_benchmark):
     """Task B's progress: (1, 1) alone covers 1 above the origin; (2, 0.5) adds 0.5; a dominated
     point adds nothing; failures keep the curve flat and the trace's end holds it."""
-    spec = importlib.util.spec_from_file_location(
-        "discovery_amorphous_benchmark", PATH.with_name("discovery_amorphous.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = load_benchmark("discovery_amorphous")
     values = [None, [1.0, 1.0], [2.0, 0.5], [0.5, 0.5], None]
     curve = module.hypervolume_so_far(values, budget=7, ref=[0.0, 0.0])
     assert curve.tolist() == pytest.approx([0.0, 1.0, 1.5, 1.5, 1.5, 1.5, 1.5])

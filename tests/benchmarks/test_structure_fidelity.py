@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 from amloop.oracles.md import MeltQuench
 
-PATH = Path(__file__).parents[2] / "benchmarks" / "structure_fidelity.py"
-
 
 @pytest.fixture(scope="module")
-def fidelity():
-    spec = importlib.util.spec_from_file_location("structure_fidelity_benchmark", PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def fidelity(load_benchmark):
+    return load_benchmark("structure_fidelity")
 
 
 def _method(energy, bulk, core_s, d_rdf=0.0, d_angle=0.0):
