@@ -18,8 +18,9 @@ calls, seed calls included:
 - ``composition_bo``: qLogNEHVI on composition alone, a random packing at each proposal;
 - ``amloop``: the full loop (BO over composition + PDM, tiny Cond-CDVAE, latent optimisation,
   quality gate), as in task A;
-- ``amloop_prior``: the same loop starting from the Cu-Zr generator prior
-  (``examples/priors/cuzr-glass``, 54-atom melt-quench snapshots) with every generated cell
+- ``amloop_prior``: the same loop starting from a Cu-Zr generator prior of the task's cell size
+  (:func:`size_prior`: 16 melt-quenches with the benchmark's protocol, a snapshot every
+  0.25 ps below 1000 K; built once per size, cached, its cost printed) with every generated cell
   refined before the gate (``generator.refine``: relax, 2 ps at 300 K, relax).
 
 Reference pool (cached in ``build/bench/discovery/``): ``pool_orderings`` random packings and one
@@ -40,6 +41,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import json
 import shutil
 import tempfile
 import time
@@ -54,10 +56,11 @@ from botorch.utils.multi_objective.pareto import is_non_dominated
 
 from amloop.generator.solid_solution import composition_grid
 from amloop.loop import steps
+from amloop.loop.prior import CARD_JSON, pretrain
 from amloop.loop.steps import CampaignRun
 from amloop.oracles.base import OracleFailed
 from amloop.oracles.local_search import local_search
-from amloop.oracles.md import MDOracle, melt_quench, random_packing
+from amloop.oracles.md import MDOracle, SnapshotPlan, melt_quench, random_packing
 from amloop.state.config import CampaignConfig, RefineConfig
 from amloop.state.database import dispose_engines
 from amloop.state.schema import Candidate, Evaluation
@@ -96,8 +99,8 @@ BULK, ENERGY = "bulk_modulus", "energy_per_atom"
 #: Swaps per local-search step (seed 001).
 N_SWAPS = 10
 REFERENCE_SEED = 54321
-#: The generator prior of ``amloop_prior`` (``make prior-cuzr``).
-PRIOR = REPO / "examples" / "priors" / "cuzr-glass"
+#: Snapshots of the prior's melt-quenches (the benchmark's quench is short: 1.4 ps below 1000 K).
+PRIOR_SNAPSHOTS = SnapshotPlan(every_ps=0.25, below_K=1000.0)
 STRATEGIES_B = ("random", "local_search", "composition_bo", "amloop", "amloop_prior")
 #: Melt-quench of the benchmark's seed and pool cells (faster than the example's 100 K/ps).
 MD_PROTOCOL = {
@@ -136,16 +139,27 @@ def campaign_config(
 ) -> CampaignConfig:
     """``examples/cuzr-glass.yaml`` at the benchmark's size
     (:func:`benchmarks.discovery.campaign_config`) with the faster melt-quench
-    :data:`MD_PROTOCOL`; with ``prior``, the generator starts from :data:`PRIOR` and generated
-    cells are refined with the md oracle's engine."""
+    :data:`MD_PROTOCOL`; with ``prior``, the generator starts from :func:`size_prior` and
+    generated cells are refined with the md oracle's engine."""
     config = discovery_config(size, seed, strategy=strategy, example=EXAMPLE, overlap=overlap)
     for oracle in config.oracles:
         if oracle.type == "md":
             oracle.options |= MD_PROTOCOL
     if prior:
-        config.generator.prior = str(PRIOR)
+        config.generator.prior = str(size_prior(size))
         config.generator.refine = RefineConfig(oracle="md")
     return config
+
+
+def size_prior(size: Size) -> Path:
+    """The Cu-Zr prior of ``size``'s cells (built on first use, then cached; resumable)."""
+    folder = CACHE / f"prior-b-{size.name}-{size.n_atoms}"
+    if not (folder / CARD_JSON).is_file():
+        config = campaign_config(size, REFERENCE_SEED)
+        md = steps.oracle_instance(steps.oracle_config(config, "md"))
+        assert isinstance(md, MDOracle)
+        pretrain(folder, config, md, n_compositions=16, snapshots=PRIOR_SNAPSHOTS, epochs=100)
+    return folder
 
 
 # ----------------------------------------------------------------------------- scores
@@ -398,6 +412,15 @@ def main() -> None:
         found = hypervolume_so_far(result.values, size.budget, ref.ref_point)[-1]
         return f"HV {found / ref.hypervolume:.3f} of the reference"
 
+    prior_line = ""
+    if "amloop_prior" in strategies:
+        card = json.loads((size_prior(size) / CARD_JSON).read_text())
+        prior_line = (
+            f"amloop_prior's generator prior: {card['structures']} structures from "
+            f"{card['melt_quenches']['done']} melt-quenches, {card['cost_core_s']['total']:.0f} "
+            f"core-s to build (once; {size_prior(size).relative_to(REPO)})"
+        )
+        print(prior_line, flush=True)
     out = RESULTS / f"discovery-b-{size.name}"
     runs = run_all(invocation, run_strategy, share, out)
     wall = time.perf_counter() - started
@@ -413,6 +436,7 @@ def main() -> None:
     )
     print("\n".join(table(rows)))
     lines = ratio_lines(reached, runs, size) if "amloop" in strategies else []
+    lines += [prior_line] if prior_line else []
     print("\n".join(lines))
     spec = CurvePlot(
         curve_of=share_curve,
