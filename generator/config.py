@@ -143,6 +143,12 @@ class CondCDVAEConfig:
             langevin_step_lr=1e-3,
         )
 
+    @classmethod
+    def preset(cls, name: str) -> CondCDVAEConfig:
+        """The configuration of a preset: ``"paper"`` (seed 000's Table S1 sizes, the defaults)
+        or ``"tiny"`` (:meth:`tiny`)."""
+        return cls.tiny() if name == "tiny" else cls()
+
     def replace(self, **changes: Any) -> CondCDVAEConfig:
         """A copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)

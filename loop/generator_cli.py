@@ -69,8 +69,7 @@ def train(
         pairs, known = campaign_training_data(campaign)
     if not pairs:
         raise typer.BadParameter("no training structures found")
-    config = CondCDVAEConfig.tiny() if preset == "tiny" else CondCDVAEConfig()
-    model = CondCDVAE(config, seed=seed)
+    model = CondCDVAE(CondCDVAEConfig.preset(preset), seed=seed)
     history = model.fit(
         pairs,
         epochs=epochs,

@@ -32,6 +32,9 @@ from ase.io import read, write
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
+from amloop.generator.cdvae import HPARAMS_FILE, WEIGHTS_FILE, CondCDVAE
+from amloop.generator.config import CondCDVAEConfig
+from amloop.generator.train import RESUME_FILE
 from amloop.oracles.base import OracleFailed
 from amloop.oracles.md import (
     Deadline,
@@ -214,9 +217,6 @@ def pretrain(
     Raises:
         RuntimeError: fewer than 2 structures in the corpus.
     """
-    from amloop.generator.cdvae import CondCDVAE
-    from amloop.generator.config import CondCDVAEConfig
-
     compositions = prior_compositions(config, n_compositions, seed)
     runs = build_corpus(
         folder, config, md, compositions, snapshots=snapshots, seed=seed, progress=progress
@@ -230,14 +230,12 @@ def pretrain(
         )
     if not (folder / TRAINING_FILE).is_file():
         cpu0 = time.process_time()
-        model = CondCDVAE(
-            CondCDVAEConfig.tiny() if preset == "tiny" else CondCDVAEConfig(), seed=seed
-        )
+        model = CondCDVAE(CondCDVAEConfig.preset(preset), seed=seed)
         history = model.fit(
             pairs,
             epochs=epochs,
             checkpoint_dir=folder,
-            resume=(folder / "training.pt").is_file(),
+            resume=(folder / RESUME_FILE).is_file(),
             elements=config.elements,
             property_names=[o.property for o in config.objectives],
         )
@@ -250,7 +248,7 @@ def pretrain(
         }
         with atomic_path(folder / TRAINING_FILE) as partial:
             partial.write_text(json.dumps(training))
-        (folder / "training.pt").unlink(missing_ok=True)  # the resume file: training is done
+        (folder / RESUME_FILE).unlink(missing_ok=True)  # the resume file: training is done
     training = json.loads((folder / TRAINING_FILE).read_text())
     corpus_core_s = sum(run.core_s for run in runs)
     card = {
@@ -290,7 +288,7 @@ def check_prior(config: CampaignConfig) -> None:
     if config.generator.prior is None:
         return
     folder = Path(config.generator.prior)
-    hparams, weights = folder / "hparams.json", folder / "model.pt"
+    hparams, weights = folder / HPARAMS_FILE, folder / WEIGHTS_FILE
     if not (hparams.is_file() and weights.is_file()):
         raise ConfigError(
             f"generator.prior: no trained generator in {folder} (hparams.json and model.pt); "

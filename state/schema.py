@@ -103,6 +103,12 @@ class Candidate(_Record):
         """Atomic-fraction formula, e.g. ``Cr0.333Fe0.333Ni0.333``."""
         return formula_of(self.composition)
 
+    def with_structure(self, structure: Structure, provenance: dict[str, Any]) -> Candidate:
+        """This candidate (origin, iteration, parent) with another structure and provenance;
+        its content hash and composition are those of ``structure``."""
+        fields = self.model_dump(exclude={"structure", "content_hash", "composition"})
+        return Candidate(**{**fields, "structure": structure, "provenance": provenance})
+
 
 class Evaluation(_Record):
     """One oracle call on one candidate; unique per (candidate, oracle, fidelity)."""

@@ -43,14 +43,13 @@ def refine(run: CampaignRun, index: int, candidates: Sequence[Candidate]) -> lis
         evaluation = recorded.get(raw.content_hash) or _refine_one(run, index, raw, settings)
         if evaluation.status != "done" or evaluation.relaxed_structure is None:
             continue
-        fields = raw.model_dump(exclude={"structure", "content_hash", "composition"})
-        fields["provenance"] = {
+        provenance = {
             **raw.provenance,
             "refined_from": raw.content_hash,
             "refinement": evaluation.provenance,
         }
         refined.append(
-            run.store.add_candidate(Candidate(structure=evaluation.relaxed_structure, **fields))
+            run.store.add_candidate(raw.with_structure(evaluation.relaxed_structure, provenance))
         )
     return refined
 

@@ -167,9 +167,7 @@ def on_lattice(
         )
         snapped = ordering.structure
         provenance["pdm_error_on_lattice"] = ordering.error_after
-    fields = candidate.model_dump(exclude={"structure", "content_hash", "composition"})
-    fields["provenance"] = provenance
-    return Candidate(structure=snapped, **fields)
+    return candidate.with_structure(snapped, provenance)
 
 
 def best_structures(

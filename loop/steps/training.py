@@ -14,6 +14,7 @@ from pymatgen.core import Structure
 
 from amloop.generator.cdvae import CondCDVAE
 from amloop.generator.config import CondCDVAEConfig
+from amloop.generator.train import RESUME_FILE
 from amloop.loop.prior import prior_cost_core_s
 from amloop.loop.steps.run import CampaignRun, data_cutoff
 from amloop.state.files import atomic_path, sha256_file
@@ -127,17 +128,16 @@ def ensure_generator(
                 finetuning_subset(data, settings.finetune_max_structures, run.config.seed + index),
                 epochs=max(settings.finetune_epochs, 1),
                 checkpoint_dir=folder,
-                resume=(folder / "training.pt").is_file(),
+                resume=(folder / RESUME_FILE).is_file(),
                 progress=progress,
             )
         else:
-            preset = CondCDVAEConfig.tiny() if settings.preset == "tiny" else CondCDVAEConfig()
-            model = CondCDVAE(preset, seed=run.config.seed)
+            model = CondCDVAE(CondCDVAEConfig.preset(settings.preset), seed=run.config.seed)
             model.fit(
                 data,
                 epochs=max(settings.train_epochs, 1),
                 checkpoint_dir=folder,
-                resume=(folder / "training.pt").is_file(),
+                resume=(folder / RESUME_FILE).is_file(),
                 progress=progress,
                 elements=run.config.elements,
             )
