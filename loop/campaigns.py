@@ -22,8 +22,9 @@ from amloop.state.config import (
     load_config,
     parse_config,
 )
+from amloop.state.database import sqlite_path
 from amloop.state.settings import Settings
-from amloop.state.store import CampaignExists, CampaignStore
+from amloop.state.store import CampaignExists, CampaignNotFound, CampaignStore
 
 CURRENT_FILE = "CURRENT"
 CONFIG_FILE = "config.yaml"
@@ -64,7 +65,7 @@ def init_campaign(config_path: Path, settings: Settings) -> CampaignHandle:
     check_prior(config)
     directory = settings.campaign_dir(config.name)
     url = settings.database_url_for(config.name)
-    if config.name in CampaignStore.campaign_names(url):  # the database first: unreachable or
+    if campaign_exists(url, config.name):  # the database first: unreachable or
         raise CampaignExists(f"campaign '{config.name}' already exists; pick another name")
     directory.mkdir(parents=True, exist_ok=True)  # damaged, it leaves no folder behind
     # the config before the store: a process killed in between leaves a folder that
@@ -76,6 +77,16 @@ def init_campaign(config_path: Path, settings: Settings) -> CampaignHandle:
     store.log_event("config", f"config read from {config_path}", payload={"path": str(config_path)})
     _write_current(settings, config.name)
     return CampaignHandle(config.name, directory, url, config)
+
+
+def campaign_exists(url: str, name: str) -> bool:
+    """Whether the database at ``url`` holds campaign ``name``; a SQLite file that does not
+    exist yet is not created (``init`` writes ``config.yaml`` before the store, so that a kill
+    in between leaves a folder ``amloop resume`` can finish)."""
+    store_file = sqlite_path(url)
+    if store_file is not None and not store_file.exists():
+        return False
+    return name in CampaignStore.campaign_names(url)
 
 
 def check_oracles(config: CampaignConfig) -> None:
@@ -95,8 +106,13 @@ def check_oracles(config: CampaignConfig) -> None:
             raise OracleSetupError(f"oracles.{index} ({oracle_config.name}): {exc}") from None
 
 
-def resolve_campaign(name: str | None, settings: Settings) -> CampaignHandle:
+def resolve_campaign(
+    name: str | None, settings: Settings, *, finish_init: bool = False
+) -> CampaignHandle:
     """Find a campaign by name, by its folder in AMLOOP_HOME, or (``None``) the current one.
+
+    With ``finish_init`` (``amloop resume``), a campaign whose ``init`` was killed after it
+    wrote ``config.yaml`` and before its store row is created from that file.
 
     Raises:
         CampaignLookupError: nothing found; the message says how to pick one.
@@ -112,7 +128,14 @@ def resolve_campaign(name: str | None, settings: Settings) -> CampaignHandle:
             f"no campaign '{name}' under {settings.home}; create one with `amloop init CONFIG`, "
             "or set AMLOOP_HOME to the folder that holds your campaigns"
         )
-    store = CampaignStore.open(url, name)
+    try:
+        store = CampaignStore.open(url, name)
+    except CampaignNotFound:
+        if not finish_init:
+            raise
+        written = load_config(directory / CONFIG_FILE)
+        store = CampaignStore.create(url, name, written.model_dump(mode="json"))
+        store.log_event("config", f"init finished from {directory / CONFIG_FILE}")
     config = parse_config(store.info().config, source=f"campaign '{name}'")
     return CampaignHandle(name, directory, url, config)
 

@@ -43,14 +43,13 @@ console = Console()
 
 def _campaign_from(target: str | None, settings: Settings) -> CampaignHandle:
     """A campaign from a YAML file (created unless it exists) or a name/folder."""
-    from amloop.loop.campaigns import init_campaign, resolve_campaign
+    from amloop.loop.campaigns import campaign_exists, init_campaign, resolve_campaign
     from amloop.oracles.registry import oracle_types
     from amloop.state.config import load_config
-    from amloop.state.store import CampaignStore
 
     if target is not None and target.endswith((".yaml", ".yml")) and Path(target).is_file():
         name = load_config(Path(target), oracle_types=oracle_types()).name
-        if name in CampaignStore.campaign_names(settings.database_url_for(name)):
+        if campaign_exists(settings.database_url_for(name), name):
             console.print(f"campaign [bold]{name}[/] exists; continuing it")
             return resolve_campaign(name, settings)
         return init_campaign(Path(target), settings)
@@ -223,5 +222,5 @@ def resume(
     from amloop.state.settings import Settings
 
     with _CtrlC().installed() as ctrl_c:
-        handle = resolve_campaign(campaign, Settings())
+        handle = resolve_campaign(campaign, Settings(), finish_init=True)
         _drive(handle, last_limits(handle), ctrl_c)

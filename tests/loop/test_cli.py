@@ -523,3 +523,29 @@ def test_a_store_damaged_inside_is_one_line(cli, tmp_path):
         assert result.exit_code == 1, (command, result.output)
         assert "Traceback" not in result.output
         assert "damaged" in result.output or "malformed" in result.output, result.output
+
+
+def test_an_init_killed_before_its_store_row_is_finished_by_resume(tmp_path, monkeypatch):
+    """`amloop init` writes config.yaml before the store (and no store file before it): killed
+    in between, the folder holds config.yaml and a store without the campaign, which
+    `amloop resume` (finish_init) completes instead of answering "no campaign"."""
+    from amloop.loop.campaigns import init_campaign, resolve_campaign
+    from amloop.state.store import CampaignNotFound
+
+    settings = Settings(home=tmp_path / "home")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # as a kill between config.yaml and the store row
+
+    monkeypatch.setattr(CampaignStore, "create", killed)
+    with pytest.raises(KeyboardInterrupt):
+        init_campaign(EXAMPLE, settings)
+    folder = tmp_path / "home" / "nifecr"
+    assert (folder / "config.yaml").is_file() and not (folder / "campaign.db").exists()
+    monkeypatch.undo()
+    CampaignStore.campaign_names(settings.database_url_for("nifecr"))  # the schema, no row
+    with pytest.raises(CampaignNotFound):
+        resolve_campaign("nifecr", settings)
+    handle = resolve_campaign("nifecr", settings, finish_init=True)
+    assert handle.config.name == "nifecr" and handle.store().info().status == "created"
+    dispose_engines()
