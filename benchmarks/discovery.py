@@ -54,7 +54,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from typing import Any
 
@@ -67,7 +67,7 @@ import torch
 import yaml
 from pymatgen.core import Structure
 
-from amloop.acquisition.propose import propose
+from amloop.acquisition.propose import Proposal, propose
 from amloop.generator.solid_solution import composition_grid, random_solid_solution
 from amloop.loop import steps
 from amloop.loop.budget import Budget
@@ -150,13 +150,17 @@ FULL = Size("full", 54, 3, 1000, (100, 300, 1000), 50, 4, 3, 200, 20, 5, 5, 5, 3
 @dataclass
 class RunResult:
     """One strategy run: the task's score per oracle call (task A: the gated bulk modulus in
-    GPa; task B: ``[B (GPa), -E (eV/atom)]``), ``None`` where the call failed or was gated out."""
+    GPa; task B: ``[B (GPa), -density (g/cm³)]``), ``None`` where the call failed or was gated out."""
 
     strategy: str
     seed: int
     values: list[Any]
     wall_s: float
     timings_s: dict[str, float] = field(default_factory=dict)
+    #: Task B: core-seconds spent when each call finished (cumulative, same length as values).
+    core_s: list[float] = field(default_factory=list)
+    #: Task B: counts of the run (generated cells judged by the quality gate, passed, ...).
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -194,28 +198,30 @@ def calls_to_reach(curve: np.ndarray, target: float) -> int | None:
     return int(reached[0]) + 1 if len(reached) else None
 
 
-def quartiles(calls: Sequence[int | None]) -> tuple[float, float, float]:
-    """``(q1, median, q3)`` of calls over seeds, not reached counting as ``inf``; sample values
+def quartiles(calls: Sequence[float | None]) -> tuple[float, float, float]:
+    """``(q1, median, q3)`` of calls (or core-hours) over seeds, not reached counting as ``inf``;
+    sample values
     (no interpolation), so a quantile is ``inf`` exactly when that share did not reach."""
     data = np.array([math.inf if c is None else c for c in calls], dtype=float)
     q1, median, q3 = np.quantile(data, [0.25, 0.5, 0.75], method="inverted_cdf")
     return float(q1), float(median), float(q3)
 
 
-def format_calls(calls: Sequence[int | None]) -> str:
-    """``median [q1-q3]`` of calls, ``n.r.`` for not reached; ``not reached (k/n)`` when the
-    median did not reach (``k`` of ``n`` seeds did)."""
+def format_calls(calls: Sequence[float | None], digits: int = 0) -> str:
+    """``median [q1-q3]`` of calls (or core-hours, ``digits`` decimals), ``n.r.`` for not
+    reached; ``not reached (k/n)`` when the median did not reach (``k`` of ``n`` seeds did)."""
     q1, median, q3 = quartiles(calls)
     if math.isinf(median):
         return f"not reached ({sum(c is not None for c in calls)}/{len(calls)})"
-    text = [("n.r." if math.isinf(v) else f"{v:.0f}") for v in (median, q1, q3)]
+    text = [("n.r." if math.isinf(v) else f"{v:.{digits}f}") for v in (median, q1, q3)]
     return f"{text[0]} [{text[1]}-{text[2]}]"
 
 
 def speedup(
-    baseline: Sequence[int | None], ours: Sequence[int | None], budget: int
+    baseline: Sequence[float | None], ours: Sequence[float | None], budget: float
 ) -> tuple[float | None, bool]:
-    """How many times fewer calls ``ours`` needs than ``baseline`` (ratio of medians), and
+    """How many times fewer calls (or core-hours) ``ours`` needs than ``baseline`` (ratio of
+    medians), and
     whether that is only a lower bound (the baseline's median did not reach within ``budget``:
     counted at ``budget``); ``None`` when ``ours``'s median did not reach."""
     _, mine, _ = quartiles(ours)
@@ -357,33 +363,59 @@ def fresh_campaign(config: CampaignConfig) -> Iterator[CampaignRun]:
 # ----------------------------------------------------------------------------- strategies
 
 
-def composition_search(run: CampaignRun, timings: dict[str, float]) -> list[Evaluation]:
-    """Random structures (:func:`random_structure`) at the compositions ``propose`` picks
-    (composition features only) until the budget is spent or the strategy stalls."""
+#: Makes and stores the structure of one proposal: ``(run, proposal, round index, rng)`` to
+#: the stored candidate, or ``None`` when none could be made (the strategy goes on).
+CandidateMaker = Callable[[CampaignRun, Proposal, int, np.random.Generator], Candidate | None]
+
+
+def random_candidate(
+    run: CampaignRun, proposal: Proposal, round_index: int, rng: np.random.Generator
+) -> Candidate:
+    """A :func:`random_structure` at the proposal's composition, stored."""
+    structure = random_structure(run.config, proposal.composition, rng)
+    return run.store.add_candidate(
+        Candidate(
+            structure=structure,
+            origin="seed",
+            provenance={"builder": "benchmarks.discovery", "reason": proposal.reason},
+        )
+    )
+
+
+def composition_search(
+    run: CampaignRun, timings: dict[str, float], make_candidate: CandidateMaker = random_candidate
+) -> list[Evaluation]:
+    """Structures made by ``make_candidate`` (random ones by default) at the compositions
+    ``propose`` picks (composition features only) until the budget is spent or the strategy
+    stalls; round ``k`` is stored as iteration ``k`` (its acquisition time in the metadata, as
+    the loop's) with its calls."""
     oracle_cfg = steps.oracle_config(run.config, objective_oracle(run.config))
     rng = np.random.default_rng(run.config.seed)
     calls, round_index = [len(oracle_calls(run))], 0
     hyperparameters: dict[str, Any] = {}  # kept between rounds, as the loop's iterations do
     while not stalled(calls) and Budget.of(run.store, run.config).call_refused(oracle_cfg) is None:
-        with timed(timings, "acquisition"):
-            proposals = propose(
-                run.store,
-                run.config,
-                seed=steps.iteration_seed(run.config, round_index),
-                use_pdm=False,
-                hyperparameters=hyperparameters,
-            )
+        started, cpu0 = time.perf_counter(), time.process_time()
+        proposals = propose(
+            run.store,
+            run.config,
+            seed=steps.iteration_seed(run.config, round_index),
+            use_pdm=False,
+            hyperparameters=hyperparameters,
+        )
+        seconds = time.perf_counter() - started
+        timings["acquisition"] = timings.get("acquisition", 0.0) + seconds
+        run.store.start_iteration(
+            round_index,
+            {"timings_s": {"acquire": seconds}, steps.ACQUIRE_CORE_S: time.process_time() - cpu0},
+        )
         for proposal in proposals:
-            structure = random_structure(run.config, proposal.composition, rng)
-            candidate = run.store.add_candidate(
-                Candidate(
-                    structure=structure,
-                    origin="seed",
-                    provenance={"builder": "benchmarks.discovery", "reason": proposal.reason},
-                )
-            )
+            candidate = make_candidate(run, proposal, round_index, rng)
+            if candidate is None:
+                continue
             with timed(timings, "oracle"):
-                steps.evaluate(run.store, run.config, oracle_cfg, candidate.content_hash, None)
+                steps.evaluate(
+                    run.store, run.config, oracle_cfg, candidate.content_hash, round_index
+                )
         calls.append(len(oracle_calls(run)))
         round_index += 1
     return oracle_calls(run)
@@ -716,16 +748,20 @@ class CurvePlot:
 
     curve_of: Callable[[RunResult], np.ndarray]
     budget: int
-    n_initial: int
+    n_initial: float
     reference: float
     reference_label: str
     ylabel: str
     title: str
+    #: Where the curve's points lie (default: calls 1..budget) and what that axis is.
+    x: Sequence[float] | None = None
+    xlabel: str = "LAMMPS calls (seed set included)"
 
 
 def plot(runs: Sequence[RunResult], spec: CurvePlot, path: Path) -> None:
-    """Progress vs calls: median over seeds with the interquartile band, per strategy."""
-    calls = np.arange(1, spec.budget + 1)
+    """Progress vs calls (or ``spec.x``): median over seeds with the interquartile band, per
+    strategy; the seed set ends at ``spec.n_initial`` on that axis."""
+    calls = np.arange(1, spec.budget + 1) if spec.x is None else np.asarray(spec.x)
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for strategy in dict.fromkeys(r.strategy for r in runs):
         curves = np.array([spec.curve_of(r) for r in runs if r.strategy == strategy])
@@ -736,7 +772,7 @@ def plot(runs: Sequence[RunResult], spec: CurvePlot, path: Path) -> None:
     axes.axhline(spec.reference, color="k", ls="--", lw=1, label=spec.reference_label)
     axes.axhline(0.99 * spec.reference, color="k", ls=":", lw=1, label="99 % of reference")
     axes.axvline(spec.n_initial, color="grey", lw=0.8, label="end of the seed set")
-    axes.set_xlabel("LAMMPS calls (seed set included)")
+    axes.set_xlabel(spec.xlabel)
     axes.set_ylabel(spec.ylabel)
     axes.set_title(spec.title)
     axes.legend(fontsize=8, loc="lower right")
@@ -885,7 +921,7 @@ def parse_invocation(
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
     size = full if args.full else ci
     if args.seeds:
-        size = Size(**(asdict(size) | {"seeds": args.seeds}))
+        size = replace(size, seeds=args.seeds)
     chosen = args.strategies.split(",")
     if unknown := set(chosen) - set(known):
         parser.error(f"unknown strategies {sorted(unknown)}; choose from {', '.join(known)}")

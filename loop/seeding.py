@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from pymatgen.core import Structure
@@ -179,16 +180,8 @@ def build_seed_set(
                 )
             )
             if recipe.lattice == "amorphous":  # the melt-quench's cost, charged to the budget
-                store.record_evaluation(
-                    Evaluation(
-                        candidate_hash=candidate.content_hash,
-                        oracle=MELT_QUENCH,
-                        fidelity=0.0,
-                        status="done",
-                        cost=Cost(core_s=time.process_time() - cpu0),
-                        provenance={"seed_recipe": recipe.key},
-                        attempts=1,
-                    )
+                charge_melt_quench(
+                    store, candidate, time.process_time() - cpu0, {"seed_recipe": recipe.key}
                 )
             report.structures_made += 1
         message = candidate.formula
@@ -220,6 +213,29 @@ def build_seed_set(
         if progress is not None:
             progress(index, len(plan), message)
     return report
+
+
+def charge_melt_quench(
+    store: CampaignStore,
+    candidate: Candidate,
+    core_s: float,
+    provenance: dict[str, Any],
+    iteration: int | None = None,
+) -> None:
+    """Store the melt-quench that made ``candidate`` (``core_s`` core-seconds) as a
+    :data:`MELT_QUENCH` record, so the campaign's budget and ``amloop status`` count it."""
+    store.record_evaluation(
+        Evaluation(
+            candidate_hash=candidate.content_hash,
+            oracle=MELT_QUENCH,
+            fidelity=0.0,
+            status="done",
+            cost=Cost(core_s=core_s),
+            provenance=provenance,
+            iteration=iteration,
+            attempts=1,
+        )
+    )
 
 
 def _builder(recipe: SeedRecipe) -> str:

@@ -5,12 +5,18 @@
   structures: after relaxation the per-atom energy must not exceed the highest per-atom energy
   of the training data, and the structure as decoded (before relaxation) must already be within
   a margin of that threshold, so that only near-relaxed decodes count as correct.
+- :class:`EnergyReference` is that threshold, the seed set's highest energy or, for a family
+  whose elements bind very differently, the seeds' energies fitted linearly in composition.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
+import numpy as np
 from pymatgen.core import Structure
 
 from amloop.oracles.base import OracleFailed
@@ -79,3 +85,64 @@ def energy_gate(
             f"{threshold:.4f} + margin {margin:.4f} eV/atom ({per}): decode not near a minimum"
         )
     return True, ""
+
+
+#: How the energy gate's reference is taken from the seed set (``quality.energy_reference``).
+EnergyReferenceMode = Literal["seed_max", "composition_fit"]
+
+
+@dataclass(frozen=True)
+class EnergyReference:
+    """The energy per atom (eV/atom) a structure of a given composition is compared with.
+
+    ``seed_max`` (seed 001): the seed set's highest energy, whatever the composition.
+    ``composition_fit``: ``sum_i x_i mu_i + offset``, with per-element energies ``mu_i``
+    fitted to the seed energies by least squares and ``offset`` the seeds' largest residual, so
+    every seed lies on or below it. In a family whose elements bind very differently (Al-Cu-Mg:
+    Cu -3.5, Mg -1.5 eV/atom) the highest seed energy is that of the seed richest in the weakly
+    bound element, and a composition-blind threshold would reject every cell richer in it.
+
+    Attributes:
+        elements: Element order of ``potentials``.
+        potentials: Fitted ``mu_i`` (eV/atom), or ``None`` for ``seed_max``.
+        offset: Highest seed energy (``seed_max``) or largest residual (eV/atom).
+    """
+
+    elements: tuple[str, ...]
+    potentials: tuple[float, ...] | None
+    offset: float
+
+    @classmethod
+    def from_seeds(
+        cls,
+        compositions: Sequence[Mapping[str, float]],
+        energies: Sequence[float],
+        mode: EnergyReferenceMode = "seed_max",
+    ) -> EnergyReference:
+        """The reference of seeds with these atomic fractions and energies (eV/atom).
+
+        Raises:
+            ValueError: no seeds, or lengths differ.
+        """
+        if not energies or len(compositions) != len(energies):
+            raise ValueError(
+                f"need one composition per seed energy, got {len(compositions)} and {len(energies)}"
+            )
+        if mode == "seed_max":
+            return cls((), None, float(max(energies)))
+        elements = tuple(sorted({el for c in compositions for el in c}))
+        fractions = np.array([[c.get(el, 0.0) for el in elements] for c in compositions])
+        values = np.asarray(energies, dtype=float)
+        potentials, *_ = np.linalg.lstsq(fractions, values, rcond=None)
+        residual = float(np.max(values - fractions @ potentials))
+        return cls(elements, tuple(float(mu) for mu in potentials), residual)
+
+    def at(self, composition: Mapping[str, float]) -> float:
+        """The reference energy (eV/atom) at these atomic fractions (elements the seeds lacked
+        count at the mean fitted energy)."""
+        if self.potentials is None:
+            return self.offset
+        mu = dict(zip(self.elements, self.potentials, strict=True))
+        fallback = float(np.mean(self.potentials))
+        total = sum(composition.values())
+        return self.offset + sum(x * mu.get(el, fallback) for el, x in composition.items()) / total

@@ -289,7 +289,13 @@ class QualityGateConfig(BaseModel):
         None, description="name of an mlp oracle whose unrelaxed energy is gated (eV/atom)"
     )
     max_energy_above_reference: float | None = Field(
-        0.0, description="eV/atom allowed above the highest energy among the seed structures"
+        0.0, description="eV/atom allowed above the reference energy (`energy_reference`)"
+    )
+    energy_reference: Literal["seed_max", "composition_fit"] = Field(
+        "seed_max",
+        description="`seed_max`: the seed set's highest energy (seed 001); `composition_fit`: "
+        "the seed energies fitted linearly in composition plus their largest residual, for "
+        "families whose elements bind very differently",
     )
     max_rdf_distance: float | None = Field(
         None, ge=0, description="largest RDF distance to the training set's average RDF"

@@ -29,9 +29,9 @@ Modules:
 - :mod:`amloop.loop.steps.stopping`: The end of an iteration and of the campaign: the best values recorded, the budget, iteration and patience rules.
 """
 
-from amloop.loop.steps.acquire import GP_KEY, acquire
+from amloop.loop.steps.acquire import ACQUIRE_CORE_S, GP_KEY, acquire
 from amloop.loop.steps.calls import evaluate
-from amloop.loop.steps.gate import gate, seed_energy_max, seed_structures
+from amloop.loop.steps.gate import gate, seed_energy_reference, seed_structures
 from amloop.loop.steps.planning import (
     EvaluationTask,
     TaskRunner,
@@ -70,6 +70,7 @@ from amloop.loop.steps.training import (
 )
 
 __all__ = [
+    "ACQUIRE_CORE_S",
     "CHEAP_CORE_S",
     "GATE_ORACLE",
     "GP_KEY",
@@ -108,7 +109,7 @@ __all__ = [
     "scored_count",
     "scored_seed_count",
     "seed",
-    "seed_energy_max",
+    "seed_energy_reference",
     "seed_sources",
     "seed_structures",
     "set_torch_threads",

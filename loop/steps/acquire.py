@@ -10,6 +10,8 @@ from amloop.loop.steps.run import CampaignRun, data_cutoff, iteration_seed
 
 #: Iteration-metadata key of the acquisition's GP hyper-parameters (:func:`acquire`).
 GP_KEY = "gp_hyperparameters"
+#: Iteration-metadata key of the acquisition's CPU time (core-s; not charged to the budget).
+ACQUIRE_CORE_S = "acquire_core_s"
 
 
 def acquire(run: CampaignRun, index: int) -> list[Proposal]:
@@ -18,12 +20,13 @@ def acquire(run: CampaignRun, index: int) -> list[Proposal]:
     iteration's proposals are pending).
 
     The GP hyper-parameters go into the iteration's metadata (``gp_hyperparameters``); the
-    next iteration's acquisition starts from them (``acquisition.refit_growth``)."""
+    next iteration's acquisition starts from them (``acquisition.refit_growth``). Its wall
+    time and CPU time (``acquire_core_s``) go there too."""
     iterations = {r.index: r for r in run.store.iterations()}
     record = iterations[index]
     if "proposals" in record.metadata:
         return [Proposal(**p) for p in record.metadata["proposals"]]
-    started = time.perf_counter()
+    started, cpu0 = time.perf_counter(), time.process_time()
     previous = iterations.get(index - 1)
     hyperparameters = dict(previous.metadata.get(GP_KEY, {})) if previous else {}
     pending = (
@@ -47,6 +50,7 @@ def acquire(run: CampaignRun, index: int) -> list[Proposal]:
             "proposals": [asdict(p) for p in proposals],
             GP_KEY: hyperparameters,
             "timings_s": {"acquire": time.perf_counter() - started},
+            ACQUIRE_CORE_S: time.process_time() - cpu0,
         },
     )
     return proposals

@@ -11,7 +11,7 @@ from pymatgen.core import Structure
 from amloop.generator.quality_gate import QualityGate
 from amloop.loop.steps.calls import evaluate
 from amloop.loop.steps.run import GATE_ORACLE, CampaignRun, oracle_config
-from amloop.oracles.gates import energy_gate
+from amloop.oracles.gates import EnergyReference, energy_gate
 from amloop.state.schema import Candidate, Cost, Evaluation
 
 
@@ -22,8 +22,10 @@ def gate(run: CampaignRun, index: int, candidates: Sequence[Candidate]) -> list[
     rejected). The structural checks of :class:`generator.quality_gate.QualityGate` (push-apart,
     closest pair, RDF and motif distances to the seed set) come first; then, with
     ``quality.energy_oracle`` set, that oracle scores the structure and
-    seed 001's energy rule applies: relaxed energy per atom at most the seed set's highest plus
-    ``max_energy_above_reference`` (and the unrelaxed energy at most 10 eV above it, per cell).
+    seed 001's energy rule applies: relaxed energy per atom at most the reference
+    (``quality.energy_reference``: the seed set's highest, or the seeds' fit in composition at
+    the candidate's) plus ``max_energy_above_reference`` (and the unrelaxed energy at most
+    10 eV above it, per cell).
     """
     verdicts: dict[str, str] = {
         e.candidate_hash: e.status
@@ -36,7 +38,7 @@ def gate(run: CampaignRun, index: int, candidates: Sequence[Candidate]) -> list[
         structural = QualityGate.from_reference(
             run.config.quality, [s for _, s in seed_structures(run)], elements=run.config.elements
         )
-        reference = seed_energy_max(run)
+        reference = seed_energy_reference(run)
         for candidate in pending:
             verdicts[candidate.content_hash] = _gate_one(
                 run, index, candidate, structural, reference
@@ -50,21 +52,30 @@ def gate(run: CampaignRun, index: int, candidates: Sequence[Candidate]) -> list[
     return survivors
 
 
-def seed_energy_max(run: CampaignRun) -> float | None:
-    """Highest relaxed energy per atom (eV/atom) of the seed structures under the gate's energy
-    oracle, or ``None`` when there is no energy gate or no such value yet."""
-    name = run.config.quality.energy_oracle
-    if name is None or run.config.quality.max_energy_above_reference is None:
+def seed_energy_reference(run: CampaignRun) -> EnergyReference | None:
+    """The energy rule's reference (``quality.energy_reference``) from the relaxed energies per
+    atom of the seed structures under the gate's energy oracle, or ``None`` when there is no
+    energy gate or no such value yet."""
+    quality = run.config.quality
+    if quality.energy_oracle is None or quality.max_energy_above_reference is None:
         return None
-    seeds = [c.content_hash for c in run.store.candidates(origin="seed")]
-    energies = [
-        e.properties["energy_per_atom"].value
+    seeds = {c.content_hash: c for c in run.store.candidates(origin="seed")}
+    scored = [
+        (fractions(seeds[e.candidate_hash].structure), e.properties["energy_per_atom"].value)
         for e in run.store.evaluations(
-            oracle=name, status="done", candidates=seeds, structures=False
+            oracle=quality.energy_oracle, status="done", candidates=list(seeds), structures=False
         )
         if "energy_per_atom" in e.properties
     ]
-    return max(energies) if energies else None
+    if not scored:
+        return None
+    compositions, energies = zip(*scored, strict=True)
+    return EnergyReference.from_seeds(compositions, energies, quality.energy_reference)
+
+
+def fractions(structure: Structure) -> dict[str, float]:
+    """Atomic fractions of ``structure`` by element symbol."""
+    return {el.symbol: x for el, x in structure.composition.fractional_composition.items()}
 
 
 def seed_structures(run: CampaignRun) -> list[tuple[str, Structure]]:
@@ -83,7 +94,7 @@ def _gate_one(
     index: int,
     candidate: Candidate,
     structural: QualityGate,
-    reference: float | None,
+    reference: EnergyReference | None,
 ) -> str:
     quality = run.config.quality
     cpu0 = time.process_time()
@@ -106,7 +117,9 @@ def _gate_one(
         else:
             relaxed = evaluation.properties["energy_per_atom"].value
             raw = float(evaluation.provenance.get("raw_energy_per_atom_eV", relaxed))
-            threshold = reference + (quality.max_energy_above_reference or 0.0)
+            threshold = reference.at(fractions(candidate.structure)) + (
+                quality.max_energy_above_reference or 0.0
+            )
             kept, why = energy_gate(
                 relaxed,
                 raw,

@@ -83,7 +83,8 @@ class LammpsOracle(Oracle):
 
     Properties (all per structure): ``bulk_modulus`` (GPa, Voigt for ``elastic``,
     Birch-Murnaghan B0 for ``eos``), ``shear_modulus`` (GPa, Voigt; ``elastic`` only),
-    ``energy_per_atom`` (eV/atom, relaxed) and ``pressure`` (GPa, of the relaxed cell).
+    ``energy_per_atom`` (eV/atom, relaxed), ``pressure`` (GPa) and ``density`` (g/cm³) of the
+    relaxed cell.
     The 6x6 elastic tensor (GPa, Voigt order xx yy zz yz xz xy, in LAMMPS's frame with the
     first lattice vector along x) is stored in the provenance as ``elastic_tensor_GPa``.
 
@@ -100,6 +101,7 @@ class LammpsOracle(Oracle):
         "shear_modulus": "GPa",
         "energy_per_atom": "eV/atom",
         "pressure": "GPa",
+        "density": "g/cm^3",
     }
 
     Options: ClassVar[type[LammpsOptions]] = LammpsOptions

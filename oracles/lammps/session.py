@@ -268,6 +268,7 @@ class StructureRun(LammpsSession):
         props = {
             "energy_per_atom": PropertyValue(value=energy, unit="eV/atom"),
             "pressure": PropertyValue(value=pressure, unit="GPa"),
+            "density": PropertyValue(value=float(relaxed.density), unit="g/cm^3"),
         }
         provenance: dict[str, Any] = {"natoms": self.natoms}
         if self.oracle.options.method == "elastic":

@@ -91,3 +91,43 @@ def test_hypervolume_so_far_of_a_known_front(load_benchmark):
     values = [None, [1.0, 1.0], [2.0, 0.5], [0.5, 0.5], None]
     curve = module.hypervolume_so_far(values, budget=7, ref=[0.0, 0.0])
     assert curve.tolist() == pytest.approx([0.0, 1.0, 1.5, 1.5, 1.5, 1.5, 1.5])
+
+
+def test_task_b_progress_against_core_hours(load_benchmark):
+    """Task B's cost axis: the share after h core-hours holds the points of the calls finished
+    by then; core-hours to a share is the first call's that reaches it, within the budget."""
+    module = load_benchmark("discovery_amorphous")
+    run = module.RunResult(
+        "x", 0, [[1.0, 1.0], None, [2.0, 0.5]], 1.0, core_s=[360.0, 720.0, 1080.0]
+    )
+    ref = module.ReferenceB(1.5, [0.0, 0.0], [], 3, 1.0, {})
+    shares = module.share_at_hours(run, [0.05, 0.1, 0.25, 0.3, 1.0], ref)
+    assert shares.tolist() == pytest.approx([0.0, 1 / 1.5, 1 / 1.5, 1.0, 1.0])
+    assert module.hours_to_reach(run, 0.5, ref, 1.0) == pytest.approx(0.1)
+    assert module.hours_to_reach(run, 0.95, ref, 1.0) == pytest.approx(0.3)
+    assert module.hours_to_reach(run, 0.95, ref, 0.25) is None
+    full = module.with_full_prior(run, module.PriorCost(whole_s=3600.0, campaigns=10))
+    assert module.hours_to_reach(full, 0.95, ref, 2.0) == pytest.approx(0.3 + 0.9)
+
+
+def test_task_b_point_keeps_only_cells_within_the_seed_energy_rule(load_benchmark):
+    module = load_benchmark("discovery_amorphous")
+
+    def call(energy: float) -> Evaluation:
+        props = {
+            "bulk_modulus": PropertyValue(value=80.0, unit="GPa"),
+            "density": PropertyValue(value=3.0, unit="g/cm^3"),
+            "energy_per_atom": PropertyValue(value=energy, unit="eV/atom"),
+        }
+        return Evaluation(
+            candidate_hash="x",
+            oracle="lammps_meam",
+            fidelity=0.5,
+            status="done",
+            properties=props,
+            provenance={"natoms": 32},
+        )
+
+    assert module.point(call(-3.0), threshold=-2.9) == [80.0, -3.0]
+    assert module.point(call(-2.8), threshold=-2.9) is None
+    assert module.point(call(-2.8), threshold=None) == [80.0, -3.0]

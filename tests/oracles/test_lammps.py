@@ -77,6 +77,7 @@ def test_ni_u3_reproduces_its_published_elastic_constants() -> None:
     assert got["energy_per_atom"] == pytest.approx(-4.45, abs=1e-3)
     assert abs(got["pressure"]) < 0.01
     assert result.relaxed_structure.lattice.a == pytest.approx(3.52, abs=1e-3)
+    assert got["density"] == pytest.approx(4 * 58.69 / 0.6022 / 3.52**3, rel=1e-3)  # g/cm³
 
 
 def test_fe_mendelev_reproduces_its_published_elastic_constants() -> None:

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from amloop.loop.cli import app
 from amloop.oracles.base import OracleFailed, OracleSetupError
-from amloop.oracles.gates import check_min_distance, energy_gate
+from amloop.oracles.gates import EnergyReference, check_min_distance, energy_gate
 from amloop.oracles.md import MDOracle, named_calculator
 from amloop.oracles.mlp import (
     MATGL_FILES,
@@ -458,3 +458,20 @@ def test_md_calculator_computes_the_stress_only_when_asked(oracle):
     reference.calc = oracle.backend.calculator
     np.testing.assert_allclose(forces, reference.get_forces(), atol=1e-5)
     np.testing.assert_allclose(stress, reference.get_stress(), atol=1e-6)
+
+
+def test_energy_reference_fitted_in_composition_follows_the_weakly_bound_element():
+    """Seeds of a Cu-Mg family (Cu binds 2 eV/atom more strongly): the highest seed energy
+    rejects any cell richer in Mg than the seeds, the composition fit compares like with like
+    and every seed lies on or below it."""
+    seeds = [{"Cu": 0.8, "Mg": 0.2}, {"Cu": 0.5, "Mg": 0.5}, {"Cu": 0.3, "Mg": 0.7}]
+    energies = [-3.1 + 0.01, -2.5 - 0.02, -2.1 + 0.01]  # -3.5 x_Cu - 1.5 x_Mg, +-0.02 eV/atom
+    highest = EnergyReference.from_seeds(seeds, energies)
+    fitted = EnergyReference.from_seeds(seeds, energies, "composition_fit")
+    mg_rich = {"Cu": 0.1, "Mg": 0.9}  # a glass at -1.72 eV/atom, on the family's trend
+    assert highest.at(mg_rich) == pytest.approx(-2.09)
+    assert fitted.at(mg_rich) == pytest.approx(-3.5 * 0.1 - 1.5 * 0.9, abs=0.06)
+    assert highest.at(mg_rich) < -1.72 and fitted.at(mg_rich) >= -1.72
+    assert all(e <= fitted.at(c) + 1e-12 for c, e in zip(seeds, energies, strict=True))
+    with pytest.raises(ValueError, match="one composition per seed energy"):
+        EnergyReference.from_seeds([], [])
