@@ -7,11 +7,10 @@ stiff glasses. Progress is the hypervolume (BoTorch's ``Hypervolume``) of the po
 found so far above a fixed reference point, the nadir of a reference pool, as a share of the
 pool's own hypervolume, against the **core-hours spent**: every core-second that made or scored
 a structure, as the campaign's store charges it (melt-quenches, generator training, sampling and
-refinement, quality-gate checks, LAMMPS calls) plus the acquisition's. A point counts only if
-its relaxed energy passes the quality gate's energy rule against the seed set, for every
-strategy: at most ``quality.max_energy_above_reference`` above the seed energies' linear fit in
-composition (``quality.energy_reference: composition_fit``; Cu binds 2 eV/atom more strongly
-than Mg, so the highest seed energy would reject every cell richer in Mg than the seeds).
+refinement, quality-gate checks, LAMMPS calls) plus the acquisition's CPU time. Every
+melt-quenched cell counts; a generated cell counts only if the loop's quality gate passed it
+(its energy rule: ``quality.energy_reference: composition_fit``, as Cu binds 2 eV/atom more
+strongly than Mg); the energy calls of rejected cells are charged all the same.
 
 Every strategy of one seed starts from the same seed set (``loop.steps.seed``: cells
 melt-quenched with LAMMPS MD at grid compositions, each scored by one LAMMPS call; built once
@@ -67,9 +66,7 @@ from amloop.loop import steps
 from amloop.loop.prior import CARD_JSON, pretrain
 from amloop.loop.seeding import charge_melt_quench
 from amloop.loop.steps import CampaignRun
-from amloop.loop.steps.gate import fractions
 from amloop.oracles.base import OracleFailed
-from amloop.oracles.gates import EnergyReference, energy_gate
 from amloop.oracles.md import MDOracle, SnapshotPlan, melt_quench
 from amloop.state.config import CampaignConfig, RefineConfig
 from amloop.state.database import dispose_engines
@@ -177,29 +174,19 @@ def md_oracle(config: CampaignConfig) -> MDOracle:
 # ----------------------------------------------------------------------------- scores
 
 
-def point(evaluation: Evaluation, threshold: float | None) -> list[float] | None:
-    """``[B (GPa), -rho (g/cm³)]`` of a successful call (both maximised) whose relaxed energy
-    passes seed 001's rule against ``threshold`` (eV/atom; ``None``: no rule), else ``None``."""
+def point(evaluation: Evaluation) -> list[float] | None:
+    """``[B (GPa), -rho (g/cm³)]`` of a successful call (both maximised), else ``None``."""
     props = evaluation.properties
-    if evaluation.status != "done" or not {BULK, DENSITY, ENERGY} <= set(props):
+    if evaluation.status != "done" or not {BULK, DENSITY} <= set(props):
         return None
-    if threshold is not None:
-        relaxed = props[ENERGY].value
-        raw = float(evaluation.provenance.get("raw_energy_per_atom_eV", relaxed))
-        natoms = int(evaluation.provenance.get("natoms", 1))
-        if not energy_gate(relaxed, raw, training_max_energy_per_atom=threshold, natoms=natoms)[0]:
-            return None
     return [props[BULK].value, -props[DENSITY].value]
 
 
-def energy_thresholds(
-    run: CampaignRun, calls: Sequence[Evaluation], reference: EnergyReference
-) -> list[float]:
-    """The energy rule's threshold (eV/atom) for each call's cell: the seed set's reference
-    (``quality.energy_reference``) at its composition plus ``max_energy_above_reference``."""
-    margin = run.config.quality.max_energy_above_reference or 0.0
-    compositions = {c.content_hash: fractions(c.structure) for c in run.store.candidates()}
-    return [reference.at(compositions[e.candidate_hash]) + margin for e in calls]
+def gate_rejected(run: CampaignRun) -> set[str]:
+    """Candidates the loop's quality gate rejected: their energy call happened (and is
+    charged), but the loop itself does not count them as found."""
+    verdicts = run.store.evaluations(oracle=steps.GATE_ORACLE, structures=False)
+    return {e.candidate_hash for e in verdicts if e.status == "failed"}
 
 
 def hypervolume_so_far(
@@ -383,14 +370,12 @@ def run_strategy(strategy: str, size: Size, seed: int) -> RunResult:
     if strategy == "amloop_prior":
         config.generator.prior = str(size_prior(size))
     with seeded_campaign(config, size) as run:
-        reference = steps.seed_energy_reference(run)  # before a baseline adds its own cells
-        assert reference is not None, "the example gates on energy"
         trace = function(run, timings)[: size.budget]
-        thresholds = energy_thresholds(run, trace, reference)
+        rejected = gate_rejected(run)
         core_s = core_s_trace(run, trace)
         counts = gate_counts(run) | {"charged_core_s": round(run.store.spent().core_s)}
     wall = time.perf_counter() - started
-    values = [point(e, t) for e, t in zip(trace, thresholds, strict=True)]
+    values = [None if e.candidate_hash in rejected else point(e) for e in trace]
     return RunResult(strategy, seed, values, wall, timings, core_s, counts)
 
 
@@ -424,7 +409,7 @@ def reference_pool(size: SizeB) -> ReferenceB:
                 continue
             evaluation = oracle.evaluate(Candidate(structure=structure, origin="seed"))
             calls += 1
-            if (p := point(evaluation, None)) is not None:
+            if (p := point(evaluation)) is not None:
                 points.append(p)
     array = np.array(points)
     span = array.max(axis=0) - array.min(axis=0)

@@ -110,24 +110,14 @@ def test_task_b_progress_against_core_hours(load_benchmark):
     assert module.hours_to_reach(full, 0.95, ref, 2.0) == pytest.approx(0.3 + 0.9)
 
 
-def test_task_b_point_keeps_only_cells_within_the_seed_energy_rule(load_benchmark):
+def test_task_b_point_is_bulk_modulus_and_negative_density_of_a_finished_call(load_benchmark):
     module = load_benchmark("discovery_amorphous")
-
-    def call(energy: float) -> Evaluation:
-        props = {
-            "bulk_modulus": PropertyValue(value=80.0, unit="GPa"),
-            "density": PropertyValue(value=3.0, unit="g/cm^3"),
-            "energy_per_atom": PropertyValue(value=energy, unit="eV/atom"),
-        }
-        return Evaluation(
-            candidate_hash="x",
-            oracle="lammps_meam",
-            fidelity=0.5,
-            status="done",
-            properties=props,
-            provenance={"natoms": 32},
-        )
-
-    assert module.point(call(-3.0), threshold=-2.9) == [80.0, -3.0]
-    assert module.point(call(-2.8), threshold=-2.9) is None
-    assert module.point(call(-2.8), threshold=None) == [80.0, -3.0]
+    props = {
+        "bulk_modulus": PropertyValue(value=80.0, unit="GPa"),
+        "density": PropertyValue(value=3.0, unit="g/cm^3"),
+    }
+    done = Evaluation(
+        candidate_hash="x", oracle="lammps_meam", fidelity=0.5, status="done", properties=props
+    )
+    assert module.point(done) == [80.0, -3.0]
+    assert module.point(done.model_copy(update={"status": "failed"})) is None
