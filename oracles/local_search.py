@@ -13,6 +13,7 @@ a baseline.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -56,6 +57,8 @@ class LocalSearchResult:
         start_value: Objective of the starting structure.
         trajectory: One entry per step.
         evaluated: Every candidate evaluated, with its evaluation, in order (start first).
+        stopped_early: The search ended before its last step because ``evaluate`` declined a
+            child (a budget spent).
     """
 
     best: Candidate
@@ -63,6 +66,7 @@ class LocalSearchResult:
     start_value: float
     trajectory: list[LocalSearchStep] = field(default_factory=list)
     evaluated: list[tuple[Candidate, Evaluation]] = field(default_factory=list)
+    stopped_early: bool = False
 
     @property
     def best_value(self) -> float:
@@ -96,6 +100,7 @@ def local_search(
     n_steps: int = 20,
     rng: np.random.Generator | int | None = None,
     start_evaluation: Evaluation | None = None,
+    evaluate: Callable[[Candidate], Evaluation | None] | None = None,
 ) -> LocalSearchResult:
     """Improve ``start`` by swapping pairs of unlike atoms, relaxing and evaluating each.
 
@@ -111,6 +116,9 @@ def local_search(
         n_steps: Number of steps.
         rng: Random generator or seed for the choice of swaps.
         start_evaluation: The oracle's evaluation of ``start`` if already made (saves a call).
+        evaluate: How a child is evaluated (default ``oracle.evaluate``); the loop passes one
+            that stores the child and its call within the campaign's budget, and returns
+            ``None`` when the budget declines the call, which ends the search.
 
     Returns:
         The best candidate with its evaluation, the per-step trajectory and every evaluation.
@@ -129,6 +137,7 @@ def local_search(
         raise ValueError("need n_swaps >= 1, n_steps >= 0 and direction 'max' or 'min'")
     generator = np.random.default_rng(rng)
     sign = 1.0 if direction == "max" else -1.0
+    call = evaluate or oracle.evaluate
 
     def value_of(evaluation: Evaluation) -> float | None:
         prop = evaluation.properties.get(objective)
@@ -164,7 +173,10 @@ def local_search(
                 parent_hash=parent.content_hash,
                 iteration=parent.iteration,
             )
-            child_eval = oracle.evaluate(child)
+            child_eval = call(child)
+            if child_eval is None:  # the budget declined: the search ends here
+                result.stopped_early = True
+                break
             result.evaluated.append((child, child_eval))
             value = value_of(child_eval)
             child_values.append(value)
@@ -184,6 +196,8 @@ def local_search(
             "local search step %d: %s %.4g -> %.4g", index, objective, parent_value, best_value
         )
         parent, parent_eval, parent_value = best, best_eval, best_value
+        if result.stopped_early:
+            break
 
     result.best, result.evaluation = parent, parent_eval
     return result

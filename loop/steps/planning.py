@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from amloop.acquisition.propose import MIN_POINTS, Proposal
 from amloop.loop.steps.acquire import acquire
 from amloop.loop.steps.calls import evaluate
+from amloop.loop.steps.crafting import craft
 from amloop.loop.steps.gate import gate
 from amloop.loop.steps.run import CampaignRun, is_cheap, oracle_config, oracle_instance
 from amloop.loop.steps.stopping import finish_iteration, record
@@ -146,17 +147,23 @@ def evaluate_iteration(
 ) -> str:
     """The oracle half of iteration ``index``: gate its candidates (the energy gate's oracle call
     scores a structure), run the cheap oracles on the survivors and the dear ones its proposals
-    chose (through ``run_tasks``), and record the best values; returns a log line. Every step
-    is idempotent, so a resumed iteration redoes nothing finished."""
+    chose (through ``run_tasks``), craft cells by local search (``generator.local_search``),
+    and record the best values; returns a log line. Every step is idempotent, so a resumed
+    iteration redoes nothing finished."""
     started = time.perf_counter()
     candidates = [c for h in candidate_hashes if (c := run.store.candidate(h)) is not None]
     survivors = gate(run, index, candidates)
     cheap = run_tasks(cheap_tasks(run, survivors))
     dear = run_tasks(expensive_tasks(run, index, acquire(run, index), candidates))
+    crafted = craft(run, index)
     best = record(run, index, {"evaluate": time.perf_counter() - started})
+    searches = crafted["searches"] if crafted else []
+    calls = sum(int(s.get("calls", 0)) for s in searches)  # type: ignore[union-attr]
     return (
         f"iteration {index}: {len(survivors)} of {len(candidates)} candidates passed the gate; "
-        f"cheap {cheap}, expensive {dear}; best {best}"
+        f"cheap {cheap}, expensive {dear}"
+        + (f"; local search {calls} call(s) from {len(searches)} cell(s)" if crafted else "")
+        + f"; best {best}"
     )
 
 
