@@ -32,7 +32,7 @@ on the critical path), its acquisition + generator time per call, and the issue'
 Usage: ``python -m benchmarks.discovery`` (CI size: ~3 min on 2 cores, +1 min the first time
 for the reference pool) or ``--full --jobs 2 --resume`` (54-atom cells, 3 seeds, 1000 calls;
 hours: every finished run is kept, so an interrupted full run goes on where it stopped). Task B
-(amorphous Cu-Zr, two objectives, hypervolume) is :mod:`benchmarks.discovery_amorphous`, built on
+(amorphous Al-Cu-Mg, two objectives, hypervolume vs core-hours) is :mod:`benchmarks.discovery_amorphous`, built on
 this module's strategies and tables.
 """
 
@@ -930,7 +930,7 @@ def write_summary(
         " acquisition (GP fits of the objective, the energy constraint and feasibility; one"
         " SLSQP search per batch point) is shared by only ~16 calls per iteration, which is"
         " why amloop overlaps it with the calls (`execution.overlap`).",
-        "- Task B (amorphous Cu-Zr, two objectives, hypervolume vs calls):"
+        "- Task B (amorphous Al-Cu-Mg, two objectives, hypervolume vs core-hours):"
         " [discovery-b](../discovery-b-ci/summary.md).",
         "",
         "![best so far](best_so_far.png)",
