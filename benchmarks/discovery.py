@@ -17,7 +17,8 @@ seed calls included:
   ordering at each proposed composition;
 - ``amloop``: the full loop in the flow's schedule (:mod:`loop.schedule`) without Prefect (BO
   over composition + PDM, tiny Cond-CDVAE trained on the seed set and fine-tuned as the data
-  grow, latent optimisation, quality + energy gate), with ``execution.overlap``: the next
+  grow, latent optimisation, quality + energy gate, seed 001's local-search crafting after
+  each iteration, :data:`CRAFTING`), with ``execution.overlap``: the next
   iteration is prepared while the current one's LAMMPS calls run in a worker process, so it
   takes two cores.
 
@@ -77,7 +78,7 @@ from amloop.oracles.base import Oracle
 from amloop.oracles.gates import energy_gate
 from amloop.oracles.local_search import local_search
 from amloop.oracles.md import random_packing
-from amloop.state.config import CampaignConfig
+from amloop.state.config import CampaignConfig, LocalSearchConfig
 from amloop.state.database import dispose_engines
 from amloop.state.schema import Candidate, Evaluation
 from amloop.state.store import CampaignStore
@@ -103,6 +104,9 @@ STALL_ROUNDS = 3
 TIMED = ("acquisition", "generator")
 #: Seed of the reference pool (independent of the strategies' seeds).
 REFERENCE_SEED = 12345
+#: The loop's local-search crafting in task A (seed 001): from the best cell after each
+#: iteration, one step of 10 swaps.
+CRAFTING = LocalSearchConfig(starts=1, steps=1, swaps_per_step=10)
 
 
 @dataclass(frozen=True)
@@ -546,6 +550,8 @@ def run_strategy(strategy: str, size: Size, seed: int) -> RunResult:
     timings: dict[str, float] = {}
     started = time.perf_counter()
     config = campaign_config(size, seed, strategy=acquisition, overlap=strategy == "amloop")
+    if strategy == "amloop":  # seed 001's crafting, its calls within the same budget
+        config.generator.local_search = CRAFTING
     with fresh_campaign(config) as run:
         with timed(timings, "seed"):
             steps.seed(run)
