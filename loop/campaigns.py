@@ -104,7 +104,9 @@ def check_oracles(config: CampaignConfig) -> None:
         try:
             oracle = oracle_from_config(oracle_config)
             check = getattr(oracle, "check_elements", None)
-            for subsystem in spaces if check is not None else []:
+            if check is None:
+                continue
+            for subsystem in spaces:
                 check(list(subsystem))
         except OracleSetupError as exc:
             raise OracleSetupError(f"oracles.{index} ({oracle_config.name}): {exc}") from None

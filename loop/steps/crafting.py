@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from amloop.loop.steps.calls import evaluate
 from amloop.loop.steps.run import CampaignRun, iteration_seed, oracle_config, oracle_instance
 from amloop.loop.steps.sampling import best_structures
@@ -14,7 +16,7 @@ from amloop.state.schema import Candidate, Evaluation
 CRAFT_KEY = "local_search"
 
 
-def craft(run: CampaignRun, index: int) -> dict[str, object] | None:
+def craft(run: CampaignRun, index: int) -> dict[str, Any] | None:
     """Run ``generator.local_search`` after iteration ``index``'s calls: from each of the
     ``starts`` best cells for the first objective (chosen once and kept in the iteration's
     metadata, so a resumed step searches from the same cells), ``steps`` steps of
@@ -50,8 +52,8 @@ def craft(run: CampaignRun, index: int) -> dict[str, object] | None:
         )
         return evaluate(run.store, run.config, oracle_cfg, stored.content_hash, index)
 
-    searches = []
-    for k, start_hash in enumerate(summary["starts"]):  # type: ignore[arg-type]
+    searches: list[dict[str, Any]] = []
+    for k, start_hash in enumerate(summary["starts"]):
         start = run.store.candidate(start_hash)
         scored = run.store.evaluations(
             oracle=oracle_cfg.name, status="done", candidates=[start_hash]

@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from amloop.acquisition.propose import MIN_POINTS, Proposal
 from amloop.loop.steps.acquire import acquire
@@ -157,8 +158,8 @@ def evaluate_iteration(
     dear = run_tasks(expensive_tasks(run, index, acquire(run, index), candidates))
     crafted = craft(run, index)
     best = record(run, index, {"evaluate": time.perf_counter() - started})
-    searches = crafted["searches"] if crafted else []
-    calls = sum(int(s.get("calls", 0)) for s in searches)  # type: ignore[union-attr]
+    searches: list[dict[str, Any]] = crafted["searches"] if crafted else []
+    calls = sum(int(search.get("calls", 0)) for search in searches)
     return (
         f"iteration {index}: {len(survivors)} of {len(candidates)} candidates passed the gate; "
         f"cheap {cheap}, expensive {dear}"
