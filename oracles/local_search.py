@@ -100,7 +100,7 @@ def local_search(
     n_steps: int = 20,
     rng: np.random.Generator | int | None = None,
     start_evaluation: Evaluation | None = None,
-    evaluate: Callable[[Candidate], Evaluation | None] | None = None,
+    evaluate: Callable[[list[Candidate]], list[Evaluation | None]] | None = None,
 ) -> LocalSearchResult:
     """Improve ``start`` by swapping pairs of unlike atoms, relaxing and evaluating each.
 
@@ -116,9 +116,10 @@ def local_search(
         n_steps: Number of steps.
         rng: Random generator or seed for the choice of swaps.
         start_evaluation: The oracle's evaluation of ``start`` if already made (saves a call).
-        evaluate: How a child is evaluated (default ``oracle.evaluate``); the loop passes one
-            that stores the child and its call within the campaign's budget, and returns
-            ``None`` when the budget declines the call, which ends the search.
+        evaluate: How a step's children are evaluated, all at once (default
+            ``oracle.evaluate`` on each in turn); the loop passes one that stores them and
+            runs their calls through its task runner within the campaign's budget, ``None``
+            for a call the budget declined, which ends the search after that step.
 
     Returns:
         The best candidate with its evaluation, the per-step trajectory and every evaluation.
@@ -137,7 +138,7 @@ def local_search(
         raise ValueError("need n_swaps >= 1, n_steps >= 0 and direction 'max' or 'min'")
     generator = np.random.default_rng(rng)
     sign = 1.0 if direction == "max" else -1.0
-    call = evaluate or oracle.evaluate
+    call = evaluate or (lambda children: [oracle.evaluate(child) for child in children])
 
     def value_of(evaluation: Evaluation) -> float | None:
         prop = evaluation.properties.get(objective)
@@ -166,17 +167,19 @@ def local_search(
         swaps = [(int(i), int(j)) for i, j in chosen]
         best, best_eval, best_value = parent, parent_eval, parent_value
         child_values: list[float | None] = []
-        for i, j in swaps:
-            child = Candidate(
+        children = [
+            Candidate(
                 structure=swap_sites(base, i, j),
                 origin="local_search",
                 parent_hash=parent.content_hash,
                 iteration=parent.iteration,
             )
-            child_eval = call(child)
-            if child_eval is None:  # the budget declined: the search ends here
+            for i, j in swaps
+        ]
+        for child, child_eval in zip(children, call(children), strict=True):
+            if child_eval is None:  # the budget declined this call: the search ends here
                 result.stopped_early = True
-                break
+                continue
             result.evaluated.append((child, child_eval))
             value = value_of(child_eval)
             child_values.append(value)

@@ -31,12 +31,10 @@ Modules:
 """
 
 from amloop.loop.steps.acquire import ACQUIRE_CORE_S, GP_KEY, acquire
-from amloop.loop.steps.calls import evaluate
+from amloop.loop.steps.calls import EvaluationTask, TaskRunner, evaluate
 from amloop.loop.steps.crafting import CRAFT_KEY, craft
 from amloop.loop.steps.gate import gate, seed_energy_reference, seed_structures
 from amloop.loop.steps.planning import (
-    EvaluationTask,
-    TaskRunner,
     cheap_tasks,
     evaluate_and_finish,
     evaluate_here,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from amloop.loop.steps.calls import evaluate
+from amloop.loop.steps.calls import EvaluationTask, TaskRunner
 from amloop.loop.steps.run import CampaignRun, iteration_seed, oracle_config, oracle_instance
 from amloop.loop.steps.sampling import best_structures
 from amloop.oracles.base import Oracle, OracleFailed
@@ -16,14 +16,14 @@ from amloop.state.schema import Candidate, Evaluation
 CRAFT_KEY = "local_search"
 
 
-def craft(run: CampaignRun, index: int) -> dict[str, Any] | None:
+def craft(run: CampaignRun, index: int, run_tasks: TaskRunner) -> dict[str, Any] | None:
     """Run ``generator.local_search`` after iteration ``index``'s calls: from each of the
     ``starts`` best cells for the first objective (chosen once and kept in the iteration's
     metadata, so a resumed step searches from the same cells), ``steps`` steps of
     ``swaps_per_step`` unlike-atom swaps. Each child is stored as a ``local_search``
-    candidate of iteration ``index`` (``parent_hash``: the cell it was swapped from) and
-    scored by the objective's oracle through :func:`loop.steps.evaluate` (its budget; a
-    finished call is never redone). Returns the summary stored in the metadata, or ``None``
+    candidate of iteration ``index`` (``parent_hash``: the cell it was swapped from); a step's
+    children are scored together by the objective's oracle through ``run_tasks`` (here, or on
+    the flow's workers; within the budget; a finished call is never redone). Returns the summary stored in the metadata, or ``None``
     when crafting is off or there is no scored cell to start from."""
     settings = run.config.generator.local_search
     if settings is None:
@@ -41,16 +41,21 @@ def craft(run: CampaignRun, index: int) -> dict[str, Any] | None:
     oracle = oracle_instance(oracle_cfg)
     assert isinstance(oracle, Oracle)
 
-    def store_and_evaluate(child: Candidate) -> Evaluation | None:
-        stored = run.store.add_candidate(
-            child.model_copy(
-                update={
-                    "iteration": index,
-                    "provenance": {"builder": "local_search", "objective": objective.property},
-                }
-            )
-        )
-        return evaluate(run.store, run.config, oracle_cfg, stored.content_hash, index)
+    def store_and_evaluate(children: list[Candidate]) -> list[Evaluation | None]:
+        provenance = {"builder": "local_search", "objective": objective.property}
+        hashes = [
+            run.store.add_candidate(
+                child.model_copy(update={"iteration": index, "provenance": provenance})
+            ).content_hash
+            for child in children
+        ]
+        run_tasks([EvaluationTask(oracle_cfg.name, h) for h in hashes])
+        finished = {
+            e.candidate_hash: e
+            for e in run.store.evaluations(oracle=oracle_cfg.name, candidates=hashes)
+            if e.status in ("done", "failed")
+        }
+        return [finished.get(h) for h in hashes]
 
     searches: list[dict[str, Any]] = []
     for k, start_hash in enumerate(summary["starts"]):
