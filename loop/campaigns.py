@@ -15,6 +15,7 @@ import yaml
 
 from amloop.oracles.base import OracleSetupError
 from amloop.oracles.registry import oracle_from_config, oracle_types
+from amloop.state.composition import subsystems
 from amloop.state.config import (
     CAMPAIGN_NAME_MAX,
     CAMPAIGN_NAME_PATTERN,
@@ -90,18 +91,23 @@ def campaign_exists(url: str, name: str) -> bool:
 
 
 def check_oracles(config: CampaignConfig) -> None:
-    """Build every oracle of ``config`` and check that it covers the campaign's elements, so
-    that a campaign that cannot run is refused before any store is written or budget spent.
+    """Build every oracle of ``config`` and check that it covers every subsystem of the
+    campaign's composition space (:func:`state.composition.subsystems`: with per-subsystem
+    potentials, each binary and ternary a composition can have), so that a campaign that
+    cannot run is refused before any store is written or budget spent.
 
     Raises:
         amloop.oracles.base.OracleSetupError: the first oracle that cannot work, named.
     """
+    spaces = subsystems(config.elements, config.bounds)
     for index, oracle_config in enumerate(config.oracles):
         try:
             oracle = oracle_from_config(oracle_config)
             check = getattr(oracle, "check_elements", None)
-            if check is not None:
-                check(list(config.elements))
+            if check is None:
+                continue
+            for subsystem in spaces:
+                check(list(subsystem))
         except OracleSetupError as exc:
             raise OracleSetupError(f"oracles.{index} ({oracle_config.name}): {exc}") from None
 

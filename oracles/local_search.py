@@ -13,6 +13,7 @@ a baseline.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -56,6 +57,8 @@ class LocalSearchResult:
         start_value: Objective of the starting structure.
         trajectory: One entry per step.
         evaluated: Every candidate evaluated, with its evaluation, in order (start first).
+        stopped_early: The search ended before its last step because ``evaluate`` declined a
+            child (a budget spent).
     """
 
     best: Candidate
@@ -63,6 +66,7 @@ class LocalSearchResult:
     start_value: float
     trajectory: list[LocalSearchStep] = field(default_factory=list)
     evaluated: list[tuple[Candidate, Evaluation]] = field(default_factory=list)
+    stopped_early: bool = False
 
     @property
     def best_value(self) -> float:
@@ -96,6 +100,7 @@ def local_search(
     n_steps: int = 20,
     rng: np.random.Generator | int | None = None,
     start_evaluation: Evaluation | None = None,
+    evaluate: Callable[[list[Candidate]], list[Evaluation | None]] | None = None,
 ) -> LocalSearchResult:
     """Improve ``start`` by swapping pairs of unlike atoms, relaxing and evaluating each.
 
@@ -111,6 +116,10 @@ def local_search(
         n_steps: Number of steps.
         rng: Random generator or seed for the choice of swaps.
         start_evaluation: The oracle's evaluation of ``start`` if already made (saves a call).
+        evaluate: How a step's children are evaluated, all at once (default
+            ``oracle.evaluate`` on each in turn); the loop passes one that stores them and
+            runs their calls through its task runner within the campaign's budget, ``None``
+            for a call the budget declined, which ends the search after that step.
 
     Returns:
         The best candidate with its evaluation, the per-step trajectory and every evaluation.
@@ -129,6 +138,7 @@ def local_search(
         raise ValueError("need n_swaps >= 1, n_steps >= 0 and direction 'max' or 'min'")
     generator = np.random.default_rng(rng)
     sign = 1.0 if direction == "max" else -1.0
+    call = evaluate or (lambda children: [oracle.evaluate(child) for child in children])
 
     def value_of(evaluation: Evaluation) -> float | None:
         prop = evaluation.properties.get(objective)
@@ -157,14 +167,19 @@ def local_search(
         swaps = [(int(i), int(j)) for i, j in chosen]
         best, best_eval, best_value = parent, parent_eval, parent_value
         child_values: list[float | None] = []
-        for i, j in swaps:
-            child = Candidate(
+        children = [
+            Candidate(
                 structure=swap_sites(base, i, j),
                 origin="local_search",
                 parent_hash=parent.content_hash,
                 iteration=parent.iteration,
             )
-            child_eval = oracle.evaluate(child)
+            for i, j in swaps
+        ]
+        for child, child_eval in zip(children, call(children), strict=True):
+            if child_eval is None:  # the budget declined this call: the search ends here
+                result.stopped_early = True
+                continue
             result.evaluated.append((child, child_eval))
             value = value_of(child_eval)
             child_values.append(value)
@@ -184,6 +199,8 @@ def local_search(
             "local search step %d: %s %.4g -> %.4g", index, objective, parent_value, best_value
         )
         parent, parent_eval, parent_value = best, best_eval, best_value
+        if result.stopped_early:
+            break
 
     result.best, result.evaluation = parent, parent_eval
     return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from itertools import combinations
 
 from pymatgen.core import Composition, DummySpecies, Element
 
@@ -96,3 +97,25 @@ def atom_counts(composition: Mapping[str, float], n_atoms: int) -> dict[str, int
     for el in sorted(exact, key=lambda e: (counts[e] - exact[e], e))[:leftover]:
         counts[el] += 1
     return {el: n for el, n in counts.items() if n > 0}
+
+
+def subsystems(
+    elements: Iterable[str], bounds: Mapping[str, tuple[float, float]]
+) -> list[tuple[str, ...]]:
+    """Every set of elements a composition within ``bounds`` (atomic fractions, default
+    [0, 1]) can consist of: it holds each element whose lower bound is above 0, and its
+    fractions can sum to 1. Smallest first."""
+    symbols = list(elements)
+    low = {el: bounds.get(el, (0.0, 1.0))[0] for el in symbols}
+    high = {el: bounds.get(el, (0.0, 1.0))[1] for el in symbols}
+    required = {el for el in symbols if low[el] > 0}
+    found = []
+    for size in range(1, len(symbols) + 1):
+        for subset in combinations(symbols, size):
+            if (
+                required <= set(subset)
+                and sum(high[el] for el in subset) >= 1.0 - 1e-9
+                and sum(low[el] for el in subset) <= 1.0 + 1e-9
+            ):
+                found.append(subset)
+    return found

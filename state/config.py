@@ -11,7 +11,7 @@ import difflib
 import typing
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -160,6 +160,19 @@ class BudgetConfig(BaseModel):
         return self
 
 
+class LocalSearchConfig(BaseModel):
+    """Seed 001's crafting step: after each iteration's calls, atom-swap searches from the best
+    cells for the first objective, each child scored by that objective's oracle (its budget),
+    stored as a ``local_search`` candidate for the generator's next training."""
+
+    model_config = _STRICT
+    starts: int = Field(1, ge=1, description="best cells searched from per iteration")
+    steps: int = Field(2, ge=1, description="steps per search (the best of each step goes on)")
+    swaps_per_step: int = Field(
+        10, ge=1, description="children per step: random swaps of two unlike atoms"
+    )
+
+
 class RefineConfig(BaseModel):
     """Refinement of generated amorphous cells before the gate: relax, anneal, relax again with
     the engine (potential or calculator) of one of the campaign's ``md`` oracles."""
@@ -194,6 +207,13 @@ class GeneratorConfig(BaseModel):
         "while sampling; default the preset's (20), 0 keeps the decoder's ordering",
     )
     latent_steps: int = Field(200, ge=0, description="Adam steps on the property head")
+    decode_at: list[Annotated[int, Field(gt=0)]] | None = Field(
+        None,
+        min_length=1,
+        description="Adam steps after which each latent trajectory is decoded, one candidate "
+        "per start and step, identical cells kept once (seed 001: [200, 500, 1000, 1500, "
+        "2500]); default [latent_steps]",
+    )
     latent_lr: float = Field(1e-3, gt=0)
     train_epochs: int = Field(50, ge=0)
     finetune_epochs: int = Field(5, ge=0)
@@ -236,6 +256,11 @@ class GeneratorConfig(BaseModel):
         None,
         description="amorphous campaigns: relax and anneal each generated cell with an md "
         "oracle's engine before the gate (cost charged); none gates the cells as decoded",
+    )
+    local_search: LocalSearchConfig | None = Field(
+        None,
+        description="craft training cells by atom-swap searches from the best cells after "
+        "each iteration (seed 001: 10 % of its training set); none: no crafting",
     )
 
 

@@ -25,16 +25,16 @@ Modules:
 - :mod:`amloop.loop.steps.refinement`: The refinement step of amorphous campaigns: each generated cell relaxed, annealed and relaxed again with the campaign's md engine before the gate; the refined cell is the candidate that is gated and scored.
 - :mod:`amloop.loop.steps.sampling`: The generation step: sample for every proposal, latent-optimise the best known structures, carry lattice cells onto their parent lattice, refine amorphous ones.
 - :mod:`amloop.loop.steps.gate`: The quality gate of an iteration: crystallised refinements, push-apart, closest pair, structure metrics and the seed-001 energy rule; every verdict stored.
+- :mod:`amloop.loop.steps.crafting`: The crafting step (seed 001): atom-swap local searches from the best cells after an iteration's calls, every child stored and scored within the budget.
 - :mod:`amloop.loop.steps.planning`: The evaluation half of an iteration: which oracle runs on which survivor (cheap ones on all, dear ones where proposals chose them, lab requests), and running them.
 - :mod:`amloop.loop.steps.stopping`: The end of an iteration and of the campaign: the best values recorded, the budget, iteration and patience rules.
 """
 
 from amloop.loop.steps.acquire import ACQUIRE_CORE_S, GP_KEY, acquire
-from amloop.loop.steps.calls import evaluate
+from amloop.loop.steps.calls import EvaluationTask, TaskRunner, evaluate
+from amloop.loop.steps.crafting import CRAFT_KEY, craft
 from amloop.loop.steps.gate import gate, seed_energy_reference, seed_structures
 from amloop.loop.steps.planning import (
-    EvaluationTask,
-    TaskRunner,
     cheap_tasks,
     evaluate_and_finish,
     evaluate_here,
@@ -72,6 +72,7 @@ from amloop.loop.steps.training import (
 __all__ = [
     "ACQUIRE_CORE_S",
     "CHEAP_CORE_S",
+    "CRAFT_KEY",
     "GATE_ORACLE",
     "GP_KEY",
     "MODEL_FILE",
@@ -86,6 +87,7 @@ __all__ = [
     "acquire",
     "best_structures",
     "cheap_tasks",
+    "craft",
     "current_iteration",
     "data_cutoff",
     "ensure_generator",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from amloop.loop.budget import Budget
@@ -13,6 +15,18 @@ from amloop.state.config import CampaignConfig, OracleConfig
 from amloop.state.files import sha256_file
 from amloop.state.schema import Artifact, Evaluation
 from amloop.state.store import CampaignStore
+
+
+@dataclass(frozen=True)
+class EvaluationTask:
+    """One oracle call the iteration wants: which oracle on which candidate."""
+
+    oracle: str
+    candidate_hash: str
+
+
+#: Runs evaluation tasks (here, or fanned out by the flow); returns the count per status.
+TaskRunner = Callable[[list[EvaluationTask]], dict[str, int]]
 
 
 def evaluate(

@@ -5,25 +5,18 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from typing import Any
 
 from amloop.acquisition.propose import MIN_POINTS, Proposal
 from amloop.loop.steps.acquire import acquire
-from amloop.loop.steps.calls import evaluate
+from amloop.loop.steps.calls import EvaluationTask, TaskRunner, evaluate
+from amloop.loop.steps.crafting import craft
 from amloop.loop.steps.gate import gate
 from amloop.loop.steps.run import CampaignRun, is_cheap, oracle_config, oracle_instance
 from amloop.loop.steps.stopping import finish_iteration, record
 from amloop.oracles.experiment import ExperimentOracle
 from amloop.state.schema import Candidate
-
-
-@dataclass(frozen=True)
-class EvaluationTask:
-    """One oracle call the iteration wants: which oracle on which candidate."""
-
-    oracle: str
-    candidate_hash: str
 
 
 def cheap_tasks(run: CampaignRun, survivors: Sequence[Candidate]) -> list[EvaluationTask]:
@@ -122,10 +115,6 @@ def _same(a: dict[str, float], b: dict[str, float], tolerance: float = 1e-6) -> 
     return all(abs(a.get(el, 0.0) - b.get(el, 0.0)) <= tolerance for el in {*a, *b})
 
 
-#: Runs evaluation tasks (here, or fanned out by the flow); returns the count per status.
-TaskRunner = Callable[[list[EvaluationTask]], dict[str, int]]
-
-
 def evaluate_here(run: CampaignRun, index: int) -> TaskRunner:
     """A :data:`TaskRunner` that calls the oracles one after another in this process."""
 
@@ -146,17 +135,23 @@ def evaluate_iteration(
 ) -> str:
     """The oracle half of iteration ``index``: gate its candidates (the energy gate's oracle call
     scores a structure), run the cheap oracles on the survivors and the dear ones its proposals
-    chose (through ``run_tasks``), and record the best values; returns a log line. Every step
-    is idempotent, so a resumed iteration redoes nothing finished."""
+    chose (through ``run_tasks``), craft cells by local search (``generator.local_search``),
+    and record the best values; returns a log line. Every step is idempotent, so a resumed
+    iteration redoes nothing finished."""
     started = time.perf_counter()
     candidates = [c for h in candidate_hashes if (c := run.store.candidate(h)) is not None]
     survivors = gate(run, index, candidates)
     cheap = run_tasks(cheap_tasks(run, survivors))
     dear = run_tasks(expensive_tasks(run, index, acquire(run, index), candidates))
+    crafted = craft(run, index, run_tasks)
     best = record(run, index, {"evaluate": time.perf_counter() - started})
+    searches: list[dict[str, Any]] = crafted["searches"] if crafted else []
+    calls = sum(int(search.get("calls", 0)) for search in searches)
     return (
         f"iteration {index}: {len(survivors)} of {len(candidates)} candidates passed the gate; "
-        f"cheap {cheap}, expensive {dear}; best {best}"
+        f"cheap {cheap}, expensive {dear}"
+        + (f"; local search {calls} call(s) from {len(searches)} cell(s)" if crafted else "")
+        + f"; best {best}"
     )
 
 

@@ -26,7 +26,9 @@ def generate(
     run: CampaignRun, index: int, proposals: Sequence[Proposal], model: CondCDVAE
 ) -> list[Candidate]:
     """Sample structures for every proposal and move the best known structures up the property
-    head (latent-space optimisation); all are stored as candidates of iteration ``index``."""
+    head (latent-space optimisation, decoded after each of ``generator.decode_at``'s Adam
+    steps, the step in each candidate's provenance as ``adam_steps``); all are stored as
+    candidates of iteration ``index``, a cell made twice once."""
     started, cpu0 = time.perf_counter(), time.process_time()
     settings = run.config.generator
     seed = iteration_seed(run.config, index)
@@ -73,6 +75,7 @@ def generate(
         run.store.add_candidate(on_lattice(run.config, candidate, model.spec))
         for candidate in _latent_candidates(run, index, model, seed)
     )
+    stored = list({c.content_hash: c for c in stored}.values())  # a cell decoded twice: once
     spent = {"generate": time.perf_counter() - started}
     sampling = Cost(core_s=time.process_time() - cpu0)  # charged with the generator's training
     if run.config.generator.refine is not None:
@@ -98,7 +101,8 @@ def _latent_candidates(
 ) -> list[Candidate]:
     settings = run.config.generator
     objective = run.config.objectives[0]
-    if settings.latent_steps == 0 or objective.property not in model.spec.properties:
+    decode_at = settings.decode_at or ([settings.latent_steps] if settings.latent_steps else [])
+    if not decode_at or objective.property not in model.spec.properties:
         return []
     starts = best_structures(
         run, run.config.acquisition.batch_size, before_iteration=data_cutoff(run.config, index) + 1
@@ -109,7 +113,7 @@ def _latent_candidates(
         [structure for _, structure in starts],
         property_name=objective.property,
         goal=objective.direction,
-        decode_at=[settings.latent_steps],
+        decode_at=sorted(set(decode_at)),
         seed=seed,
         lr=settings.latent_lr,
     )

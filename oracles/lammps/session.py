@@ -166,7 +166,7 @@ class LammpsSession:
         if created != self.natoms:
             raise OracleFailed(f"atoms lost: created {created} of {self.natoms}")
         try:
-            self.lmp.commands_string(self.oracle._pair_commands(type_elements))
+            self.lmp.commands_string(self.oracle.pair_commands(type_elements))
         except Exception as exc:
             raise OracleSetupError(f"LAMMPS rejected the potential: {exc}") from None
         self._command(

@@ -121,3 +121,25 @@ def test_task_b_point_is_bulk_modulus_and_negative_density_of_a_finished_call(lo
     )
     assert module.point(done) == [80.0, -3.0]
     assert module.point(done.model_copy(update={"status": "failed"})) is None
+
+
+def test_table_3_groups_the_loops_calls_by_where_their_cells_came_from(discovery):
+    """Seed 001's Table 3 beside the loop's: per origin the mean and best gated value and the
+    call of that best; failed or gated calls (None) count in no group."""
+    runs = [
+        discovery.RunResult(
+            "amloop",
+            0,
+            [180.0, 182.0, None, 190.0, 196.0, 191.0],
+            1.0,
+            origins=["seed", "seed", "generated", "generated", "latent_opt", "local_search"],
+        )
+    ]
+    rows = discovery.table_3_rows(runs)
+    assert rows["seed 001 (Table 3)"]["best (GPa)"] == "197.26"
+    loop = rows["amloop (median of 1 seeds)"]
+    assert loop["initial set mean / best (GPa)"] == "181.0 / 182.00 (call 2)"
+    assert loop["generated mean / best (GPa)"] == "190.0 / 190.00 (call 4)"
+    assert loop["latent-optimised mean / best (GPa)"] == "196.0 / 196.00 (call 5)"
+    assert loop["crafted (local search) mean / best (GPa)"] == "191.0 / 191.00 (call 6)"
+    assert (loop["best (GPa)"], loop["calls to the best"]) == ("196.00", "5")

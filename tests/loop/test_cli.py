@@ -57,8 +57,28 @@ def test_init_creates_campaign_folder_store_and_current_pointer(cli, tmp_path):
     [
         ({"potential": "NoSuch.meam"}, "NoSuch.meam"),
         ({"elements": ["Ni", "Fe", "Cr", "Zr"]}, "has no parameters for Zr"),
+        (
+            {
+                "potentials": {
+                    "Ni": {"potential": "Ni_u3.eam"},
+                    "Cr-Fe-Ni": {"potential": "MoCoNiVFeAlCr_2nn.meam"},
+                    "Fe": {"potential": "Fe_mm.eam.fs"},
+                },
+                "bounds": {"Ni": [0.0, 1.0], "Fe": [0.0, 1.0], "Cr": [0.4, 0.6]},
+            },
+            None,
+        ),
+        (
+            {"potentials": {"Ni": {"potential": "Ni_u3.eam"}, "Fe": {"potential": "Fe_mm.eam.fs"}}},
+            "no potential covers Cr; subsystems: Fe, Ni",
+        ),
     ],
-    ids=["missing-potential-file", "element-not-covered"],
+    ids=[
+        "missing-potential-file",
+        "element-not-covered",
+        "subsystems-covered",
+        "subsystem-missing",
+    ],
 )
 def test_init_refuses_an_oracle_that_cannot_work_before_writing_anything(
     cli, tmp_path, change, message
@@ -66,13 +86,22 @@ def test_init_refuses_an_oracle_that_cannot_work_before_writing_anything(
     import yaml
 
     data = yaml.safe_load(EXAMPLE.read_text())
+    options = data["oracles"][0]["options"]
     if "potential" in change:
-        data["oracles"][0]["options"]["potential"] = change["potential"]
+        options["potential"] = change["potential"]
+    elif "potentials" in change:  # per subsystem: the map replaces the single MEAM file
+        for key in ("potential", "pair_style", "library"):
+            options.pop(key, None)
+        options["potentials"] = change["potentials"]
+        data["bounds"] = change.get("bounds", {})
     else:
         data["elements"] = change["elements"]
     config = tmp_path / "bad.yaml"
     config.write_text(yaml.safe_dump(data))
     result = cli("init", str(config))
+    if message is None:  # Cr >= 0.4: no Ni-only, Fe-only or Fe-Ni cell, the ternary file does
+        assert result.exit_code == 0, result.output
+        return
     assert result.exit_code == 1
     assert message in result.output and "oracles.0" in result.output
     assert "Traceback" not in result.output

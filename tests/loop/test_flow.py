@@ -76,6 +76,23 @@ def test_two_iterations_end_to_end(finished_campaign):
     assert len(seeds) == 6
     assert {c.iteration for c in generated} == {0, 1}
     assert all("proposal" in c.provenance for c in generated if c.origin == "generated")
+    # seed 001's decode schedule: latent trajectories decoded after 10 and 20 Adam steps
+    decoded = [c.provenance["adam_steps"] for c in generated if c.origin == "latent_opt"]
+    assert set(decoded) == {10, 20}
+    # seed 001's crafting: after each iteration, 2 swaps from the best cell, each scored
+    crafted = [c for c in store.candidates() if c.origin == "local_search"]
+    assert {c.iteration for c in crafted} == {0, 1} and len(crafted) == 4
+    scored = {e.candidate_hash: e for e in evaluations if e.oracle == "lammps_meam"}
+    for child in crafted:
+        parent = store.candidate(child.parent_hash)
+        assert parent is not None and parent.structure.composition == child.structure.composition
+        assert scored[child.content_hash].status in ("done", "failed")
+        assert scored[child.content_hash].iteration == child.iteration
+    for record in iterations:
+        (search,) = record.metadata["local_search"]["searches"]
+        assert (
+            search["calls"] == 2 and search["start"] == record.metadata["local_search"]["starts"][0]
+        )
     # a lattice campaign: generated atoms are put on FCC sites (every atom has 12 neighbours)
     assert all(c.provenance["snapped_to"] == "fcc" for c in generated)
     assert all(

@@ -273,3 +273,42 @@ def test_lammps_listens_on_no_external_interface() -> None:
     )
     addresses = result.stdout.split()
     assert all(ip in ("none", "127.0.0.1", "::1") for ip in addresses), addresses
+
+
+def test_each_subsystem_is_scored_with_its_own_potential():
+    """Seed 001 scores binaries with binary files and ternaries with the ternary one: with a
+    map, a pure Cu cell gets Cu_u3.eam's numbers exactly (not the Cu-Zr file's), a Cu-Zr cell
+    the Cu-Zr file's, each named in the provenance; a cell no entry covers is refused."""
+    by_subsystem = LammpsOracle(
+        potentials={"Cu": {"potential": "Cu_u3.eam"}, "Cu-Zr": {"potential": "CuZr_mm.eam.fs"}}
+    )
+    copper = fcc("Cu", 3.615)
+    mixed = copper * (2, 2, 2)
+    mixed.replace(0, "Zr")  # Cu31Zr
+    for cell, subsystem, alone in (
+        (copper, "Cu", LammpsOracle(potential="Cu_u3.eam")),
+        (mixed, "Cu-Zr", LammpsOracle(potential="CuZr_mm.eam.fs")),
+    ):
+        result = by_subsystem.compute(cell)
+        assert values(result) == pytest.approx(values(alone.compute(cell)), rel=1e-9)
+        assert result.provenance["potential_subsystem"] == subsystem
+        (potential,) = alone.potentials.values()
+        assert result.provenance["potential"] == str(potential.path)
+    # the Cu-Zr file on pure Cu is another potential: a different bulk modulus
+    on_copper = values(LammpsOracle(potential="CuZr_mm.eam.fs").compute(copper))["bulk_modulus"]
+    assert abs(on_copper - values(by_subsystem.compute(copper))["bulk_modulus"]) > 1.0
+    assert set(by_subsystem.provenance()["potentials"]) == {"Cu", "Cu-Zr"}
+    no_zr = LammpsOracle(
+        potentials={"Cu": {"potential": "Cu_u3.eam"}, "Cu-Ni": {"potential": "CuNi.eam.alloy"}}
+    )
+    with pytest.raises(OracleSetupError, match="no potential covers Cu-Zr; subsystems: Cu, Cu-Ni"):
+        no_zr.compute(mixed)
+
+
+def test_a_subsystem_map_is_checked_when_built():
+    with pytest.raises(OracleSetupError, match=r"potentials\.Cu-Zr: potential Cu_u3\.eam"):
+        LammpsOracle(potentials={"Cu-Zr": {"potential": "Cu_u3.eam"}})
+    with pytest.raises(OracleSetupError, match=r"either potential \(one file\) or potentials"):
+        LammpsOracle(potential="Cu_u3.eam", potentials={"Cu": {"potential": "Cu_u3.eam"}})
+    with pytest.raises(OracleSetupError, match="potentials: unknown element 'Xx'"):
+        LammpsOracle(potentials={"Cu-Xx": {"potential": "Cu_u3.eam"}})
