@@ -23,8 +23,8 @@ def craft(run: CampaignRun, index: int, run_tasks: TaskRunner) -> dict[str, Any]
     ``swaps_per_step`` unlike-atom swaps. Each child is stored as a ``local_search``
     candidate of iteration ``index`` (``parent_hash``: the cell it was swapped from); a step's
     children are scored together by the objective's oracle through ``run_tasks`` (here, or on
-    the flow's workers; within the budget; a finished call is never redone). Returns the summary stored in the metadata, or ``None``
-    when crafting is off or there is no scored cell to start from."""
+    the flow's workers; within the budget; a finished call is never redone). Returns the
+    summary stored in the metadata, or ``None`` when crafting is off."""
     settings = run.config.generator.local_search
     if settings is None:
         return None
