@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymatgen.core import Element, Lattice, Structure
 
-from amloop.state.composition import CompositionError, parse_composition
+from amloop.state.composition import CompositionError, parse_composition, subsystems
 from amloop.state.structures import (
     HASH_FRAC_DECIMALS,
     content_hash,
@@ -281,3 +281,23 @@ def test_bad_units_raise_unit_error(prop: str, unit: str, message: str) -> None:
     with pytest.raises(UnitError) as excinfo:
         to_canonical(prop, 1.0, unit)
     assert message in str(excinfo.value)
+
+
+def test_subsystems_are_the_element_sets_a_composition_within_the_bounds_can_have():
+    """Ni-Fe-Cr with Cr at most 0.6: no Cr-only cell; with Cr at least 0.4 every cell holds Cr
+    and no Ni-Fe binary remains (what `amloop init` checks a potential map against)."""
+    elements = ["Ni", "Fe", "Cr"]
+    assert subsystems(elements, {"Cr": (0.0, 0.6)}) == [
+        ("Ni",),
+        ("Fe",),
+        ("Ni", "Fe"),
+        ("Ni", "Cr"),
+        ("Fe", "Cr"),
+        ("Ni", "Fe", "Cr"),
+    ]
+    assert subsystems(elements, {"Cr": (0.4, 0.6)}) == [
+        ("Ni", "Cr"),
+        ("Fe", "Cr"),
+        ("Ni", "Fe", "Cr"),
+    ]
+    assert subsystems(["Cu", "Zr"], {"Cu": (0.3, 0.8), "Zr": (0.2, 0.7)}) == [("Cu", "Zr")]
