@@ -64,6 +64,7 @@ class SearchSpace:
         pairs: Element-index pairs ``(a, b)`` of the PDM entries (empty without PDM).
         ratio: ``[r_lo, r_hi]`` of ``C_ab / x_b`` per PDM entry, shape ``(2, p)``.
         dim: Number of feature dimensions ``d`` (the last one is the fidelity).
+        lattices: The lattices of the one-hot block before the fidelity (empty: one lattice).
     """
 
     lower: np.ndarray
@@ -73,6 +74,7 @@ class SearchSpace:
     pairs: list[tuple[int, int]]
     ratio: np.ndarray
     dim: int
+    lattices: tuple[str, ...] = ()
 
     @classmethod
     def build(cls, training: TrainingSet, config: CampaignConfig) -> SearchSpace:
@@ -102,6 +104,7 @@ class SearchSpace:
             pairs=pairs,
             ratio=_ratio_range(training, pairs, config.acquisition.pdm_margin),
             dim=training.dim,
+            lattices=tuple(training.lattices),
         )
 
     @property
@@ -113,6 +116,17 @@ class SearchSpace:
     def fidelity_index(self) -> int:
         """Column of the fidelity."""
         return self.dim - 1
+
+    @property
+    def lattice_slice(self) -> slice:
+        """Columns of the lattice one-hot block (empty with one lattice)."""
+        return slice(self.dim - 1 - len(self.lattices), self.dim - 1)
+
+    def with_lattice(self, X: np.ndarray, lattice: int) -> np.ndarray:
+        """Rows of ``X`` (shape ``(m, d)``) on lattice number ``lattice`` (one-hot)."""
+        X = np.array(X, dtype=float, copy=True)
+        X[:, self.lattice_slice] = np.eye(len(self.lattices))[lattice]
+        return X
 
     @property
     def present_lower(self) -> np.ndarray:
@@ -167,9 +181,15 @@ class SearchSpace:
                 )
         return constraints
 
-    def fixed_features(self, support: np.ndarray | None = None) -> dict[int, float]:
-        """Features pinned during optimisation: fidelity 1, absent elements and their pairs 0."""
+    def fixed_features(
+        self, support: np.ndarray | None = None, lattice: int | None = None
+    ) -> dict[int, float]:
+        """Features pinned during optimisation: fidelity 1, absent elements and their pairs 0,
+        the lattice block at lattice number ``lattice``."""
         fixed = {self.fidelity_index: 1.0}
+        if lattice is not None:
+            start = self.lattice_slice.start
+            fixed.update({start + k: float(k == lattice) for k in range(len(self.lattices))})
         if support is not None:
             n = self.n_elements
             fixed.update({e: 0.0 for e in range(n) if not support[e]})
@@ -253,10 +273,14 @@ class SearchSpace:
     ) -> np.ndarray:
         """``count`` feasible feature rows, shape ``(count, d)``: :meth:`sample` compositions
         (projected onto ``support`` when given), PDM entries uniform in their cone interval,
-        fidelity 1."""
+        lattices in turn, fidelity 1."""
         X = np.zeros((count, self.dim))
         X[:, : self.n_elements] = self.sample(count, seed)
         X[:, self.fidelity_index] = 1.0
+        if self.lattices:
+            X[:, self.lattice_slice] = np.eye(len(self.lattices))[
+                np.arange(count) % len(self.lattices)
+            ]
         rng = np.random.default_rng(seed)
         for j, (_, b) in enumerate(self.pairs):
             low, high = self.ratio[:, j]
@@ -265,10 +289,16 @@ class SearchSpace:
 
     def pending_features(self, compositions: np.ndarray, pdm_mean: np.ndarray) -> np.ndarray:
         """Features of submitted compositions (shape ``(m, n)``): the mean PDM made consistent
-        with each composition (:meth:`project`), fidelity 1; shape ``(m, d)``."""
+        with each composition (:meth:`project`), lattices in turn, fidelity 1; shape
+        ``(m, d)``."""
         m = len(compositions)
+        lattice = (
+            np.eye(len(self.lattices))[np.arange(m) % len(self.lattices)]
+            if self.lattices
+            else np.zeros((m, 0))
+        )
         fidelity = np.ones((m, 1))
-        return self.project(np.hstack([compositions, np.tile(pdm_mean, (m, 1)), fidelity]))
+        return self.project(np.hstack([compositions, np.tile(pdm_mean, (m, 1)), lattice, fidelity]))
 
 
 def _ratio_range(training: TrainingSet, pairs: list[tuple[int, int]], margin: float) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 Each point is one property value of one composition at one fidelity. Its feature vector is
 
-``x = [x_e for e in elements] + [PDM entries] + [fidelity]``, shape ``(d,)`` with
-``d = n + n (n + 1) / 2 + 1`` for ``n`` campaign elements (``d = n + 1`` without PDM):
+``x = [x_e for e in elements] + [PDM entries] + [lattice one-hot] + [fidelity]``, shape ``(d,)``
+with ``d = n + n (n + 1) / 2 + 1`` for ``n`` campaign elements (``d = n + 1`` without PDM; the
+lattice block only in a campaign of several lattices, ``cell.lattice: [fcc, bcc]``):
 
 - composition: atomic fractions on the campaign's elements, summing to 1;
 - PDM: :func:`generator.pdm.pdm` of the evaluated structure (the oracle's relaxed structure when
@@ -11,6 +12,8 @@ Each point is one property value of one composition at one fidelity. Its feature
   structure has no PDM; it gets the **mean PDM of the points that have one** (zeros when none
   has), a neutral imputation that keeps the matrix NaN-free and lets the composition dimensions
   carry the measurement;
+- lattice: 1 in the column of the evaluated cell's lattice (:func:`candidate_lattice`); a
+  measurement without a structure gets ``1 / L`` in each of the ``L`` columns;
 - fidelity: the evaluation's fidelity (the oracle's, in ``[0, 1]``); measurements are ``1.0``.
 
 Targets are the values of the modelled properties (objectives and ``constraints``) in the
@@ -23,17 +26,18 @@ feasibility labels (``1`` = the oracle succeeded).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from pymatgen.core import Structure
 
 from amloop.generator.data import composition_vector
 from amloop.generator.pdm import pdm, pdm_labels
+from amloop.generator.phase import classify_phase
 from amloop.state.config import CampaignConfig
 from amloop.state.memo import BoundedMemo
-from amloop.state.schema import Evaluation
+from amloop.state.schema import Candidate, Evaluation
 from amloop.state.store import CampaignStore
 from amloop.state.structures import structure_digest
 from amloop.state.units import UnitError, to_canonical, uncertainty_to_canonical
@@ -70,6 +74,7 @@ class TrainingSet:
         objectives: Property name → its training points.
         feasibility_X: Features of every finished oracle call, shape ``(f, d)``.
         feasibility_y: ``1.0`` where the call succeeded, ``0.0`` where it failed, shape ``(f,)``.
+        lattices: The lattices of the one-hot block (empty: one lattice, no block).
     """
 
     elements: list[str]
@@ -77,6 +82,7 @@ class TrainingSet:
     objectives: dict[str, ObjectiveData]
     feasibility_X: np.ndarray
     feasibility_y: np.ndarray
+    lattices: list[str] = field(default_factory=list)
 
     @property
     def n_elements(self) -> int:
@@ -86,7 +92,12 @@ class TrainingSet:
     @property
     def pdm_slice(self) -> slice:
         """Columns of the PDM entries (empty without PDM)."""
-        return slice(self.n_elements, self.dim - 1)
+        return slice(self.n_elements, self.lattice_slice.start)
+
+    @property
+    def lattice_slice(self) -> slice:
+        """Columns of the lattice one-hot block (empty with one lattice)."""
+        return slice(self.dim - 1 - len(self.lattices), self.dim - 1)
 
     @property
     def fidelity_index(self) -> int:
@@ -101,7 +112,7 @@ class TrainingSet:
     @property
     def use_pdm(self) -> bool:
         """Whether the features include the PDM."""
-        return self.dim > self.n_elements + 1
+        return self.dim > self.n_elements + len(self.lattices) + 1
 
     def all_X(self) -> np.ndarray:
         """Distinct feature rows over all objectives, shape ``(u, d)``."""
@@ -117,6 +128,19 @@ class _Point:
     pdm: np.ndarray | None
     fidelity: float
     values: dict[str, tuple[float, float]]  # property -> (value, variance or NaN)
+    lattice: np.ndarray  # one-hot over the campaign's lattices (empty with one)
+
+
+def candidate_lattice(candidate: Candidate, lattices: Sequence[str]) -> str:
+    """The lattice of a lattice campaign's cell: the one its seed recipe or snap named
+    (provenance ``lattice`` / ``snapped_to``), else the phase its sites classify as
+    (:func:`generator.phase.classify_phase`, a local-search child keeps its parent's), else the
+    first of ``lattices``."""
+    named = candidate.provenance.get("lattice") or candidate.provenance.get("snapped_to")
+    if named in lattices:
+        return str(named)
+    phase = classify_phase(candidate.structure)
+    return phase if phase in lattices else lattices[0]
 
 
 def _in_unit(
@@ -210,6 +234,14 @@ def build_training_set(
     elements = list(config.elements)
     units = config.modelled_units
     compositions = store.candidate_compositions()
+    lattices = list(config.cell.lattices) if len(config.cell.lattices) > 1 else []
+    one_hot = {name: np.eye(len(lattices))[k] for k, name in enumerate(lattices)}
+    neutral = np.full(len(lattices), 1.0 / len(lattices)) if lattices else np.zeros(0)
+    lattice_of: dict[str, np.ndarray] = {}
+    if lattices:
+        lattice_of = {
+            c.content_hash: one_hot[candidate_lattice(c, lattices)] for c in store.candidates()
+        }
 
     def pdm_of(structure: Structure | None) -> np.ndarray | None:
         if not use_pdm or structure is None:
@@ -217,7 +249,7 @@ def build_training_set(
         return structure_pdm(structure, elements)
 
     points: list[_Point] = []
-    feasibility: list[tuple[np.ndarray, np.ndarray | None, float, float]] = []
+    feasibility: list[tuple[np.ndarray, np.ndarray | None, np.ndarray, float, float]] = []
     finished = [
         e
         for e in store.evaluations(through_iteration=through_iteration, structures=False)
@@ -226,17 +258,20 @@ def build_training_set(
     pdms = evaluation_pdms(store, finished, elements) if use_pdm else {}
     for evaluation in finished:
         composition = composition_vector(compositions[evaluation.candidate_hash], elements)
+        lattice = lattice_of.get(evaluation.candidate_hash, neutral)
         if evaluation.status == "failed":
-            feasibility.append((composition, pdms.get(evaluation.id), evaluation.fidelity, 0.0))
+            feasibility.append(
+                (composition, pdms.get(evaluation.id), lattice, evaluation.fidelity, 0.0)
+            )
             continue
         values = {
             prop: _in_unit(prop, pv.value, pv.unit, pv.uncertainty, units[prop])
             for prop, pv in evaluation.properties.items()
             if prop in units and math.isfinite(pv.value)
         }
-        point = _Point(composition, pdms.get(evaluation.id), evaluation.fidelity, values)
+        point = _Point(composition, pdms.get(evaluation.id), evaluation.fidelity, values, lattice)
         points.append(point)
-        feasibility.append((composition, point.pdm, evaluation.fidelity, 1.0))
+        feasibility.append((composition, point.pdm, lattice, evaluation.fidelity, 1.0))
     for measurement in store.measurements():
         if measurement.property not in units or not math.isfinite(measurement.value):
             continue
@@ -253,6 +288,7 @@ def build_training_set(
                 pdm_of(measurement.structure),
                 MEASUREMENT_FIDELITY,
                 {measurement.property: value},
+                neutral,
             )
         )
 
@@ -260,39 +296,34 @@ def build_training_set(
     known = [p.pdm for p in points if p.pdm is not None]
     mean_pdm = np.mean(known, axis=0) if known else np.zeros(n_pdm)
 
-    def row(composition: np.ndarray, pdm_vec: np.ndarray | None, fidelity: float) -> np.ndarray:
+    def row(
+        composition: np.ndarray, pdm_vec: np.ndarray | None, lattice: np.ndarray, fidelity: float
+    ) -> np.ndarray:
         pdm_part = (pdm_vec if pdm_vec is not None else mean_pdm) if use_pdm else np.zeros(0)
-        return np.concatenate([composition, pdm_part, [fidelity]])
+        return np.concatenate([composition, pdm_part, lattice, [fidelity]])
 
-    feature_names = [*elements, *(pdm_labels(elements) if use_pdm else []), "fidelity"]
+    feature_names = [
+        *elements,
+        *(pdm_labels(elements) if use_pdm else []),
+        *(f"lattice:{name}" for name in lattices),
+        "fidelity",
+    ]
     objectives: dict[str, ObjectiveData] = {}
     for prop in units:
         mine = [p for p in points if prop in p.values]
         objectives[prop] = ObjectiveData(
-            X=np.array([row(p.composition, p.pdm, p.fidelity) for p in mine]).reshape(
+            X=np.array([row(p.composition, p.pdm, p.lattice, p.fidelity) for p in mine]).reshape(
                 len(mine), len(feature_names)
             ),
             Y=np.array([p.values[prop][0] for p in mine], dtype=float),
             Yvar=np.array([p.values[prop][1] for p in mine], dtype=float),
         )
-    fx = [row(c, p, f) for c, p, f, _ in feasibility]
+    fx = [row(c, p, lat, f) for c, p, lat, f, _ in feasibility]
     return TrainingSet(
         elements=elements,
         feature_names=feature_names,
         objectives=objectives,
         feasibility_X=np.array(fx).reshape(len(fx), len(feature_names)),
         feasibility_y=np.array([label for *_, label in feasibility], dtype=float),
+        lattices=lattices,
     )
-
-
-def feature_row(
-    composition: Mapping[str, float],
-    elements: Sequence[str],
-    pdm_vector: Sequence[float] | None,
-    fidelity: float = MEASUREMENT_FIDELITY,
-) -> np.ndarray:
-    """One feature vector, shape ``(d,)``: fractions over ``elements``, the PDM, the fidelity."""
-    parts = [composition_vector(composition, elements)]
-    if pdm_vector is not None:
-        parts.append(np.asarray(pdm_vector, dtype=float))
-    return np.concatenate([*parts, [fidelity]])

@@ -115,6 +115,7 @@ class Proposal:
         sigma: Posterior σ per objective property at fidelity 1.0, in its unit (empty without
             a model).
         reason: How it was chosen, in words.
+        lattice: The lattice to generate on (a campaign of several lattices), else ``None``.
     """
 
     composition: dict[str, float]
@@ -125,6 +126,7 @@ class Proposal:
     mean: dict[str, float] = field(default_factory=dict)
     sigma: dict[str, float] = field(default_factory=dict)
     reason: str = ""
+    lattice: str | None = None
 
 
 def propose(
@@ -231,7 +233,9 @@ def propose_from_training(
                 reason = f"space-filling: too few data ({min(counts)} < {MIN_POINTS} values)"
             surrogate = fit_surrogate(training, config, reuse) if enough else None
             X = space.pending_features(compositions, mean_pdm)
-            return _records(X, None, scores, surrogate, elements, sources, [reason] * q)
+            return _records(
+                X, None, scores, surrogate, elements, sources, [reason] * q, training.lattices
+            )
 
         surrogate = fit_surrogate(training, config, reuse)
         bounds = input_bounds(training, config)
@@ -263,7 +267,9 @@ def propose_from_training(
                 for r, p in zip(reasons, constraint.probability(X), strict=True)
             ]
         pdm_targets = X[:, training.pdm_slice] if training.use_pdm else None
-        return _records(X, pdm_targets, scores[order], surrogate, elements, sources, reasons)
+        return _records(
+            X, pdm_targets, scores[order], surrogate, elements, sources, reasons, training.lattices
+        )
 
 
 def _gp_sizes(training: TrainingSet) -> dict[str, int]:
@@ -383,7 +389,9 @@ def _optimise(
     Start points: BoTorch's ``initialize_q_batch`` among raw samples of the feasible set
     (:meth:`SearchSpace.sample_features`, each on its own sparse support). When the
     cardinality binds, the point is optimised on the support of the best raw sample (the other
-    elements and their PDM pairs fixed at 0), with the raw samples projected onto it."""
+    elements and their PDM pairs fixed at 0), with the raw samples projected onto it. In a
+    campaign of several lattices each point is optimised on each lattice (its one-hot fixed)
+    and the best kept."""
     restarts = NUM_RESTARTS_MO if multi else NUM_RESTARTS
     raw = torch.tensor(
         space.sample_features(RAW_SAMPLES_MO if multi else RAW_SAMPLES, seed), dtype=DTYPE
@@ -394,13 +402,18 @@ def _optimise(
         with torch.no_grad():
             return torch.cat([acqf(chunk) for chunk in X.split(RAW_BATCH)])
 
-    def optimise() -> np.ndarray:
-        start, start_values = raw, values(raw)
+    def optimise_on(lattice: int | None) -> np.ndarray:
+        start = (
+            raw
+            if lattice is None
+            else torch.tensor(space.with_lattice(raw[:, 0].numpy(), lattice)).unsqueeze(1)
+        )
+        start_values = values(start)
         support = None
         if space.max_elements < space.n_elements:
-            best = raw[int(torch.argmax(start_values)), 0, : space.n_elements].numpy()
+            best = start[int(torch.argmax(start_values)), 0, : space.n_elements].numpy()
             support = space.support(best)
-            start = torch.tensor(space.project(raw[:, 0].numpy(), support)).unsqueeze(1)
+            start = torch.tensor(space.project(start[:, 0].numpy(), support)).unsqueeze(1)
             start_values = values(start)
         initial, _ = initialize_q_batch(start, start_values, n=restarts)
         candidates, _ = optimize_acqf(
@@ -411,10 +424,18 @@ def _optimise(
             batch_initial_conditions=initial,
             equality_constraints=space.equality_constraints(),
             inequality_constraints=space.inequality_constraints(support) or None,
-            fixed_features=space.fixed_features(support),
+            fixed_features=space.fixed_features(support, lattice),
             options=options,
         )
         return space.project(candidates.detach().numpy())[0]
+
+    def optimise() -> np.ndarray:
+        """The best point; over every lattice (a categorical dimension: one search each)."""
+        if not space.lattices:
+            return optimise_on(None)
+        points = np.array([optimise_on(k) for k in range(len(space.lattices))])
+        scores = values(torch.tensor(points, dtype=DTYPE).unsqueeze(1))
+        return points[int(torch.argmax(scores))]
 
     chosen: list[np.ndarray] = []
     for _ in range(q):
@@ -434,8 +455,11 @@ def _records(
     elements: list[str],
     sources: list[OracleSource],
     reasons: list[str],
+    lattices: Sequence[str] = (),
 ) -> list[Proposal]:
-    """Proposals for the feature rows ``X`` (shape ``(q, d)``), one reason each."""
+    """Proposals for the feature rows ``X`` (shape ``(q, d)``), one reason each; with
+    ``lattices``, each on the lattice of its one-hot block (the columns before the fidelity)."""
+    lattice_slice = slice(X.shape[1] - 1 - len(lattices), X.shape[1] - 1)
     means: np.ndarray | None = None
     sigmas: np.ndarray | None = None
     if surrogate is not None:
@@ -446,6 +470,7 @@ def _records(
         oracle, why = choices[i] if choices else (None, "no oracle configured")
         proposals.append(
             Proposal(
+                lattice=lattices[int(np.argmax(row[lattice_slice]))] if lattices else None,
                 composition={el: float(x) for el, x in zip(elements, row, strict=False)},
                 pdm_target=None if pdm_targets is None else [float(v) for v in pdm_targets[i]],
                 fidelity=1.0 if oracle is None else oracle.fidelity,

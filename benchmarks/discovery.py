@@ -314,17 +314,20 @@ def oracle_calls(run: CampaignRun, *, structures: bool = False) -> list[Evaluati
 def random_structure(
     config: CampaignConfig, composition: dict[str, float], rng: np.random.Generator
 ) -> Structure:
-    """A random structure at ``composition``: a random ordering on the campaign's lattice, or
-    for an amorphous campaign a random PACKMOL packing (closest pair ``quality.min_distance``)."""
-    n_atoms, lattice = config.cell.n_atoms, config.cell.lattice
-    if lattice == "amorphous":
+    """A random structure at ``composition``: a random ordering on one of the campaign's
+    lattices (drawn), or for an amorphous campaign a random PACKMOL packing (closest pair
+    ``quality.min_distance``)."""
+    n_atoms = config.cell.n_atoms
+    if config.cell.amorphous:
         return random_packing(
             composition,
             n_atoms,
             tolerance_A=config.quality.min_distance,
             seed=int(rng.integers(2**31)),
         )
-    return random_solid_solution(composition, lattice, n_atoms, rng)
+    lattices = config.cell.lattices
+    lattice = lattices[0] if len(lattices) == 1 else lattices[int(rng.integers(len(lattices)))]
+    return random_solid_solution(composition, lattice, n_atoms, rng)  # type: ignore[arg-type]
 
 
 def gated_value(evaluation: Evaluation, threshold: float, n_atoms: int) -> float | None:

@@ -73,7 +73,8 @@ def seed_plan(
     config: CampaignConfig, n: int, *, orderings: int = 20, step: float = 0.1
 ) -> list[SeedRecipe]:
     """``n`` seed recipes: ``orderings`` replicas (random orderings, or independent
-    melt-quenches) per grid composition.
+    melt-quenches) per grid composition; with several lattices (``cell.lattice: [fcc, bcc]``)
+    the recipes alternate between them in plan order (seed 001: half FCC, half BCC).
 
     Grid compositions (multiples of ``step`` inside the campaign's bounds) are visited in an
     order shuffled by ``config.seed``, so a larger ``n`` extends a smaller plan instead of
@@ -88,17 +89,21 @@ def seed_plan(
         raise ValueError(f"no composition on a {step:g} grid satisfies the bounds {config.bounds}")
     visit = np.random.default_rng(config.seed).permutation(len(grid))
     per_composition = max(orderings, math.ceil(n / len(grid)))
-    plan = [
-        SeedRecipe(
-            grid[index],
-            config.cell.lattice,
-            config.cell.n_atoms,
-            (config.seed, int(index), replica),
-        )
+    lattices = config.cell.lattices
+    places = [
+        (int(index), replica)
         for index in visit[: math.ceil(n / per_composition)]
         for replica in range(per_composition)
     ]
-    return plan[:n]
+    return [
+        SeedRecipe(
+            grid[index],
+            lattices[position % len(lattices)],
+            config.cell.n_atoms,
+            (config.seed, index, replica),
+        )
+        for position, (index, replica) in enumerate(places[:n])
+    ]
 
 
 def make_structure(recipe: SeedRecipe, md: MDOracle | None = None) -> Structure:
@@ -176,7 +181,11 @@ def build_seed_set(
                 Candidate(
                     structure=structure,
                     origin="seed",
-                    provenance={"seed_recipe": recipe.key, "builder": _builder(recipe)},
+                    provenance={
+                        "seed_recipe": recipe.key,
+                        "builder": _builder(recipe),
+                        "lattice": recipe.lattice,
+                    },
                 )
             )
             if recipe.lattice == "amorphous":  # the melt-quench's cost, charged to the budget

@@ -34,12 +34,39 @@ class ConfigError(ValueError):
     """A campaign configuration that cannot be used; the message lists every problem."""
 
 
+#: A crystal lattice of a lattice campaign.
+CrystalLattice = Literal["fcc", "bcc", "hcp"]
+
+
 class CellConfig(BaseModel):
     """Size and starting lattice of the simulation cells."""
 
     model_config = _STRICT
     n_atoms: int = Field(54, ge=2, le=2000, description="atoms per cell")
-    lattice: Literal["fcc", "bcc", "hcp", "amorphous"] = "amorphous"
+    lattice: Literal["fcc", "bcc", "hcp", "amorphous"] | list[CrystalLattice] = Field(
+        "amorphous",
+        description="`amorphous`, one crystal lattice, or several (`[fcc, bcc]`, seed 001): "
+        "then the lattice is a dimension of the acquisition and the generator's phase",
+    )
+
+    @field_validator("lattice")
+    @classmethod
+    def _distinct(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list):
+            if not value or len(set(value)) != len(value):
+                raise ValueError("give distinct lattices, e.g. [fcc, bcc]")
+            return value[0] if len(value) == 1 else value
+        return value
+
+    @property
+    def lattices(self) -> tuple[str, ...]:
+        """The campaign's lattices (``("amorphous",)``, ``("fcc",)``, ``("fcc", "bcc")``)."""
+        return tuple(self.lattice) if isinstance(self.lattice, list) else (self.lattice,)
+
+    @property
+    def amorphous(self) -> bool:
+        """Whether the cells are amorphous (no parent lattice)."""
+        return self.lattices == ("amorphous",)
 
 
 class _PropertyConfig(BaseModel):
@@ -454,10 +481,10 @@ class CampaignConfig(BaseModel):
                     f"generator.refine.oracle: '{refine.oracle}' is not an md oracle of the "
                     f"campaign; name one of type md ({', '.join(md) or 'none configured'})"
                 )
-            if self.cell.lattice != "amorphous":
+            if not self.cell.amorphous:
                 raise ValueError(
                     "generator.refine: refinement is for amorphous cells (cell.lattice: "
-                    f"amorphous); this campaign's cells go onto the {self.cell.lattice} lattice"
+                    f"amorphous); this campaign's cells go onto the {'/'.join(self.cell.lattices)} lattice"
                 )
         return self
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, replace
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 from pymatgen.core import Structure
 
+from amloop.acquisition.features import candidate_lattice
 from amloop.acquisition.propose import Proposal
 from amloop.generator.cdvae import CondCDVAE
 from amloop.generator.data import DataSpec
@@ -40,6 +41,7 @@ def generate(
             if p.pdm_target is not None and len(p.pdm_target) == pdm_length
             else None,
             n_atoms=run.config.cell.n_atoms,
+            phase=p.lattice,  # a campaign of several lattices: the phase the decoder is told
         )
         for p in proposals
     ]
@@ -69,11 +71,11 @@ def generate(
             "seed": seed,
         }
         target = conditions[k // settings.samples_per_proposal].pdm_target
-        on_sites = on_lattice(run.config, candidate, model.spec, target, sweeps)
+        on_sites = on_lattice(run.config, candidate, model.spec, target, sweeps, proposal.lattice)
         stored.append(run.store.add_candidate(on_sites))
     stored.extend(
-        run.store.add_candidate(on_lattice(run.config, candidate, model.spec))
-        for candidate in _latent_candidates(run, index, model, seed)
+        run.store.add_candidate(on_lattice(run.config, candidate, model.spec, lattice=lattice))
+        for candidate, lattice in _latent_candidates(run, index, model, seed)
     )
     stored = list({c.content_hash: c for c in stored}.values())  # a cell decoded twice: once
     spent = {"generate": time.perf_counter() - started}
@@ -98,7 +100,9 @@ def timings(run: CampaignRun, index: int) -> dict[str, float]:
 
 def _latent_candidates(
     run: CampaignRun, index: int, model: CondCDVAE, seed: int
-) -> list[Candidate]:
+) -> list[tuple[Candidate, str | None]]:
+    """Latent-optimised cells with the lattice of their start (a campaign of several
+    lattices; else ``None``)."""
     settings = run.config.generator
     objective = run.config.objectives[0]
     decode_at = settings.decode_at or ([settings.latent_steps] if settings.latent_steps else [])
@@ -117,6 +121,13 @@ def _latent_candidates(
         seed=seed,
         lr=settings.latent_lr,
     )
+    lattices = run.config.cell.lattices
+    start_lattice: dict[str, str | None] = {h: None for h, _ in starts}
+    if len(lattices) > 1:
+        for parent_hash, _ in starts:
+            parent = run.store.candidate(parent_hash)
+            assert parent is not None
+            start_lattice[parent_hash] = candidate_lattice(parent, lattices)
     stored = []
     for step, candidates in result.candidates.items():
         for candidate, (parent_hash, _) in zip(candidates, starts, strict=True):
@@ -129,15 +140,19 @@ def _latent_candidates(
                 "adam_steps": step,
                 "seed": seed,
             }
-            stored.append(candidate)
+            stored.append((candidate, start_lattice[parent_hash]))
     return stored
 
 
-def snap_lattice(config: CampaignConfig) -> Literal["fcc", "bcc", "hcp"] | None:
-    """The parent lattice whose sites generated structures go onto (:func:`on_lattice`), or
-    ``None`` (an amorphous campaign, or ``generator.snap_to_lattice`` off)."""
-    kind = config.cell.lattice
-    return None if kind == "amorphous" or not config.generator.snap_to_lattice else kind
+def snap_lattice(
+    config: CampaignConfig, lattice: str | None = None
+) -> Literal["fcc", "bcc", "hcp"] | None:
+    """The parent lattice whose sites generated structures go onto (:func:`on_lattice`):
+    ``lattice`` (a proposal's, in a campaign of several) or the campaign's; ``None`` in an
+    amorphous campaign or with ``generator.snap_to_lattice`` off."""
+    if config.cell.amorphous or not config.generator.snap_to_lattice:
+        return None
+    return cast(Literal["fcc", "bcc", "hcp"], lattice or config.cell.lattices[0])
 
 
 def on_lattice(
@@ -146,8 +161,10 @@ def on_lattice(
     spec: DataSpec,
     pdm_target: Sequence[float] | None = None,
     sweeps: int = 0,
+    lattice: str | None = None,
 ) -> Candidate:
-    """``candidate`` with its atoms on the parent lattice's sites
+    """``candidate`` with its atoms on the parent lattice's sites (``lattice``, in a campaign
+    of several)
     (:func:`generator.solid_solution.snap_to_lattice`) in a lattice campaign with
     ``generator.snap_to_lattice``; unchanged otherwise. The snap moves atoms, so their
     neighbours change: with a ``pdm_target`` and ``sweeps > 0`` the elements are exchanged
@@ -155,7 +172,7 @@ def on_lattice(
     cutoffs ``spec.pdm_cutoffs``; the ideal sites need no contact limit), the only PDM matching
     such a candidate gets (:func:`generate` skips the decoder-side one). The snap's RMS
     displacement (Å) and the PDM error on the lattice (neighbours) go into the provenance."""
-    kind = snap_lattice(config)
+    kind = snap_lattice(config, lattice)
     if kind is None:
         return candidate
     snapped, rms = snap_to_lattice(candidate.structure, kind)

@@ -411,3 +411,45 @@ def test_no_child_outlives_a_killed_run(tmp_path):
     run.wait()
     _, alive = psutil.wait_procs(descendants, timeout=5.0)
     assert not alive, [" ".join(p.cmdline())[:80] for p in alive]
+
+
+def test_fcc_and_bcc_in_one_campaign(tmp_path, monkeypatch, prefect_api_url):
+    """Seed 001's training set is half FCC, half BCC: with `cell.lattice: [fcc, bcc]` the seed
+    cells alternate lattices, the lattice is a feature of the surrogates and a dimension of
+    the acquisition (each proposal names one), the decoder is told it as the phase, and each
+    generated cell goes onto its proposal's lattice (12 or 8 nearest neighbours per atom)."""
+    import yaml
+
+    from amloop.acquisition.features import build_training_set
+
+    data = yaml.safe_load(CONFIG.read_text())
+    data["name"] = "loop-fcc-bcc"
+    data["cell"]["lattice"] = ["fcc", "bcc"]
+    data["generator"].pop("local_search")
+    config = tmp_path / "fcc-bcc.yaml"
+    config.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("AMLOOP_HOME", str(tmp_path / "home"))
+    torch.set_num_threads(1)
+    handle = init_campaign(config, Settings())
+    reason = run_campaign(handle.database_url, handle.name, handle.directory, RunLimits())
+    assert reason == "2 iteration(s) done (limit 2)"
+    store = handle.store()
+    seeds = [c for c in store.candidates() if c.origin == "seed"]
+    assert sorted(c.provenance["lattice"] for c in seeds) == ["bcc"] * 3 + ["fcc"] * 3
+    proposals = [p for r in store.iterations() for p in r.metadata["proposals"]]
+    assert {p["lattice"] for p in proposals} <= {"fcc", "bcc"} and len(proposals) == 4
+    first_shell = {"fcc": (12, 2.7), "bcc": (8, 2.55)}  # neighbours within Å (a ~ 3.5 / 2.85)
+    generated = [c for c in store.candidates() if c.origin == "generated"]
+    assert generated
+    for candidate in generated:
+        lattice = candidate.provenance["proposal"]["lattice"]
+        assert candidate.provenance["snapped_to"] == lattice
+        count, radius = first_shell[lattice]
+        shells = {
+            len(candidate.structure.get_neighbors(site, radius)) for site in candidate.structure
+        }
+        assert shells == {count}, (lattice, shells)
+    training = build_training_set(store, handle.config)
+    assert training.feature_names[training.lattice_slice] == ["lattice:fcc", "lattice:bcc"]
+    one_hot = training.objectives["bulk_modulus"].X[:, training.lattice_slice]
+    assert set(map(tuple, one_hot)) == {(1.0, 0.0), (0.0, 1.0)}  # both lattices were scored
