@@ -563,7 +563,8 @@ def run_strategy(strategy: str, size: Size, seed: int) -> RunResult:
         origin = {c.content_hash: c.origin for c in run.store.candidates()}
     wall = time.perf_counter() - started
     values = [gated_value(e, threshold, size.n_atoms) for e in trace]
-    origins = [origin[e.candidate_hash] for e in trace]
+    # the local_search strategy's children are scored outside the store (swap_search_from)
+    origins = [origin.get(e.candidate_hash, "local_search") for e in trace]
     return RunResult(strategy, seed, values, wall, timings, origins=origins)
 
 
