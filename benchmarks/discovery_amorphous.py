@@ -51,7 +51,7 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -78,6 +78,7 @@ from benchmarks.discovery import (
     CurvePlot,
     RunResult,
     Size,
+    StrategyFn,
     cached_reference,
     composition_search,
     format_calls,
@@ -348,14 +349,11 @@ def melt_quench_search(run: CampaignRun, timings: dict[str, float]) -> list[Eval
     return composition_search(run, timings, melt_quenched_candidate)
 
 
-StrategyB = Callable[[CampaignRun, dict[str, float]], list[Evaluation]]
-
-
 def run_strategy(strategy: str, size: Size, seed: int) -> RunResult:
     """One strategy on one seed: the shared seed set, then the strategy until the core-hour
     budget is spent (or it stalls, :func:`benchmarks.discovery.composition_search`)."""
     assert isinstance(size, SizeB)
-    functions: dict[str, tuple[StrategyB, str]] = {
+    functions: dict[str, tuple[StrategyFn, str]] = {
         "random_mq": (melt_quench_search, "random"),
         "composition_bo_mq": (melt_quench_search, "qLogNEHVI"),
         "amloop": (run_loop, "qLogNEHVI"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
 
@@ -33,6 +33,7 @@ from amloop.generator.sample import (
     seeded_generator,
 )
 from amloop.generator.train import TrainingHistory, split_indices, train
+from amloop.state.composition import structure_fractions
 from amloop.state.device import resolve_device
 from amloop.state.files import atomic_path, sha256_file
 from amloop.state.schema import Candidate, CandidateOrigin
@@ -385,7 +386,7 @@ class CondCDVAE(Generator):
         )  # fmt: skip
         pdms = [spec.pdm_of(s).tolist() for s in starts]
         conditions = [
-            Condition(composition=_fractions(s), pdm_target=p, n_atoms=len(s))
+            Condition(composition=structure_fractions(s), pdm_target=p, n_atoms=len(s))
             for s, p in zip(starts, pdms, strict=True)
         ]
         generator = seeded_generator(seed, self.device)
@@ -474,8 +475,3 @@ class CondCDVAE(Generator):
 
 class CheckpointError(ValueError):
     """A generator checkpoint folder that cannot be loaded; the message says why."""
-
-
-def _fractions(structure: Structure) -> Mapping[str, float]:
-    fractions = structure.composition.fractional_composition
-    return {element.symbol: float(x) for element, x in fractions.items()}

@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable, Mapping
 from itertools import combinations
 
-from pymatgen.core import Composition, DummySpecies, Element
+from pymatgen.core import Composition, DummySpecies, Element, Structure
 
 
 class CompositionError(ValueError):
@@ -97,6 +97,12 @@ def atom_counts(composition: Mapping[str, float], n_atoms: int) -> dict[str, int
     for el in sorted(exact, key=lambda e: (counts[e] - exact[e], e))[:leftover]:
         counts[el] += 1
     return {el: n for el, n in counts.items() if n > 0}
+
+
+def structure_fractions(structure: Structure) -> dict[str, float]:
+    """Atomic fractions of ``structure`` by element symbol."""
+    fractions = structure.composition.fractional_composition
+    return {element.symbol: float(x) for element, x in fractions.items()}
 
 
 def subsystems(

@@ -12,6 +12,7 @@ from amloop.generator.quality_gate import QualityGate
 from amloop.loop.steps.calls import evaluate
 from amloop.loop.steps.run import GATE_ORACLE, CampaignRun, oracle_config
 from amloop.oracles.gates import EnergyReference, energy_gate
+from amloop.state.composition import structure_fractions
 from amloop.state.schema import Candidate, Cost, Evaluation
 
 
@@ -61,7 +62,10 @@ def seed_energy_reference(run: CampaignRun) -> EnergyReference | None:
         return None
     seeds = {c.content_hash: c for c in run.store.candidates(origin="seed")}
     scored = [
-        (fractions(seeds[e.candidate_hash].structure), e.properties["energy_per_atom"].value)
+        (
+            structure_fractions(seeds[e.candidate_hash].structure),
+            e.properties["energy_per_atom"].value,
+        )
         for e in run.store.evaluations(
             oracle=quality.energy_oracle, status="done", candidates=list(seeds), structures=False
         )
@@ -71,11 +75,6 @@ def seed_energy_reference(run: CampaignRun) -> EnergyReference | None:
         return None
     compositions, energies = zip(*scored, strict=True)
     return EnergyReference.from_seeds(compositions, energies, quality.energy_reference)
-
-
-def fractions(structure: Structure) -> dict[str, float]:
-    """Atomic fractions of ``structure`` by element symbol."""
-    return {el.symbol: x for el, x in structure.composition.fractional_composition.items()}
 
 
 def seed_structures(run: CampaignRun) -> list[tuple[str, Structure]]:
@@ -117,7 +116,7 @@ def _gate_one(
         else:
             relaxed = evaluation.properties["energy_per_atom"].value
             raw = float(evaluation.provenance.get("raw_energy_per_atom_eV", relaxed))
-            threshold = reference.at(fractions(candidate.structure)) + (
+            threshold = reference.at(structure_fractions(candidate.structure)) + (
                 quality.max_energy_above_reference or 0.0
             )
             kept, why = energy_gate(
