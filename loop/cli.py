@@ -449,7 +449,10 @@ def evaluate(
         console.print(f"wrote {len(final)} relaxed/quenched structure(s) to {output}")
     if as_json:
         payload = [
-            {"file": label, **evaluation.model_dump(mode="json", exclude={"relaxed_structure"})}
+            {
+                "file": label,
+                **evaluation.model_dump(mode="json", exclude={"relaxed_structure", "labels"}),
+            }
             for label, evaluation in records
         ]
         typer.echo(json.dumps(payload, indent=2))

@@ -17,6 +17,7 @@ from pymatgen.core import Lattice, Structure
 
 from amloop.oracles.base import Oracle, OracleFailed, OracleOptions, OracleResult, OracleSetupError
 from amloop.oracles.gates import check_min_distance
+from amloop.oracles.labels import ase_label
 from amloop.oracles.mlp.backends import DEFAULT_MODEL, load_backend, resolve_device
 from amloop.oracles.mlp.references import (
     REFERENCE_FMAX,
@@ -256,6 +257,8 @@ class MLPOracle(Oracle):
             raise OracleFailed(
                 f"composition lost: {structure.composition.formula} -> {relaxed.composition.formula}"
             )
+        with self._calculator_on(atoms):
+            label = ase_label(atoms, relaxed)
         formation = energy - sum(
             amount * references[el.symbol].energy_per_atom
             for el, amount in structure.composition.fractional_composition.items()
@@ -269,6 +272,7 @@ class MLPOracle(Oracle):
                 "pressure": PropertyValue(value=pressure, unit="GPa"),
             },
             relaxed_structure=relaxed,
+            labels=[label],
             provenance={
                 "natoms": natoms,
                 "raw_energy_per_atom_eV": raw,
