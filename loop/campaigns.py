@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from amloop.oracles.base import OracleSetupError
+from amloop.oracles.mlp.committee import uses_campaign_committee
 from amloop.oracles.registry import oracle_from_config, oracle_types
 from amloop.state.composition import subsystems
 from amloop.state.config import (
@@ -101,6 +102,8 @@ def check_oracles(config: CampaignConfig) -> None:
     """
     spaces = subsystems(config.elements, config.bounds)
     for index, oracle_config in enumerate(config.oracles):
+        if uses_campaign_committee(oracle_config):
+            continue  # fitted by the campaign itself (amloop mlp fit): nothing to load yet
         try:
             oracle = oracle_from_config(oracle_config)
             check = getattr(oracle, "check_elements", None)

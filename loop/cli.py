@@ -449,7 +449,10 @@ def evaluate(
         console.print(f"wrote {len(final)} relaxed/quenched structure(s) to {output}")
     if as_json:
         payload = [
-            {"file": label, **evaluation.model_dump(mode="json", exclude={"relaxed_structure"})}
+            {
+                "file": label,
+                **evaluation.model_dump(mode="json", exclude={"relaxed_structure", "labels"}),
+            }
             for label, evaluation in records
         ]
         typer.echo(json.dumps(payload, indent=2))
@@ -550,6 +553,56 @@ def seed(
 
 def _open_request_ids(store: CampaignStore) -> set[int]:
     return {r.id for r in store.lab_requests(status="open") if r.id is not None}
+
+
+mlp_app = typer.Typer(help="The campaign's own machine-learned potential.", no_args_is_help=True)
+app.add_typer(mlp_app, name="mlp")
+
+
+@mlp_app.command("fit")
+@_user_errors
+def mlp_fit(
+    campaign: CampaignOption = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="fit even if the labels have not grown enough")
+    ] = False,
+) -> None:
+    """Fit a committee of matgl potentials on the campaign's force labels (mlp.train_on)."""
+    from amloop.loop.steps.potential import refit_due, refit_potential
+    from amloop.loop.steps.run import CampaignRun
+    from amloop.state.lock import owner_process_is_dead
+
+    handle = _campaign(campaign)
+    store = handle.store()
+    lock = store.info().lock
+    if lock is not None and not owner_process_is_dead(lock.owner):
+        raise typer.BadParameter(
+            f"campaign {handle.name} is running ({lock.owner}): its loop refits the potential "
+            "after each iteration; stop it first to fit by hand"
+        )
+    run = CampaignRun(store, handle.config, handle.directory)
+    due, reason = refit_due(run)
+    if not (due or force):
+        console.print(f"no fit due: {reason} (--force fits anyway)")
+        return
+    iterations = store.iterations()
+    with console.status(f"fitting: {reason}") as spinner:
+        fit = refit_potential(
+            run,
+            iterations[-1].index if iterations else None,
+            force=True,
+            progress=lambda line: spinner.update(f"fitting {line}"),
+        )
+    assert fit is not None
+    stress = fit.committee.stress_GPa
+    console.print(
+        f"[green]fitted[/] {fit.version} ({fit.n_train} training, {fit.n_validation} held-out "
+        f"labels, {fit.core_s:.0f} core-s): held-out MAE energy "
+        f"{fit.committee.energy_eV_per_atom * 1000:.1f} meV/atom, forces "
+        f"{fit.committee.force_eV_per_A:.3f} eV/Å"
+        + (f", stress {stress:.2f} GPa" if stress is not None else ""),
+        highlight=False,
+    )
 
 
 experiments = typer.Typer(help="Lab requests: the experiment fidelity.", no_args_is_help=True)

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pymatgen.core import Structure
 
-from amloop.state.schema import Candidate, Cost, Evaluation, PropertyValue
+from amloop.state.schema import Candidate, Cost, Evaluation, ForceLabel, PropertyValue
 
 
 class OracleSetupError(RuntimeError):
@@ -88,6 +88,8 @@ class OracleResult:
     relaxed_structure: Structure | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     gpu_s: float = 0.0
+    #: Energy, forces and stress of the structures the call computed (training labels).
+    labels: list[ForceLabel] = field(default_factory=list)
 
 
 class FidelitySource:
@@ -172,6 +174,9 @@ class Oracle(FidelitySource, ABC):
             properties=result.properties if result else {},
             relaxed_structure=result.relaxed_structure if result else None,
             provenance={**self.provenance(), **(result.provenance if result else {})},
+            labels=[label.model_copy(update={"oracle": self.name}) for label in result.labels]
+            if result
+            else [],
             cost=cost,
             error=error,
             traceback=tb,

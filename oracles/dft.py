@@ -61,7 +61,7 @@ from amloop.oracles.base import (
 )
 from amloop.oracles.dos_descriptors import DOS_UNIT, ProjectedDos, describe
 from amloop.oracles.gates import check_min_distance
-from amloop.state.schema import Candidate, Cost, Evaluation
+from amloop.state.schema import Candidate, Cost, Evaluation, ForceLabel
 from amloop.state.structures import content_hash
 
 if TYPE_CHECKING:
@@ -578,7 +578,15 @@ class DftOracle(Oracle):
             "core_s": wall * self.options.processes,
             "descriptors": descriptors.as_dict(),
         }
-        return OracleResult(properties=descriptors.properties(), provenance=provenance)
+        label = ForceLabel(
+            structure=structure,
+            energy_eV=result["free_energy_eV"],
+            forces_eV_per_A=result["forces_eV_per_A"],
+            stress_GPa=result["stress_GPa"],
+        )
+        return OracleResult(
+            properties=descriptors.properties(), provenance=provenance, labels=[label]
+        )
 
     def _projected_dos(self, workdir: Path, result: dict[str, Any]) -> ProjectedDos:
         """Broaden the worker's eigenstates into a PDOS on the grid around the window.

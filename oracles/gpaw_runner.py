@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import ase
 import gpaw
 import numpy as np
-from ase import Atoms
+from ase import Atoms, units
 from gpaw import GPAW, PW, FermiDirac, KohnShamConvergenceError
 from gpaw.mpi import world
 
@@ -219,6 +219,9 @@ def main(input_file: str) -> None:
                 calc.get_magnetic_moments().tolist() if spinpol else [0.0] * len(atoms)
             ),
             "iterations": int(calc.get_number_of_iterations()),
+            # force labels for the campaign's own potentials (free energy: forces are its gradient)
+            "forces_eV_per_A": atoms.get_forces().tolist(),
+            "stress_GPa": stress_GPa(atoms) if spec["mode"] == "pw" else None,
             "nbands": int(wfs.bd.nbands),
             "nkpts_ibz": int(nk),
             "nspins": int(wfs.nspins),
@@ -226,6 +229,12 @@ def main(input_file: str) -> None:
             "wall_s": time.perf_counter() - started,
         },
     )
+
+
+def stress_GPa(atoms: Atoms) -> list[float]:
+    """The converged calculation's stress, Voigt ``xx, yy, zz, yz, xz, xy`` (GPa, ASE's sign;
+    plane-wave mode only)."""
+    return (atoms.get_stress(voigt=True) / units.GPa).tolist()
 
 
 if __name__ == "__main__":

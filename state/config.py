@@ -291,6 +291,35 @@ class GeneratorConfig(BaseModel):
     )
 
 
+class PotentialFitConfig(BaseModel):
+    """The campaign's own machine-learned potential (``amloop mlp fit``, seed 003): a committee
+    of matgl potentials fitted on the force labels of ``train_on``'s calls; its spread is the
+    uncertainty of the ``mlp`` oracle with ``model: campaign``."""
+
+    model_config = _STRICT
+    train_on: list[str] = Field(
+        min_length=1, description="oracles whose force labels (energy, forces, stress) train it"
+    )
+    architecture: Literal["m3gnet", "tensornet"] = Field(
+        "m3gnet", description="matgl model: `m3gnet` or `tensornet`"
+    )
+    committee: int = Field(4, ge=2, description="members (seeds and bootstrap resamples)")
+    units: int = Field(32, ge=4, description="feature width of each member")
+    blocks: int = Field(2, ge=1, description="interaction blocks of each member")
+    cutoff_A: float = Field(5.0, gt=1.0, description="graph cutoff radius (Å)")
+    epochs: int = Field(100, ge=1, description="training epochs of each member")
+    batch_size: int = Field(16, ge=1, description="structures per training batch")
+    learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate")
+    stress_weight: float = Field(0.1, ge=0, description="stress term of the loss (GPa scale)")
+    validation_fraction: float = Field(
+        0.1, gt=0, lt=0.5, description="held-out labels (the same for every member)"
+    )
+    min_labels: int = Field(10, ge=4, description="labels needed before the first fit")
+    refit_growth: float = Field(
+        0.2, gt=0, description="refit once the labels grew by this fraction since the last fit"
+    )
+
+
 class AcquisitionConfig(BaseModel):
     """Settings of the Bayesian acquisition that proposes the next conditions."""
 
@@ -406,6 +435,9 @@ class CampaignConfig(BaseModel):
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     acquisition: AcquisitionConfig = Field(default_factory=AcquisitionConfig)
     quality: QualityGateConfig = Field(default_factory=QualityGateConfig)
+    mlp: PotentialFitConfig | None = Field(
+        None, description="the campaign's own potential, fitted on its force labels"
+    )
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     seed: int = 0
 
@@ -466,6 +498,10 @@ class CampaignConfig(BaseModel):
             *(
                 (f"acquisition.seed_oracles.{i}", n)
                 for i, n in enumerate(self.acquisition.seed_oracles or [])
+            ),
+            *(
+                (f"mlp.train_on.{i}", n)
+                for i, n in enumerate(self.mlp.train_on if self.mlp else [])
             ),
         ]
         for field, name in named:

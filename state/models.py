@@ -165,3 +165,23 @@ class EventRow(Base):
     payload: Mapped[dict] = mapped_column(JSON, default=dict)
     iteration: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LabelRow(Base):
+    __tablename__ = "labels"
+    __table_args__ = (
+        UniqueConstraint("evaluation_id", "position", name="uq_label_position"),
+        Index("ix_labels_campaign_oracle", "campaign_id", "oracle"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    evaluation_id: Mapped[int] = mapped_column(ForeignKey("evaluations.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)  # order within the evaluation's labels
+    oracle: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(20))
+    structure: Mapped[str] = mapped_column(Text)  # pymatgen JSON
+    n_atoms: Mapped[int] = mapped_column(Integer)
+    energy_eV: Mapped[float] = mapped_column(Float)
+    forces_eV_per_A: Mapped[list] = mapped_column(JSON)
+    stress_GPa: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -12,6 +12,7 @@ from amloop.state.models import (
     EvaluationRow,
     EventRow,
     IterationRow,
+    LabelRow,
     MeasurementRow,
 )
 from amloop.state.schema import (
@@ -20,6 +21,7 @@ from amloop.state.schema import (
     Cost,
     Evaluation,
     Event,
+    ForceLabel,
     IterationRecord,
     Measurement,
 )
@@ -50,6 +52,24 @@ def evaluation_record(
             "candidate_hash": candidate_hash,
             "cost": Cost(core_s=row.cost_core_s, gpu_s=row.cost_gpu_s),
             "relaxed_structure": row.relaxed_structure if structures else None,
+        }
+    )
+
+
+def label_record(row: LabelRow, candidate_hash: str) -> ForceLabel:
+    """The force label of a row, of the candidate ``candidate_hash``."""
+    return ForceLabel.model_validate(
+        {
+            "structure": row.structure,
+            "energy_eV": row.energy_eV,
+            "forces_eV_per_A": row.forces_eV_per_A,
+            "stress_GPa": row.stress_GPa,
+            "source": row.source,
+            "oracle": row.oracle,
+            "candidate_hash": candidate_hash,
+            "evaluation_id": row.evaluation_id,
+            "id": row.id,
+            "created_at": row.created_at,
         }
     )
 

@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     model_validator,
 )
 from pymatgen.core import Structure
@@ -35,8 +36,12 @@ def _stored_structure(value: Any) -> Any:
 
 #: A datetime in UTC (a naive one, as SQLite returns it, is taken as UTC).
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
-#: A structure, also given as its stored JSON text.
-StoredStructure = Annotated[Structure, BeforeValidator(_stored_structure)]
+#: A structure, also given as its stored JSON text (written as pymatgen's dict in JSON mode).
+StoredStructure = Annotated[
+    Structure,
+    BeforeValidator(_stored_structure),
+    PlainSerializer(lambda structure: structure.as_dict(), when_used="json"),
+]
 #: A JSON object that may be stored as NULL.
 JsonObject = Annotated[dict[str, Any], BeforeValidator(lambda value: value or {})]
 #: Where a record's ``metadata`` is read from: the row's ``meta`` column (SQLAlchemy reserves
@@ -110,6 +115,44 @@ class Candidate(_Record):
         return Candidate(**{**fields, "structure": structure, "provenance": provenance})
 
 
+class ForceLabel(_Record):
+    """Energy, forces and stress of one structure as an oracle computed them: a training
+    label for the campaign's own potentials (``amloop mlp fit``).
+
+    Attributes:
+        structure: The labelled structure (positions as computed, not relaxed further).
+        energy_eV: Total energy (eV).
+        forces_eV_per_A: Forces, shape ``(n_atoms, 3)`` (eV/Å).
+        stress_GPa: Stress in Voigt order ``xx, yy, zz, yz, xz, xy`` (GPa, ASE's sign: positive
+            is tensile), ``None`` where the oracle gives none.
+        source: Which structure of the call: ``final`` (the structure the properties belong
+            to), ``relaxation`` (a step on the way), ``snapshot`` (an MD frame).
+        oracle: Name of the oracle that computed it (set by the oracle).
+        candidate_hash: The candidate whose call produced it (set by the store).
+        evaluation_id: The evaluation it belongs to (set by the store).
+    """
+
+    structure: StoredStructure
+    energy_eV: float
+    forces_eV_per_A: list[list[float]]
+    stress_GPa: list[float] | None = None
+    source: Literal["final", "relaxation", "snapshot"] = "final"
+    oracle: str = ""
+    candidate_hash: str = ""
+    evaluation_id: int | None = None
+    id: int | None = None
+    created_at: UtcDatetime | None = None
+
+    @model_validator(mode="after")
+    def _check_shapes(self) -> ForceLabel:
+        n_atoms = len(self.structure)
+        if len(self.forces_eV_per_A) != n_atoms or any(len(f) != 3 for f in self.forces_eV_per_A):
+            raise ValueError(f"forces must have shape ({n_atoms}, 3), one row per atom")
+        if self.stress_GPa is not None and len(self.stress_GPa) != 6:
+            raise ValueError("stress must have the 6 Voigt components xx, yy, zz, yz, xz, xy")
+        return self
+
+
 class Evaluation(_Record):
     """One oracle call on one candidate; unique per (candidate, oracle, fidelity)."""
 
@@ -125,6 +168,9 @@ class Evaluation(_Record):
     relaxed_structure: StoredStructure | None = None
     provenance: dict[str, Any] = Field(default_factory=dict)
     iteration: int | None = None
+    #: Force labels the call produced; the store keeps them in their own table (read them
+    #: back with ``CampaignStore.labels``), so a stored evaluation reads back without them.
+    labels: list[ForceLabel] = Field(default_factory=list)
     id: int | None = None
     created_at: UtcDatetime | None = None
     started_at: UtcDatetime | None = None

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DatabaseError as SqlDatabaseError
 from sqlalchemy.exc import IntegrityError
@@ -36,6 +36,7 @@ from amloop.state.models import (
     EvaluationRow,
     EventRow,
     IterationRow,
+    LabelRow,
     LabRequestRow,
     MeasurementRow,
     utcnow,
@@ -47,6 +48,7 @@ from amloop.state.records import (
     evaluation_record,
     event_record,
     iteration_record,
+    label_record,
     measurement_record,
 )
 from amloop.state.schema import (
@@ -59,6 +61,7 @@ from amloop.state.schema import (
     Evaluation,
     EvaluationStatus,
     Event,
+    ForceLabel,
     IterationPhase,
     IterationRecord,
     LockInfo,
@@ -208,7 +211,8 @@ class CampaignStore(CampaignLock, LabRequests):
         """Insert or update the evaluation keyed by (candidate, oracle, fidelity).
 
         A finished (``done``) evaluation is never overwritten by an unfinished or failed one,
-        so re-running work after a crash cannot lose or duplicate a result.
+        so re-running work after a crash cannot lose or duplicate a result. The force labels of
+        a ``done`` evaluation are written in the same transaction (replacing any it had).
 
         Raises:
             LookupError: the candidate is not in this campaign.
@@ -235,6 +239,9 @@ class CampaignStore(CampaignLock, LabRequests):
             )
             row.started_at = evaluation.started_at or row.started_at
             row.finished_at = evaluation.finished_at
+            if evaluation.status == "done" and evaluation.labels:
+                session.flush()  # the row's id, for its labels
+                self._replace_labels(session, row, evaluation.labels)
             if evaluation.status == "failed":
                 self._event(
                     session,
@@ -333,6 +340,28 @@ class CampaignStore(CampaignLock, LabRequests):
         with self.transaction() as session:
             rows = session.execute(query.order_by(EvaluationRow.id)).all()
             return [evaluation_record(row, content_hash, structures) for row, content_hash in rows]
+
+    def labels(self, *, oracles: Collection[str] | None = None) -> list[ForceLabel]:
+        """Force labels of finished calls (of ``oracles`` if given), oldest first."""
+        query = (
+            select(LabelRow, CandidateRow.content_hash)
+            .join(EvaluationRow, EvaluationRow.id == LabelRow.evaluation_id)
+            .join(CandidateRow, CandidateRow.id == EvaluationRow.candidate_id)
+            .where(LabelRow.campaign_id == self.campaign_id)
+        )
+        if oracles is not None:
+            query = query.where(LabelRow.oracle.in_(list(oracles)))
+        with self.transaction() as session:
+            rows = session.execute(query.order_by(LabelRow.id)).all()
+            return [label_record(row, content_hash) for row, content_hash in rows]
+
+    def label_count(self, *, oracles: Collection[str] | None = None) -> int:
+        """Number of force labels (of ``oracles`` if given)."""
+        query = select(func.count()).where(LabelRow.campaign_id == self.campaign_id)
+        if oracles is not None:
+            query = query.where(LabelRow.oracle.in_(list(oracles)))
+        with self.transaction() as session:
+            return int(session.execute(query).scalar_one())
 
     def evaluation_counts(self) -> dict[str, int]:
         """Finished or failed calls per oracle name (what per-oracle budgets count)."""
@@ -625,6 +654,26 @@ class CampaignStore(CampaignLock, LabRequests):
         if self.engine.dialect.name == "postgresql":
             query = query.with_for_update()
         return session.scalars(query).one()
+
+    def _replace_labels(
+        self, session: Session, row: EvaluationRow, labels: Sequence[ForceLabel]
+    ) -> None:
+        session.execute(delete(LabelRow).where(LabelRow.evaluation_id == row.id))
+        for position, label in enumerate(labels):
+            session.add(
+                LabelRow(
+                    campaign_id=self.campaign_id,
+                    evaluation_id=row.id,
+                    position=position,
+                    oracle=label.oracle or row.oracle,
+                    source=label.source,
+                    structure=structure_to_json(label.structure),
+                    n_atoms=len(label.structure),
+                    energy_eV=label.energy_eV,
+                    forces_eV_per_A=label.forces_eV_per_A,
+                    stress_GPa=label.stress_GPa,
+                )
+            )
 
     def _iteration_row(self, session: Session, index: int) -> IterationRow | None:
         return session.scalars(

@@ -9,6 +9,7 @@ import torch
 
 from amloop.oracles.base import FidelitySource
 from amloop.oracles.experiment import ExperimentOracle
+from amloop.oracles.mlp.committee import with_campaign_committee
 from amloop.oracles.registry import oracle_from_config
 from amloop.state.config import CampaignConfig, OracleConfig
 from amloop.state.schema import IterationRecord
@@ -38,6 +39,9 @@ class CampaignRun:
         store = CampaignStore.open(database_url, campaign)
         config = CampaignConfig.model_validate(store.info().config)
         return cls(store, config, Path(directory))
+
+    def __post_init__(self) -> None:
+        self.config = with_campaign_committee(self.config, self.directory)
 
     def generator_dir(self, index: int) -> Path:
         """Checkpoint folder of the generator used in iteration ``index``."""

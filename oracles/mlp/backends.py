@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import io
 import threading
 import warnings
@@ -23,6 +24,11 @@ from amloop.state.files import sha256_file
 
 #: The universal potential used when no ``model`` is given.
 DEFAULT_MODEL = "chgnet"
+#: The campaign's own committee (``amloop mlp fit``), resolved to ``committee:<folder>`` by the
+#: campaign's run.
+CAMPAIGN_MODEL = "campaign"
+#: Where in a campaign's folder its committees are fitted.
+CAMPAIGN_COMMITTEE_DIR = "mlp"
 
 
 #: Files of a model directory saved by matgl (``Potential.save(dir)``).
@@ -223,6 +229,41 @@ def _load_matgl(directory: str, device: str) -> Backend:
     )
 
 
+def _load_committee(directory: str, device: str) -> Backend:
+    """The newest committee fitted under ``directory`` (``amloop mlp fit``): the members' mean,
+    their spread in :attr:`CommitteeCalculator.spread`."""
+    from amloop.oracles.mlp.committee import (
+        CommitteeCalculator,
+        committee_summary,
+        member_folders,
+        newest_committee,
+    )
+
+    version = newest_committee(Path(directory).expanduser())
+    if version is None:
+        raise OracleSetupError(
+            f"no committee potential fitted in {directory} yet: run `amloop mlp fit` once the "
+            "campaign has force labels from the oracles named in mlp.train_on"
+        )
+    members = [_load_matgl(str(folder), device) for folder in member_folders(version)]
+    summary = committee_summary(version)
+    identity = hashlib.sha256("".join(m.identity for m in members).encode()).hexdigest()
+    return Backend(
+        calculator=CommitteeCalculator([m.calculator for m in members]),
+        elements=frozenset(summary["elements"]),
+        identity=f"committee:{identity[:16]}",
+        provenance={
+            "code": "matgl",
+            "version": package_version("matgl"),
+            "weights": f"committee of {len(members)} {summary['settings']['architecture']}",
+            "committee": str(version),
+            "n_labels": summary["n_labels"],
+            "validation": summary["committee"],
+        },
+        device_context=members[0].device_context,
+    )
+
+
 @functools.cache
 def _cached_backend(model: str, device: str, stamp: float) -> Backend:
     if model == "chgnet":
@@ -231,16 +272,20 @@ def _cached_backend(model: str, device: str, stamp: float) -> Backend:
         return load_sevennet(device)
     if model.startswith("matgl:"):
         return _load_matgl(model.removeprefix("matgl:"), device)
+    if model.startswith("committee:"):
+        return _load_committee(model.removeprefix("committee:"), device)
     raise OracleSetupError(
         f"unknown model '{model}'; use 'chgnet' or '7net-0' (universal potentials whose weights "
-        "ship in their wheels) or 'matgl:/path/to/model_dir' (a saved matgl potential)"
+        "ship in their wheels), 'matgl:/path/to/model_dir' (a saved matgl potential), "
+        "'committee:/path' (committees fitted by `amloop mlp fit`) or, in a campaign, 'campaign'"
     )
 
 
 def load_backend(model: str, device: str) -> Backend:
     """The potential named by ``model`` on ``device``, loaded once per process.
 
-    A matgl directory is reloaded when its ``state.pt`` changes (a new fine-tune).
+    A matgl directory is reloaded when its ``state.pt`` changes (a new fine-tune), a committee
+    folder when a newer version is fitted.
 
     Raises:
         OracleSetupError: unknown model, missing package or weights (the message says what to
@@ -250,6 +295,10 @@ def load_backend(model: str, device: str) -> Backend:
     if model.startswith("matgl:"):
         state = Path(model.removeprefix("matgl:")).expanduser() / "state.pt"
         stamp = state.stat().st_mtime if state.is_file() else 0.0
+    if model.startswith("committee:"):
+        from amloop.oracles.mlp.committee import committee_versions
+
+        stamp = float(len(committee_versions(Path(model.removeprefix("committee:")).expanduser())))
     return _cached_backend(model, device, stamp)
 
 

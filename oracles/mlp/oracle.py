@@ -17,7 +17,14 @@ from pymatgen.core import Lattice, Structure
 
 from amloop.oracles.base import Oracle, OracleFailed, OracleOptions, OracleResult, OracleSetupError
 from amloop.oracles.gates import check_min_distance
-from amloop.oracles.mlp.backends import DEFAULT_MODEL, load_backend, resolve_device
+from amloop.oracles.labels import ase_label
+from amloop.oracles.mlp.backends import (
+    CAMPAIGN_MODEL,
+    DEFAULT_MODEL,
+    Backend,
+    load_backend,
+    resolve_device,
+)
 from amloop.oracles.mlp.references import (
     REFERENCE_FMAX,
     REFERENCE_MAX_STEPS,
@@ -36,8 +43,9 @@ class MLPOptions(OracleOptions):
 
     model: str = Field(
         DEFAULT_MODEL,
-        description="`chgnet` (CHGNet 0.3.0), `7net-0` (`sevennet` extra), or "
-        "`matgl:/path/to/model_dir`",
+        description="`chgnet` (CHGNet 0.3.0), `7net-0` (`sevennet` extra), "
+        "`matgl:/path/to/model_dir`, `committee:/path` or `campaign` (the newest committee "
+        "that `amloop mlp fit` fitted in the campaign; its spread is the uncertainty)",
     )
     device: str | None = Field(
         None,
@@ -103,12 +111,24 @@ class MLPOracle(Oracle):
         super().__init__(**settings)
         model, device = self.options.model, self.options.device
         cache_dir, disk_cache = self.options.cache_dir, self.options.disk_cache
+        if model == CAMPAIGN_MODEL:
+            raise OracleSetupError(
+                "model: campaign names the campaign's own committee potential, which only a "
+                "campaign's run resolves (to committee:<campaign folder>/mlp); outside a "
+                "campaign give model: committee:/path/to/folder"
+            )
         self.model = str(model)
         self.device = resolve_device(device)
-        self.backend = load_backend(self.model, self.device)
+        self.backend  # noqa: B018 - load now: a missing model is a setup error, not a failed call
         folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.references = ReferenceCache(folder / "mlp_references.json" if disk_cache else None)
         self._raw_energies: dict[int, float] = {}  # id(structure) -> eV/atom, see evaluate_many
+
+    @property
+    def backend(self) -> Backend:
+        """The loaded potential (of a committee folder, its newest version: a refit is used
+        from the next call on)."""
+        return load_backend(self.model, self.device)
 
     # -- elements and references -----------------------------------------------------------
 
@@ -256,19 +276,29 @@ class MLPOracle(Oracle):
             raise OracleFailed(
                 f"composition lost: {structure.composition.formula} -> {relaxed.composition.formula}"
             )
+        with self._calculator_on(atoms):
+            label = ase_label(atoms, relaxed)
+            spread = getattr(self.backend.calculator, "spread", None)  # a committee's
         formation = energy - sum(
             amount * references[el.symbol].energy_per_atom
             for el, amount in structure.composition.fractional_composition.items()
         )
         pressure = -float(np.trace(stress)) / 3.0 / EV_PER_A3_PER_GPA
+        sigma = spread.energy_eV_per_atom if spread is not None else None
+        committee = (
+            {"committee_force_spread_eV_per_A": spread.force_eV_per_A} if spread is not None else {}
+        )
         wall = time.perf_counter() - started
         return OracleResult(
             properties={
-                "energy_per_atom": PropertyValue(value=energy, unit="eV/atom"),
-                "formation_energy_per_atom": PropertyValue(value=float(formation), unit="eV/atom"),
+                "energy_per_atom": PropertyValue(value=energy, unit="eV/atom", uncertainty=sigma),
+                "formation_energy_per_atom": PropertyValue(
+                    value=float(formation), unit="eV/atom", uncertainty=sigma
+                ),
                 "pressure": PropertyValue(value=pressure, unit="GPa"),
             },
             relaxed_structure=relaxed,
+            labels=[label],
             provenance={
                 "natoms": natoms,
                 "raw_energy_per_atom_eV": raw,
@@ -280,6 +310,7 @@ class MLPOracle(Oracle):
                     for symbol, ref in references.items()
                 },
                 "wall_s": wall,
+                **committee,
             },
             gpu_s=wall if self.device.startswith("cuda") else 0.0,
         )

@@ -103,6 +103,17 @@ def test_ni_d_band_centre_is_below_the_fermi_level(ni_run) -> None:
     assert 8.5 < d_states < 10.0  # ten d states, less the interstitial part
 
 
+def test_the_call_keeps_a_force_label_that_respects_cubic_symmetry(ni_run) -> None:
+    (label,) = ni_run.labels
+    assert label.oracle == "dft" and label.source == "final"
+    assert label.energy_eV == pytest.approx(ni_run.provenance["free_energy_eV"])
+    assert np.abs(label.forces_eV_per_A).max() < 1e-3  # every atom a centre of inversion
+    assert label.stress_GPa is not None
+    xx, yy, zz, *shear = label.stress_GPa
+    assert yy == pytest.approx(xx, abs=0.05) and zz == pytest.approx(xx, abs=0.05)
+    assert np.abs(shear).max() < 0.05  # GPa: a cubic crystal under hydrostatic stress only
+
+
 def test_orbital_projections_sum_to_the_total_dos(ni_run) -> None:
     """PAW-sphere populations: complete for semicore states, 85-100 % for valence states.
 

@@ -13,7 +13,14 @@ from store_helpers import FIDELITY, ORACLE, done_evaluation, pair_structure
 
 from amloop.state.database import current_revision, head_revision
 from amloop.state.models import MeasurementRow
-from amloop.state.schema import Artifact, Candidate, Cost, Evaluation, Measurement
+from amloop.state.schema import (
+    Artifact,
+    Candidate,
+    Cost,
+    Evaluation,
+    ForceLabel,
+    Measurement,
+)
 from amloop.state.store import CampaignExists, CampaignNotFound, CampaignStore, LockHeld
 
 CONFIG = {"name": "test", "elements": ["Cr", "Fe", "Ni"]}
@@ -458,3 +465,39 @@ def test_a_reused_pid_does_not_keep_a_dead_holders_lock(store: CampaignStore) ->
     taken = store.acquire_lock("host-b:1:1.0:cafe", stale_after_s=3600)
     assert taken.owner == "host-b:1:1.0:cafe"
     assert store.events(kind="lock_taken_over")
+
+
+def force_label(structure: Structure, energy: float) -> ForceLabel:
+    n_atoms = len(structure)
+    return ForceLabel(
+        structure=structure,
+        energy_eV=energy,
+        forces_eV_per_A=[[0.1 * i, -0.2, 0.3] for i in range(n_atoms)],
+        stress_GPa=[1.0, 2.0, 3.0, 0.1, 0.2, 0.3],
+    )
+
+
+def test_force_labels_are_kept_with_their_evaluation_once(store: CampaignStore) -> None:
+    candidate = store.add_candidate(Candidate(structure=pair_structure(0, 0), origin="seed"))
+    labels = [force_label(candidate.structure, -10.0), force_label(pair_structure(0, 1), -9.5)]
+    finished = done_evaluation(candidate.content_hash, 160.5).model_copy(update={"labels": labels})
+    store.record_evaluation(finished)
+    store.record_evaluation(finished)  # a retried write replaces, never doubles
+    stored = store.labels()
+    assert [label.energy_eV for label in stored] == [-10.0, -9.5]
+    assert stored[0].oracle == ORACLE and stored[0].candidate_hash == candidate.content_hash
+    assert stored[0].forces_eV_per_A[1] == [0.1, -0.2, 0.3]
+    assert stored[0].stress_GPa == [1.0, 2.0, 3.0, 0.1, 0.2, 0.3]
+    assert_same_structure(stored[1].structure, pair_structure(0, 1))
+    assert store.label_count(oracles=[ORACLE]) == 2 and store.label_count(oracles=["dft"]) == 0
+    assert count(store, "labels") == 2
+
+
+def test_force_label_shapes_are_checked() -> None:
+    structure = pair_structure(0, 0)
+    with pytest.raises(ValueError, match="one row per atom"):
+        ForceLabel(structure=structure, energy_eV=0.0, forces_eV_per_A=[[0.0, 0.0, 0.0]])
+    with pytest.raises(ValueError, match="Voigt"):
+        ForceLabel(
+            structure=structure, energy_eV=0.0, forces_eV_per_A=[[0.0] * 3] * 2, stress_GPa=[1.0]
+        )

@@ -1,0 +1,98 @@
+"""The campaign's own potential: refit the committee of matgl potentials on the force labels of
+``mlp.train_on`` when they have grown enough (``amloop mlp fit`` and the loop, after each
+iteration's calls); the fit is an artifact of the campaign, its cost charged to the iteration."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from amloop.loop.steps.run import CampaignRun
+from amloop.oracles.mlp.backends import CAMPAIGN_COMMITTEE_DIR
+from amloop.oracles.mlp.committee import SUMMARY_FILE, committee_summary, newest_committee
+from amloop.oracles.mlp.training import CommitteeFit, fit_committee
+from amloop.state.config import ConfigError
+from amloop.state.files import sha256_file
+from amloop.state.schema import Artifact, Cost
+
+#: Artifact kind of a fitted committee version.
+COMMITTEE_ARTIFACT = "mlp_committee"
+
+
+def refit_due(run: CampaignRun) -> tuple[bool, str]:
+    """Whether the labels warrant a (re)fit now, and why (or why not)."""
+    settings = run.config.mlp
+    if settings is None:
+        return False, "the campaign has no mlp section"
+    labels = run.store.label_count(oracles=settings.train_on)
+    newest = newest_committee(run.directory / CAMPAIGN_COMMITTEE_DIR)
+    if labels < settings.min_labels:
+        return (
+            False,
+            f"{labels} label(s) of {', '.join(settings.train_on)}, {settings.min_labels} needed",
+        )
+    if newest is None:
+        return True, f"first fit on {labels} labels"
+    fitted = int(committee_summary(newest)["n_labels"])
+    wanted = fitted * (1 + settings.refit_growth)
+    if labels < wanted:
+        return False, f"{labels} labels, {newest.name} fitted on {fitted}; refit at {wanted:.0f}"
+    return True, f"{labels} labels, {newest.name} fitted on {fitted}"
+
+
+def refit_potential(
+    run: CampaignRun,
+    iteration: int | None = None,
+    *,
+    force: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> CommitteeFit | None:
+    """Fit a new committee version when :func:`refit_due` (or ``force``), register it as an
+    artifact and charge its core-seconds to ``iteration`` (else to the audit log); ``None``
+    when no fit was due.
+
+    Raises:
+        ConfigError: the campaign has no ``mlp`` section, or (``force``) fewer than 2 labels.
+    """
+    settings = run.config.mlp
+    if settings is None:
+        raise ConfigError(
+            "the campaign has no mlp section: add mlp: {train_on: [<oracle>]} to fit its own "
+            "potential on that oracle's force labels"
+        )
+    due, reason = refit_due(run)
+    if not (due or force):
+        return None
+    labels = run.store.labels(oracles=settings.train_on)
+    if len(labels) < 2:
+        raise ConfigError(f"cannot fit a potential on {len(labels)} label(s): {reason}")
+    root = run.directory / CAMPAIGN_COMMITTEE_DIR
+    fit = fit_committee(labels, root, settings, seed=run.config.seed, progress=progress)
+    metadata = {
+        "n_train": fit.n_train,
+        "n_validation": fit.n_validation,
+        "energy_mae_eV_per_atom": fit.committee.energy_eV_per_atom,
+        "force_mae_eV_per_A": fit.committee.force_eV_per_A,
+        "stress_mae_GPa": fit.committee.stress_GPa,
+        "core_s": fit.core_s,
+        "reason": reason,
+    }
+    summary = fit.version / SUMMARY_FILE
+    run.store.add_artifact(
+        Artifact(
+            kind=COMMITTEE_ARTIFACT,
+            path=str(fit.version),
+            sha256=sha256_file(summary),
+            iteration=iteration,
+            metadata=metadata,
+        )
+    )
+    if iteration is not None:
+        run.store.update_iteration(iteration, training_cost=Cost(core_s=fit.core_s))
+    run.store.log_event(
+        "mlp_fit",
+        f"committee {fit.version.name}: {fit.n_train} train / {fit.n_validation} held-out labels, "
+        f"force MAE {fit.committee.force_eV_per_A:.3f} eV/Å, {fit.core_s:.0f} core-s",
+        payload=metadata,
+        iteration=iteration,
+    )
+    return fit
