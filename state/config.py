@@ -318,6 +318,15 @@ class PotentialFitConfig(BaseModel):
     refit_growth: float = Field(
         0.2, gt=0, description="refit once the labels grew by this fraction since the last fit"
     )
+    label_per_iteration: int = Field(
+        0,
+        ge=0,
+        description="candidates per iteration where the committee disagrees most, labelled by "
+        "the first train_on oracle (within its budget); 0: only the acquisition's calls label",
+    )
+    label_pool: int = Field(
+        64, ge=1, description="newest unlabelled candidates the committee ranks each iteration"
+    )
 
 
 class AcquisitionConfig(BaseModel):

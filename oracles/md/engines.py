@@ -286,12 +286,21 @@ def calculator_names() -> list[str]:
     return sorted(set(CALCULATORS) | set(plugin_entry_points(CALCULATOR_GROUP)))
 
 
+#: A calculator name ``committee:/path``: the newest committee fitted there.
+COMMITTEE_PREFIX = "committee:"
+
+
 def named_calculator(name: str) -> Calculator:
-    """A new calculator of the name registered here or by an ``amloop.calculators`` entry point.
+    """A new calculator of the name registered here or by an ``amloop.calculators`` entry point,
+    or (``committee:/path``) the newest committee potential fitted in that folder.
 
     Raises:
         OracleSetupError: no such name, or its entry point does not load.
     """
+    if name.startswith(COMMITTEE_PREFIX):  # the campaign's own potential (amloop mlp fit)
+        from amloop.oracles.mlp.backends import committee_calculator
+
+        return committee_calculator(name.removeprefix(COMMITTEE_PREFIX))
     if name not in CALCULATORS:
         point = plugin_entry_points(CALCULATOR_GROUP).get(name)
         if point is None:

@@ -309,6 +309,12 @@ def chgnet_calculator() -> Calculator:
     return load_chgnet(resolve_device(), stress_on_request=True).calculator
 
 
+def committee_calculator(directory: str) -> Calculator:
+    """The newest committee fitted under ``directory`` as an MD calculator (``md`` oracle:
+    ``engine: ase, calculator: campaign`` or ``committee:/path``); each MD run gets its own."""
+    return _load_committee(directory, resolve_device()).calculator
+
+
 def sevennet_calculator() -> Calculator:
     """SevenNet 7net-0 as an MD calculator (``calculator: 7net-0``; the ``sevennet`` extra)."""
     return load_sevennet(resolve_device()).calculator

@@ -106,13 +106,14 @@ def member_folders(version: Path) -> list[Path]:
 
 
 def with_campaign_committee(config: CampaignConfig, directory: Path) -> CampaignConfig:
-    """``config`` with every ``mlp`` oracle's ``model: campaign`` resolved to the committees
-    ``amloop mlp fit`` writes in ``directory`` (``committee:<directory>/mlp``)."""
+    """``config`` with every ``mlp`` oracle's ``model: campaign`` and every ``md`` oracle's
+    ``calculator: campaign`` resolved to the committees ``amloop mlp fit`` writes in
+    ``directory`` (``committee:<directory>/mlp``)."""
     if not uses_campaign_committee(config):
         return config
     committee = f"committee:{(directory / CAMPAIGN_COMMITTEE_DIR).resolve()}"
     oracles = [
-        o.model_copy(update={"options": {**o.options, "model": committee}})
+        o.model_copy(update={"options": {**o.options, CAMPAIGN_OPTION[o.type]: committee}})
         if uses_campaign_committee(o)
         else o
         for o in config.oracles
@@ -120,8 +121,13 @@ def with_campaign_committee(config: CampaignConfig, directory: Path) -> Campaign
     return config.model_copy(update={"oracles": oracles})
 
 
+#: The option that names the potential, per oracle type that can run the campaign's own.
+CAMPAIGN_OPTION = {"mlp": "model", "md": "calculator"}
+
+
 def uses_campaign_committee(config: CampaignConfig | OracleConfig) -> bool:
-    """Whether the oracle (or any oracle of the campaign) is the campaign's own committee."""
+    """Whether the oracle (or any oracle of the campaign) runs the campaign's own committee."""
     if isinstance(config, CampaignConfig):
         return any(uses_campaign_committee(o) for o in config.oracles)
-    return config.type == "mlp" and config.options.get("model") == CAMPAIGN_MODEL
+    option = CAMPAIGN_OPTION.get(config.type)
+    return option is not None and config.options.get(option) == CAMPAIGN_MODEL
