@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.acquisition
 	$(PY) -m benchmarks.discovery
 	$(PY) -m benchmarks.discovery_amorphous
+	$(PY) -m benchmarks.mlp
 	$(PY) -m benchmarks.structure_fidelity --compositions 3 --cells 2 \
 		--output build/bench/structure-fidelity-ci.md
 

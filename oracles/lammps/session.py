@@ -224,7 +224,7 @@ class LammpsSession:
         positions = np.ascontiguousarray(wrap_fractional(frac) @ cell).ravel()
         self.lmp.scatter_atoms("x", 1, 3, np.ctypeslib.as_ctypes(positions))
 
-    def _label(self, source: Literal["final", "relaxation"]) -> ForceLabel:
+    def _label(self, source: Literal["final", "relaxation", "snapshot"]) -> ForceLabel:
         """Energy (eV), forces (eV/Å) and stress (GPa, ASE's sign: minus the pressure) of the
         current state (computed by ``run 0``), rotated back into the input structure's frame."""
         self._command("run 0")
@@ -283,6 +283,11 @@ class StructureRun(LammpsSession):
         volume_ratio = self._thermo("vol") / self.structure.volume
         if not 0.5 < volume_ratio < 2.0:
             raise OracleFailed(f"cell collapsed or exploded: V/V_input = {volume_ratio:.3f}")
+
+    def single_point(self, type_elements: list[str]) -> ForceLabel:
+        """Set up and label the structure as given (``type_elements`` as for :meth:`execute`)."""
+        self._setup(type_elements)
+        return self._label("snapshot")
 
     def execute(self, type_elements: list[str]) -> OracleResult:
         """Set up, relax and measure; ``type_elements[i]`` is the element of LAMMPS type i+1."""

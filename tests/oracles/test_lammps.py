@@ -336,3 +336,6 @@ def test_force_labels_of_the_input_and_the_relaxed_cell_in_the_input_frame() -> 
     assert final.energy_eV / 4 == pytest.approx(result.properties["energy_per_atom"].value)
     pressure = -np.mean(final.stress_GPa[:3])  # ASE's stress sign: minus the pressure
     assert pressure == pytest.approx(result.properties["pressure"].value, abs=1e-6)
+    snapshot = oracle.label(turned)  # a single point: the structure as given
+    assert snapshot.source == "snapshot" and snapshot.structure == turned
+    assert np.allclose(snapshot.forces_eV_per_A, turned_start.forces_eV_per_A, atol=1e-9)
