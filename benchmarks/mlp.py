@@ -98,7 +98,19 @@ class Size:
 
 
 CI = Size("ci", 32, (0.5, 0.64), (0.36,), 0.5, 8, 8, 2, 2, 16, 20)
-FULL = Size("full", 32, (0.3, 0.4, 0.5, 0.6, 0.7), (0.36, 0.64), 0.25, 20, 20, 5, 3, 32, 60)
+FULL = Size(
+    "full",
+    32,
+    (0.25, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7),
+    (0.36, 0.64),
+    0.25,
+    25,
+    25,
+    7,
+    3,
+    32,
+    40,
+)
 #: Melt-quench of the snapshots: Cu-Zr melts near 1500 K; quenched at 200 K/ps to 300 K.
 PROTOCOL = MeltQuench(
     melt_temperature_K=2000.0,
