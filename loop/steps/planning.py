@@ -17,17 +17,18 @@ from amloop.loop.steps.potential import labelling_tasks, refit_potential
 from amloop.loop.steps.run import CampaignRun, is_cheap, oracle_config, oracle_instance
 from amloop.loop.steps.stopping import finish_iteration, record
 from amloop.oracles.experiment import ExperimentOracle
+from amloop.oracles.mlp.committee import committee_missing
 from amloop.state.schema import Candidate
 
 
 def cheap_tasks(run: CampaignRun, survivors: Sequence[Candidate]) -> list[EvaluationTask]:
-    """Every cheap oracle (except the gate's energy oracle, which ran already) on every
-    survivor."""
+    """Every cheap oracle (except the gate's energy oracle, which ran already, and the
+    campaign's own potential before its first fit) on every survivor."""
     return [
         EvaluationTask(o.name, c.content_hash)
         for c in survivors
         for o in run.config.oracles
-        if is_cheap(o) and o.name != run.config.quality.energy_oracle
+        if is_cheap(o) and o.name != run.config.quality.energy_oracle and not committee_missing(o)
     ]
 
 
@@ -49,7 +50,7 @@ def expensive_tasks(
     starving = _starving_oracles(run)
     for k, proposal in enumerate(proposals):
         for name in [*starving, proposal.oracle]:
-            if name is not None:
+            if name is not None and not committee_missing(oracle_config(run.config, name)):
                 tasks.extend(_proposal_task(run, index, k, proposal, name, survivors, values))
     return list(dict.fromkeys(tasks))
 

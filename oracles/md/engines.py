@@ -286,7 +286,8 @@ def calculator_names() -> list[str]:
     return sorted(set(CALCULATORS) | set(plugin_entry_points(CALCULATOR_GROUP)))
 
 
-#: A calculator name ``committee:/path``: the newest committee fitted there.
+#: How a potential option names a committee folder fitted by ``amloop mlp fit``:
+#: ``committee:/path`` (a campaign's ``campaign`` resolves to one).
 COMMITTEE_PREFIX = "committee:"
 
 

@@ -19,6 +19,7 @@ from ase.calculators.calculator import Calculator
 from pymatgen.core import Element, Structure
 
 from amloop.oracles.base import OracleSetupError
+from amloop.oracles.md.engines import COMMITTEE_PREFIX
 from amloop.state.device import resolve_device as resolve_torch_device
 from amloop.state.files import sha256_file
 
@@ -272,8 +273,8 @@ def _cached_backend(model: str, device: str, stamp: float) -> Backend:
         return load_sevennet(device)
     if model.startswith("matgl:"):
         return _load_matgl(model.removeprefix("matgl:"), device)
-    if model.startswith("committee:"):
-        return _load_committee(model.removeprefix("committee:"), device)
+    if model.startswith(COMMITTEE_PREFIX):
+        return _load_committee(model.removeprefix(COMMITTEE_PREFIX), device)
     raise OracleSetupError(
         f"unknown model '{model}'; use 'chgnet' or '7net-0' (universal potentials whose weights "
         "ship in their wheels), 'matgl:/path/to/model_dir' (a saved matgl potential), "
@@ -295,10 +296,11 @@ def load_backend(model: str, device: str) -> Backend:
     if model.startswith("matgl:"):
         state = Path(model.removeprefix("matgl:")).expanduser() / "state.pt"
         stamp = state.stat().st_mtime if state.is_file() else 0.0
-    if model.startswith("committee:"):
+    if model.startswith(COMMITTEE_PREFIX):
         from amloop.oracles.mlp.committee import committee_versions
 
-        stamp = float(len(committee_versions(Path(model.removeprefix("committee:")).expanduser())))
+        folder = Path(model.removeprefix(COMMITTEE_PREFIX)).expanduser()
+        stamp = float(len(committee_versions(folder)))
     return _cached_backend(model, device, stamp)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
+from amloop.oracles.md.engines import COMMITTEE_PREFIX
 from amloop.oracles.mlp.backends import CAMPAIGN_COMMITTEE_DIR, CAMPAIGN_MODEL
 from amloop.state.config import CampaignConfig, OracleConfig
 
@@ -111,7 +112,7 @@ def with_campaign_committee(config: CampaignConfig, directory: Path) -> Campaign
     ``directory`` (``committee:<directory>/mlp``)."""
     if not uses_campaign_committee(config):
         return config
-    committee = f"committee:{(directory / CAMPAIGN_COMMITTEE_DIR).resolve()}"
+    committee = f"{COMMITTEE_PREFIX}{(directory / CAMPAIGN_COMMITTEE_DIR).resolve()}"
     oracles = [
         o.model_copy(update={"options": {**o.options, CAMPAIGN_OPTION[o.type]: committee}})
         if uses_campaign_committee(o)
@@ -131,3 +132,14 @@ def uses_campaign_committee(config: CampaignConfig | OracleConfig) -> bool:
         return any(uses_campaign_committee(o) for o in config.oracles)
     option = CAMPAIGN_OPTION.get(config.type)
     return option is not None and config.options.get(option) == CAMPAIGN_MODEL
+
+
+def committee_missing(config: OracleConfig) -> bool:
+    """Whether the oracle runs a committee folder (``committee:/path``, as ``campaign``
+    resolves) in which no committee has been fitted yet: it cannot be called until
+    ``amloop mlp fit`` (or the loop) fits one."""
+    option = CAMPAIGN_OPTION.get(config.type)
+    value = config.options.get(option) if option else None
+    if not (isinstance(value, str) and value.startswith(COMMITTEE_PREFIX)):
+        return False
+    return newest_committee(Path(value.removeprefix(COMMITTEE_PREFIX)).expanduser()) is None

@@ -453,3 +453,60 @@ def test_fcc_and_bcc_in_one_campaign(tmp_path, monkeypatch, prefect_api_url):
     assert training.feature_names[training.lattice_slice] == ["lattice:fcc", "lattice:bcc"]
     one_hot = training.objectives["bulk_modulus"].X[:, training.lattice_slice]
     assert set(map(tuple, one_hot)) == {(1.0, 0.0), (0.0, 1.0)}  # both lattices were scored
+
+
+def test_campaign_fits_its_own_potential_and_labels_where_it_disagrees(
+    tmp_path, monkeypatch, prefect_api_url
+):
+    """Issue 29 in the loop: the LAMMPS calls keep force labels; after each iteration the
+    committee is (re)fitted on them once they grew enough; from the first fit on, the
+    campaign-potential oracle scores survivors (before it, it is skipped, not failed) and
+    the cell where the committee disagrees most is labelled, with the reason kept."""
+    import yaml
+
+    data = yaml.safe_load(CONFIG.read_text())
+    data["name"] = "loop-own-potential"
+    data["generator"].pop("local_search")
+    dear = dict(data["oracles"][0], name="lammps_dear", fidelity=0.7, cost={"core_s": 61.0})
+    data["oracles"].append(dear)  # stands in for DFT: scores seeds, then where asked
+    data["acquisition"]["seed_oracles"] = ["lammps_meam", "lammps_dear"]
+    data["oracles"].append(
+        {
+            "name": "own",
+            "type": "mlp",
+            "fidelity": 0.3,
+            "cost": {"core_s": 1.0},
+            "options": {"model": "campaign", "fmax": 2.0, "max_steps": 10, "relax_cell": False},
+        }
+    )
+    data["mlp"] = {
+        "train_on": ["lammps_dear"],
+        "committee": 2,
+        "units": 8,
+        "blocks": 1,
+        "epochs": 2,
+        "min_labels": 4,
+        "refit_growth": 0.1,
+        "label_per_iteration": 1,
+    }
+    config = tmp_path / "own.yaml"
+    config.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("AMLOOP_HOME", str(tmp_path / "home"))
+    torch.set_num_threads(1)
+    handle = init_campaign(config, Settings())
+    reason = run_campaign(handle.database_url, handle.name, handle.directory, RunLimits())
+    assert reason == "2 iteration(s) done (limit 2)"
+    store = handle.store()
+    assert store.label_count(oracles=["lammps_dear"]) >= 2 * 6  # input + relaxed per seed call
+    fits = store.artifacts(kind="mlp_committee")
+    assert [a.iteration for a in fits] == [0, 1]  # refitted after each iteration: labels grew
+    assert not store.evaluations(oracle="own", iteration=0)  # no committee while it ran
+    own = store.evaluations(oracle="own", iteration=1)
+    assert own and all(e.provenance["committee"].endswith("v001") for e in own)
+    (labelling,) = [
+        r.metadata["labelling"] for r in store.iterations() if "labelling" in r.metadata
+    ]
+    assert labelling[0]["committee"] == "v001" and labelling[0]["force_spread_eV_per_A"] > 0
+    assert store.events(kind="label_request")
+    chosen = labelling[0]["candidate"]
+    assert store.evaluations(oracle="lammps_dear", candidates=[chosen])[0].iteration == 1
