@@ -23,6 +23,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from amloop.loop.cli_options import CampaignArgument, CampaignOption, either_campaign
 from amloop.loop.interrupt import (
     EXIT_STATUS,
     GRACE_S,
@@ -197,6 +198,7 @@ def run(
         str | None,
         typer.Argument(help="campaign YAML (created if new) or campaign name/folder"),
     ] = None,
+    campaign: CampaignOption = None,
     budget: Annotated[
         float | None, typer.Option("--budget", min=0, help="core-hours for the whole campaign")
     ] = None,
@@ -210,17 +212,16 @@ def run(
     from amloop.state.settings import Settings
 
     with _CtrlC().installed() as ctrl_c:
-        _drive(_campaign_from(target, Settings()), RunLimits(iterations, budget), ctrl_c)
+        handle = _campaign_from(either_campaign(target, campaign), Settings())
+        _drive(handle, RunLimits(iterations, budget), ctrl_c)
 
 
-def resume(
-    campaign: Annotated[str | None, typer.Argument(help="campaign name or folder")] = None,
-) -> None:
+def resume(name: CampaignArgument = None, campaign: CampaignOption = None) -> None:
     """Continue an interrupted campaign from its store, with the limits of its last run."""
     from amloop.loop.campaigns import resolve_campaign
     from amloop.loop.runs import last_limits
     from amloop.state.settings import Settings
 
     with _CtrlC().installed() as ctrl_c:
-        handle = resolve_campaign(campaign, Settings(), finish_init=True)
+        handle = resolve_campaign(either_campaign(name, campaign), Settings(), finish_init=True)
         _drive(handle, last_limits(handle), ctrl_c)

@@ -16,8 +16,8 @@ from amloop.loop.steps.gate import gate
 from amloop.loop.steps.potential import labelling_tasks, refit_potential
 from amloop.loop.steps.run import CampaignRun, is_cheap, oracle_config, oracle_instance
 from amloop.loop.steps.stopping import finish_iteration, record
+from amloop.oracles.campaign_potential import committee_missing
 from amloop.oracles.experiment import ExperimentOracle
-from amloop.oracles.mlp.committee import committee_missing
 from amloop.state.schema import Candidate
 
 

@@ -11,13 +11,14 @@ from pymatgen.io.ase import AseAtomsAdaptor
 
 from amloop.loop.steps.calls import EvaluationTask
 from amloop.loop.steps.run import CampaignRun
-from amloop.oracles.mlp.backends import CAMPAIGN_COMMITTEE_DIR, committee_calculator
-from amloop.oracles.mlp.committee import (
+from amloop.oracles.campaign_potential import (
+    CAMPAIGN_COMMITTEE_DIR,
     SUMMARY_FILE,
-    CommitteeCalculator,
     committee_summary,
     newest_committee,
 )
+from amloop.oracles.mlp.backends import committee_calculator
+from amloop.oracles.mlp.committee import CommitteeCalculator
 from amloop.oracles.mlp.training import CommitteeFit, fit_committee
 from amloop.state.config import ConfigError
 from amloop.state.files import sha256_file

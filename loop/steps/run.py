@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 from amloop.oracles.base import FidelitySource
+from amloop.oracles.campaign_potential import with_campaign_committee
 from amloop.oracles.experiment import ExperimentOracle
-from amloop.oracles.mlp.committee import with_campaign_committee
 from amloop.oracles.registry import oracle_from_config
 from amloop.state.config import CampaignConfig, OracleConfig
 from amloop.state.schema import IterationRecord

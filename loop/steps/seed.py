@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from amloop.loop.seeding import ProgressCallback, SeedReport, build_seed_set, seed_plan
 from amloop.loop.steps.run import CHEAP_CORE_S, CampaignRun, is_cheap, oracle_instance
 from amloop.oracles.base import Oracle
+from amloop.oracles.campaign_potential import committee_missing
 from amloop.oracles.md import MDOracle
-from amloop.oracles.mlp.committee import committee_missing
 from amloop.state.config import CampaignConfig, ConfigError, OracleConfig
 from amloop.state.store import CampaignStore
 

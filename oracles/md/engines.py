@@ -19,6 +19,7 @@ from pymatgen.core import Element, Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from amloop.oracles.base import OracleFailed, OracleSetupError
+from amloop.oracles.campaign_potential import COMMITTEE_PREFIX
 from amloop.oracles.lammps import BAR_TO_GPA, LammpsOracle, LammpsSession
 from amloop.oracles.registry import load_entry_point, plugin_entry_points
 
@@ -284,11 +285,6 @@ def register_calculator(name: str, factory: Callable[[], Calculator]) -> None:
 def calculator_names() -> list[str]:
     """Names usable as ``calculator=NAME``."""
     return sorted(set(CALCULATORS) | set(plugin_entry_points(CALCULATOR_GROUP)))
-
-
-#: How a potential option names a committee folder fitted by ``amloop mlp fit``:
-#: ``committee:/path`` (a campaign's ``campaign`` resolves to one).
-COMMITTEE_PREFIX = "committee:"
 
 
 def named_calculator(name: str) -> Calculator:

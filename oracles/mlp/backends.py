@@ -19,17 +19,12 @@ from ase.calculators.calculator import Calculator
 from pymatgen.core import Element, Structure
 
 from amloop.oracles.base import OracleSetupError
-from amloop.oracles.md.engines import COMMITTEE_PREFIX
+from amloop.oracles.campaign_potential import COMMITTEE_PREFIX
 from amloop.state.device import resolve_device as resolve_torch_device
 from amloop.state.files import sha256_file
 
 #: The universal potential used when no ``model`` is given.
 DEFAULT_MODEL = "chgnet"
-#: The campaign's own committee (``amloop mlp fit``), resolved to ``committee:<folder>`` by the
-#: campaign's run.
-CAMPAIGN_MODEL = "campaign"
-#: Where in a campaign's folder its committees are fitted.
-CAMPAIGN_COMMITTEE_DIR = "mlp"
 
 
 #: Files of a model directory saved by matgl (``Potential.save(dir)``).
@@ -233,12 +228,12 @@ def _load_matgl(directory: str, device: str) -> Backend:
 def _load_committee(directory: str, device: str) -> Backend:
     """The newest committee fitted under ``directory`` (``amloop mlp fit``): the members' mean,
     their spread in :attr:`CommitteeCalculator.spread`."""
-    from amloop.oracles.mlp.committee import (
-        CommitteeCalculator,
+    from amloop.oracles.campaign_potential import (
         committee_summary,
         member_folders,
         newest_committee,
     )
+    from amloop.oracles.mlp.committee import CommitteeCalculator
 
     version = newest_committee(Path(directory).expanduser())
     if version is None:
@@ -297,7 +292,7 @@ def load_backend(model: str, device: str) -> Backend:
         state = Path(model.removeprefix("matgl:")).expanduser() / "state.pt"
         stamp = state.stat().st_mtime if state.is_file() else 0.0
     if model.startswith(COMMITTEE_PREFIX):
-        from amloop.oracles.mlp.committee import committee_versions
+        from amloop.oracles.campaign_potential import committee_versions
 
         folder = Path(model.removeprefix(COMMITTEE_PREFIX)).expanduser()
         stamp = float(len(committee_versions(folder)))

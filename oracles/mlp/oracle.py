@@ -16,10 +16,10 @@ from pydantic import Field
 from pymatgen.core import Lattice, Structure
 
 from amloop.oracles.base import Oracle, OracleFailed, OracleOptions, OracleResult, OracleSetupError
+from amloop.oracles.campaign_potential import CAMPAIGN_MODEL
 from amloop.oracles.gates import check_min_distance
 from amloop.oracles.labels import ase_label
 from amloop.oracles.mlp.backends import (
-    CAMPAIGN_MODEL,
     DEFAULT_MODEL,
     Backend,
     load_backend,

@@ -28,12 +28,9 @@ from ase import units
 from ase.calculators.calculator import Calculator
 from pymatgen.io.ase import AseAtomsAdaptor
 
+from amloop.oracles.campaign_potential import SUMMARY_FILE, committee_versions
 from amloop.oracles.mlp.backends import package_version
-from amloop.oracles.mlp.committee import (
-    SUMMARY_FILE,
-    CommitteeCalculator,
-    committee_versions,
-)
+from amloop.oracles.mlp.committee import CommitteeCalculator
 from amloop.state.config import PotentialFitConfig
 from amloop.state.schema import ForceLabel
 

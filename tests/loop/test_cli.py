@@ -349,7 +349,8 @@ def test_a_run_refused_by_the_lock_leaves_resume_limits_alone(cli, prefect_api_u
     store = handle.store()
     store.acquire_lock("another-host:4242:abcd", stale_after_s=3600)
     result = cli("run", "nifecr", "--iterations", "2")
-    assert result.exit_code == 1 and "is driven by another-host" in result.output
+    assert result.exit_code == 1 and "being run by PID 4242 on another-host" in result.output
+    assert "kill -INT 4242" in result.output and "amloop resume nifecr" in result.output
     assert last_limits(handle).max_iterations is None
     assert not store.events(kind="run_limits")
 
@@ -578,3 +579,40 @@ def test_an_init_killed_before_its_store_row_is_finished_by_resume(tmp_path, mon
     handle = resolve_campaign("nifecr", settings, finish_init=True)
     assert handle.config.name == "nifecr" and handle.store().info().status == "created"
     dispose_engines()
+
+
+def test_every_command_names_its_campaign_positionally_or_with_c(cli, tmp_path):
+    """Issue 30: `amloop status nifecr` and `amloop status -c nifecr` alike, the campaign last
+    used becomes the current one, `amloop list` shows them all, `--version`."""
+    import yaml
+
+    _init(cli)
+    other = yaml.safe_load(EXAMPLE.read_text()) | {"name": "other"}
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(other))
+    assert cli("init", str(tmp_path / "other.yaml")).exit_code == 0  # now current
+    current = tmp_path / "home" / "CURRENT"
+    for command in ("status", "history", "check", "experiments pending", "mlp fit"):
+        words = command.split()
+        positional, option = cli(*words, "nifecr"), cli(*words, "-c", "nifecr")
+        assert positional.exit_code == option.exit_code, (command, positional.output)
+        assert "no such option" not in positional.output.lower()
+    assert current.read_text().strip() == "nifecr"  # the last one used
+    assert "nifecr" in cli("status").output.splitlines()[0]
+    report = cli("report", "-c", "other", "-o", str(tmp_path / "report"))
+    assert report.exit_code == 0 and (tmp_path / "report" / "report.html").is_file()
+    assert current.read_text().strip() == "other"
+    clash = cli("status", "nifecr", "-c", "other")
+    assert clash.exit_code == 2 and "two campaigns given" in clash.output
+    listed = cli("list").output
+    assert "nifecr" in listed and "other" in listed and "0 core-h" in listed
+    assert "* │ other" in listed  # the current one is marked
+    assert cli("--version").output.startswith("amloop ")
+
+
+def test_an_unknown_structure_format_is_named_before_any_oracle_loads(cli, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a lab note, not a structure\n")
+    result = cli("evaluate", str(notes), "--oracle", "lammps")
+    assert result.exit_code == 1
+    assert "not a structure format amloop reads (tried: pymatgen JSON" in result.output
+    assert "ASE knows no format '.txt'" in result.output

@@ -21,13 +21,10 @@ from typer.testing import CliRunner
 from amloop.loop.cli import app
 from amloop.loop.steps.potential import labelling_tasks, refit_due
 from amloop.loop.steps.run import CampaignRun, oracle_config, oracle_instance
+from amloop.oracles.campaign_potential import committee_versions, member_folders
 from amloop.oracles.labels import ase_label
 from amloop.oracles.md.engines import named_calculator
-from amloop.oracles.mlp.committee import (
-    CommitteeCalculator,
-    committee_versions,
-    member_folders,
-)
+from amloop.oracles.mlp.committee import CommitteeCalculator
 from amloop.oracles.mlp.training import (
     MEMBER_FILE,
     fit_committee,
