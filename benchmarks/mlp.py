@@ -420,8 +420,8 @@ def gpaw_truth(size: Size, out: Path) -> list[str]:
     train, held_out = split_labels(labels, 0.2)
     chgnet = errors(load_chgnet("cpu").calculator, held_out).force_eV_per_A
     rows = []
-    for share in GPAW_SHARES:
-        used = train[: max(2, round(share * len(train)))]
+    for count in sorted({max(2, round(share * len(train))) for share in GPAW_SHARES}):
+        used = train[:count]
         folder = CACHE / size.name / "gpaw" / f"labels-{len(used)}"
         if newest_committee(folder) is None:
             fit_committee(used, folder, fit_settings(size))
