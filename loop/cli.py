@@ -295,50 +295,148 @@ def history(
     name: CampaignArgument = None,
     campaign: CampaignOption = None,
     iteration: Annotated[int | None, typer.Option(help="only this iteration")] = None,
+    oracle: Annotated[str | None, typer.Option(help="only this oracle's calls")] = None,
+    status: Annotated[
+        Literal["done", "failed", "pending", "running"] | None,
+        typer.Option(help="only calls with this status"),
+    ] = None,
+    best: Annotated[
+        int | None, typer.Option(min=1, help="the N best records of the first objective")
+    ] = None,
     fmt: Annotated[
         Literal["table", "csv", "json"], typer.Option("--format", help="output format")
     ] = "table",
-    details: Annotated[
-        bool, typer.Option(help="show each result's provenance in the table")
+    wide: Annotated[bool, typer.Option("--wide", help="every column, however wide")] = False,
+    columns: Annotated[
+        str | None, typer.Option(help="these columns, comma-separated (see --wide for names)")
+    ] = None,
+    long: Annotated[
+        bool, typer.Option("--long", help="one row per property value (the long layout)")
     ] = False,
 ) -> None:
-    """Every oracle result, failure and measurement, per iteration (table, CSV or JSON)."""
-    from amloop.loop.export import write_rows_csv
-    from amloop.loop.history import history_rows
+    """One row per oracle call or measurement: stage, candidate, oracle, status, one column per
+    property (unit in the header), the quality gate's verdict; CSV/JSON numeric (JSON with
+    each call's provenance)."""
+    from amloop.loop.history import history_records, history_rows
 
     handle = _campaign(name, campaign)
     store = handle.store()
-    rows = history_rows(store, iteration=iteration)
-    if fmt == "csv":
-        write_rows_csv(rows, Path("-"))
+    if long:
+        _print_long_history(handle.name, history_rows(store, iteration=iteration))
         return
+    records = history_records(
+        store,
+        handle.config,
+        iteration=iteration,
+        oracle=oracle,
+        status=status,
+        best=best,
+        provenance=fmt == "json",
+    )
     if fmt == "json":
-        typer.echo(json.dumps([row.as_dict() for row in rows], indent=2))
+        typer.echo(json.dumps(records, indent=2, default=str))
         return
-    iterations = store.iterations()
-    if iterations:
-        summary = Table(title="iterations")
-        for column in ("iteration", "phase", "started", "finished", "training core-s"):
-            summary.add_column(column)
-        for record in iterations:
-            if iteration is None or record.index == iteration:
-                summary.add_row(
-                    str(record.index),
-                    record.phase,
-                    f"{record.started_at:%Y-%m-%d %H:%M:%S}" if record.started_at else "",
-                    f"{record.finished_at:%Y-%m-%d %H:%M:%S}" if record.finished_at else "",
-                    f"{record.training_cost.core_s:.1f}",
-                )
-        console.print(summary)
+    if fmt == "csv":
+        from amloop.loop.export import write_records_csv
+
+        write_records_csv(records, Path("-"))
+        return
+    if not records:
+        console.print(
+            "no oracle calls or measurements yet"
+            + (
+                " (with these filters)"
+                if any(x is not None for x in (iteration, oracle, status))
+                else ""
+            )
+        )
+        return
+    objectives = [o.property for o in handle.config.objectives]
+    _print_history_table(handle.name, records, objectives, wide, columns)
+
+
+def _print_history_table(
+    title: str,
+    records: list[dict[str, Any]],
+    objectives: list[str],
+    wide: bool,
+    chosen: str | None,
+) -> None:
+    """The records as a table: the columns that fit the terminal, kept in priority order
+    (:func:`loop.history.column_priority`), all with ``wide``, or those ``chosen``; a note
+    names what was left out."""
+    from rich.text import Text
+
+    from amloop.loop.history import column_priority, record_columns
+
+    available = record_columns(records, objectives)
+    cells = {c: [_cell(c, r.get(c)) for r in records] for c in available}
+    if chosen is not None:
+        shown = [c.strip() for c in chosen.split(",") if c.strip()]
+        unknown = [c for c in shown if c not in available]
+        if unknown:
+            raise typer.BadParameter(
+                f"unknown column(s) {', '.join(unknown)}; available: {', '.join(available)}"
+            )
     else:
-        console.print("no loop iterations yet")
+        shown = [c for c in available if any(cells[c])]  # empty columns say nothing
+        if not wide:
+            kept = _fitting(column_priority(shown, objectives), cells, console.width)
+            shown = [c for c in shown if c in kept]
+    table = Table(title=f"history of {title}: {len(records)} record(s)", box=None)
+    text = ("stage", "candidate", "formula", "origin", "oracle", "status", "gate")
+    for column in shown:
+        numeric = column not in (*text, "gate_reason", "failure", "source")
+        table.add_column(
+            Text("iter" if column == "stage" else column),
+            no_wrap=True,
+            overflow="ellipsis",
+            justify="right" if numeric else "left",
+        )
+    for i in range(len(records)):
+        table.add_row(*(Text(cells[c][i]) for c in shown))
+    console.print(table)
+    hidden = [c for c in available if c not in shown and any(cells[c])]
+    if hidden and chosen is None:
+        console.print(Text(f"not shown: {', '.join(hidden)} (--wide, or --columns a,b,c)"))
+
+
+def _cell(column: str, value: object) -> str:
+    """A history value as the table shows it (the stage as ``seed`` or the iteration's index,
+    the candidate's hash cut to 8 characters, numbers to 5 significant digits)."""
+    if value is None:
+        return ""
+    if column == "stage" and isinstance(value, str):
+        return value.removeprefix("iteration ")
+    if column == "candidate" and isinstance(value, str):
+        return value[:8]
+    if isinstance(value, float):
+        return f"{value:.5g}"
+    return str(value)
+
+
+def _fitting(columns: list[str], cells: dict[str, list[str]], width: int) -> list[str]:
+    """The columns, in order, that fit ``width`` characters (two between columns); the
+    free-text ones (reasons, sources) get the room left, cut to at least 12 characters."""
+    free = ("gate_reason", "failure", "source")
+    used = 0
+    shown: list[str] = []
+    for column in columns:
+        need = max([len(column), *(len(c) for c in cells[column])])
+        if column in free:
+            need = min(need, max(12, width - used - 2))
+        if used + need + 2 <= width or not shown:
+            shown.append(column)
+            used += need + 2
+    return shown
+
+
+def _print_long_history(title: str, rows: list[Any]) -> None:
+    """``--long``: one row per property value, as the history was printed before."""
     if not rows:
         console.print("no evaluations or measurements yet")
         return
-    title = f"history of {handle.name}"
-    if iteration is not None:
-        title += f", iteration {iteration}"
-    table = Table(title=title)
+    table = Table(title=f"history of {title}")
     for column in ("iter", "kind", "formula", "source", "status", "property", "value", "details"):
         table.add_column(column, overflow="fold")
     for row in rows:
@@ -346,14 +444,14 @@ def history(
         if row.uncertainty is not None:
             value += f" ± {row.uncertainty:.3g}"
         table.add_row(
-            "" if row.iteration is None else str(row.iteration),
+            "seed" if row.iteration is None else str(row.iteration),
             row.kind,
             row.formula,
             f"{row.source} (fidelity {row.fidelity})" if row.kind == "evaluation" else row.source,
             row.status,
             row.property,
             f"{value} {row.unit}".strip(),
-            row.reason or (row.provenance if details else ""),
+            row.reason,
         )
     console.print(table)
 

@@ -20,10 +20,6 @@ from amloop.state.store import CampaignStore
 CHEAP_CORE_S = 60.0
 
 
-#: Oracle name under which quality-gate verdicts are stored (fidelity 0, ``failed`` = rejected).
-GATE_ORACLE = "quality_gate"
-
-
 @dataclass
 class CampaignRun:
     """A campaign being driven: its store, its (possibly overridden) config and its folder."""

@@ -133,23 +133,26 @@ def test_inject_then_history_shows_rows_with_units_and_provenance(cli):
     assert "stored 3 measurement(s) of bulk_modulus" in result.output
 
     rows = json.loads(cli("history", "--format", "json").output)
-    assert [row["kind"] for row in rows] == ["measurement"] * 3
-    values = [row["value"] for row in rows]
+    assert [row["stage"] for row in rows] == ["measurement"] * 3
+    values = [row["bulk_modulus [GPa]"] for row in rows]
     assert values == pytest.approx([178.0, 183.0, 176.5])  # GPa, Mbar and MPa -> GPa
-    assert {row["unit"] for row in rows} == {"GPa"}
-    assert rows[1]["uncertainty"] == pytest.approx(5.0)  # 0.05 Mbar
-    assert "measurements.csv:2" in rows[1]["provenance"]
-    assert "given as 1.83 Mbar" in rows[1]["provenance"]
+    assert all(isinstance(row["fidelity"], float) for row in rows)  # a number, not text
+    assert rows[1]["bulk_modulus σ"] == pytest.approx(5.0)  # 0.05 Mbar
+    assert rows[1]["provenance"]["file"].endswith("measurements.csv:2")
+    assert rows[1]["provenance"]["given_as"] == "1.83 Mbar"
     assert rows[0]["source"].startswith("resonant ultrasound")
 
     table = cli("history").output
-    assert "no loop iterations yet" in table
-    assert "Cr0.2Fe0.3Ni0.5" in table
-    assert "183 ± 5 GPa" in table
+    assert "3 record(s)" in table
+    assert "Cr0.2Fe0.3Ni0.5" in table and "bulk_modulus [GPa]" in table and "183" in table
 
     csv_text = cli("history", "--format", "csv").output
-    assert csv_text.splitlines()[0].startswith("iteration,kind,candidate,formula")
+    header = csv_text.splitlines()[0].split(",")
+    assert header[:4] == ["iteration", "stage", "candidate", "formula"]
+    assert "bulk_modulus [GPa]" in header and "provenance" not in header
     assert len(csv_text.strip().splitlines()) == 4
+    long = cli("history", "--long").output
+    assert "183 ± 5 GPa" in long
 
 
 def test_status_reports_budget_best_and_lock(cli):
@@ -290,7 +293,7 @@ def test_cli_on_a_shared_postgresql_database(cli, postgres_url, monkeypatch, tmp
     assert not (tmp_path / "home" / "nifecr" / "campaign.db").exists()  # rows live in PostgreSQL
     assert cli("inject", str(MEASUREMENTS)).exit_code == 0
     rows = json.loads(cli("history", "--format", "json").output)
-    assert [row["value"] for row in rows] == pytest.approx([178.0, 183.0, 176.5])
+    assert [row["bulk_modulus [GPa]"] for row in rows] == pytest.approx([178.0, 183.0, 176.5])
     assert CampaignStore.campaign_names(postgres_url) == ["nifecr"]
     assert "183" in cli("status").output
 
@@ -616,3 +619,62 @@ def test_an_unknown_structure_format_is_named_before_any_oracle_loads(cli, tmp_p
     assert result.exit_code == 1
     assert "not a structure format amloop reads (tried: pymatgen JSON" in result.output
     assert "ASE knows no format '.txt'" in result.output
+
+
+def test_history_is_one_row_per_call_that_fits_80_columns(cli, monkeypatch):
+    """Issue 30: one row per oracle call (not per property), seeds as a stage, the gate's
+    verdict as columns, numbers in CSV/JSON, the columns that fit an 80-column terminal, and
+    the filters --oracle, --status, --best."""
+    from amloop.loop.campaigns import resolve_campaign
+
+    _init(cli)
+    store = resolve_campaign("nifecr", Settings()).store()
+    for i, (bulk, shear) in enumerate([(181.0, 80.0), (190.5, 85.0), (176.0, 70.0)]):
+        sites = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+        structure = Structure(Lattice.cubic(3.52 + 0.01 * i), ["Ni"] * 4, sites)
+        candidate = store.add_candidate(Candidate(structure=structure, origin="seed"))
+        properties = {
+            "bulk_modulus": PropertyValue(value=bulk, unit="GPa"),
+            "shear_modulus": PropertyValue(value=shear, unit="GPa"),
+            "energy_per_atom": PropertyValue(value=-4.45 - 0.01 * i, unit="eV/atom"),
+        }
+        store.record_evaluation(
+            Evaluation(
+                candidate_hash=candidate.content_hash,
+                oracle="lammps_meam",
+                fidelity=0.6,
+                status="done" if i < 2 else "failed",
+                properties=properties if i < 2 else {},
+                error=None if i < 2 else "OracleFailed: no convergence",
+                iteration=None if i == 0 else 1,
+            )
+        )
+        store.record_evaluation(
+            Evaluation(
+                candidate_hash=candidate.content_hash,
+                oracle="quality_gate",
+                fidelity=0.0,
+                status="failed" if i == 1 else "done",
+                error="energy 0.08 eV/atom above the reference" if i == 1 else None,
+            )
+        )
+    monkeypatch.setattr("amloop.loop.cli.console", Console(width=80))
+    table = cli("history").output
+    lines = table.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "3 record(s)" in table and "bulk_modulus [GPa]" in table
+    rows = [line for line in lines if "Ni" in line and "not shown" not in line]
+    assert len(rows) == 3 and rows[0].split()[0] == "seed"
+    assert "reject" in rows[1] and "190.5" in rows[1]
+    assert "not shown:" in table  # what did not fit is named
+
+    records = json.loads(cli("history", "--format", "json").output)
+    assert records[1]["gate"] == "reject" and "0.08 eV/atom" in records[1]["gate_reason"]
+    assert records[1]["shear_modulus [GPa]"] == 85.0 and records[1]["iteration"] == 1
+    assert records[2]["failure"] == "OracleFailed: no convergence"
+    assert len(json.loads(cli("history", "--status", "failed", "--format", "json").output)) == 1
+    best = json.loads(cli("history", "--best", "1", "--format", "json").output)
+    assert [r["bulk_modulus [GPa]"] for r in best] == [190.5]
+    assert cli("history", "--oracle", "nope").output.startswith("no oracle calls")
+    picked = cli("history", "--columns", "candidate,bulk_modulus [GPa]").output
+    assert "formula" not in picked and "190.5" in picked
