@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -22,6 +22,7 @@ import typer
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from amloop.loop.cli_options import CampaignArgument, CampaignOption, either_campaign
 from amloop.loop.interrupt import (
@@ -35,9 +36,9 @@ from amloop.loop.interrupt import (
 
 if TYPE_CHECKING:
     from amloop.loop.campaigns import CampaignHandle
+    from amloop.loop.progress import RunState
     from amloop.loop.runs import RunLimits
     from amloop.state.settings import Settings
-    from amloop.state.store import CampaignStore
 
 console = Console()
 
@@ -57,32 +58,40 @@ def _campaign_from(target: str | None, settings: Settings) -> CampaignHandle:
     return resolve_campaign(target, settings)
 
 
-def _snapshot(store: CampaignStore, handle: CampaignHandle) -> Group:
+def _snapshot(state: RunState, handle: CampaignHandle) -> Group:
+    """The live display: elapsed time, iteration k of N (or seed progress), oracle calls apart
+    from gate checks, an ETA from the measured call times, the budget and the best values."""
     from amloop.loop.budget import Budget
-    from amloop.loop.history import best_per_objective
+    from amloop.loop.progress import clock
 
-    iterations = store.iterations()
-    phase = f"iteration {iterations[-1].index}: {iterations[-1].phase}" if iterations else "seeding"
-    counts: dict[str, int] = {}
-    for evaluation in store.evaluations():
-        counts[evaluation.status] = counts.get(evaluation.status, 0) + 1
+    if state.iteration is None:
+        done, size = state.seeds
+        phase = f"seeding: {done} of {size} seed calls"
+    else:
+        index, name = state.iteration
+        of = f" ({index + 1} of {state.max_iterations})" if state.max_iterations else ""
+        phase = f"iteration {index}{of}: {name}"
+    eta = state.eta_s(handle.config)
     head = Table.grid(padding=(0, 2))
+    head.add_row(f"[bold]{handle.name}[/]", phase, f"elapsed {clock(state.elapsed_s)}")
     head.add_row(
-        f"[bold]{handle.name}[/]",
-        phase,
-        f"evaluations: {counts.get('done', 0)} done, {counts.get('failed', 0)} failed, "
-        f"{counts.get('running', 0)} running",
+        "",
+        f"oracle calls: {state.calls.get('done', 0)} done, {state.calls.get('failed', 0)} "
+        f"failed, {state.calls.get('running', 0)} running",
+        f"gate: {state.gate['passed']} passed, {state.gate['rejected']} rejected"
+        + (f"    ETA {clock(eta)} (calls left at {state.call_s:.1f} s each)" if eta else ""),
     )
     budget = Table(title="budget", show_edge=False)
     for column in ("item", "spent", "limit", "unit"):
         budget.add_column(column)
+    store = handle.store()
     for line in Budget.of(store, handle.config).lines(handle.config.oracles):
         if line.limit is not None:
             budget.add_row(line.item, f"{line.spent:.4g}", f"{line.limit:.4g}", line.unit)
     best = Table(title="best so far", show_edge=False)
     for column in ("objective", "value", "formula", "from"):
         best.add_column(column)
-    for b in best_per_objective(store, handle.config):
+    for b in state.best:
         best.add_row(b.property, f"{b.value:.5g} {b.unit}", b.formula, b.source)
     return Group(head, budget, best)
 
@@ -118,6 +127,7 @@ class _CtrlC:
 def _drive(handle: CampaignHandle, limits: RunLimits, ctrl_c: _CtrlC) -> None:
     """Run the loop in a worker thread under a live display; Ctrl-C stops it (see
     :mod:`loop.interrupt`)."""
+    from amloop.loop.progress import read_state
     from amloop.loop.runs import run_loop
     from amloop.loop.watchdog import start_watchdog
 
@@ -138,18 +148,32 @@ def _drive(handle: CampaignHandle, limits: RunLimits, ctrl_c: _CtrlC) -> None:
             done.set()
 
     worker = threading.Thread(target=work, name="amloop-flow", daemon=True)
-    live = Live(_snapshot(store, handle), console=console, refresh_per_second=1)
+    started = time.monotonic()
+
+    def state() -> RunState:
+        return read_state(
+            store, handle.config, started, limits.apply(handle.config).execution.max_iterations
+        )
+
+    live = (
+        Live(_snapshot(state(), handle), console=console, refresh_per_second=1)
+        if console.is_terminal
+        else None
+    )
     try:
         worker.start()
-        with live:
-            polled = time.monotonic()
-            while not done.wait(0.25):
-                if ctrl_c.overdue():
-                    _stop_now(handle, live, f"no safe point within {GRACE_S:g} s")
-                if time.monotonic() - polled >= 2.0:
-                    live.update(_snapshot(store, handle))
-                    polled = time.monotonic()
-            live.update(_snapshot(store, handle))
+        if live is None:
+            _log_lines(handle, state, done, ctrl_c)
+        else:
+            with live:
+                polled = time.monotonic()
+                while not done.wait(0.25):
+                    if ctrl_c.overdue():
+                        _stop_now(handle, live, f"no safe point within {GRACE_S:g} s")
+                    if time.monotonic() - polled >= 2.0:
+                        live.update(_snapshot(state(), handle))
+                        polled = time.monotonic()
+                live.update(_snapshot(state(), handle))
     except KeyboardInterrupt:
         _stop_now(handle, live, "second Ctrl-C")
     if STOP.is_set() and not outcome:  # stopped at a safe point, or broken by the signal
@@ -166,16 +190,39 @@ def _drive(handle: CampaignHandle, limits: RunLimits, ctrl_c: _CtrlC) -> None:
     )
 
 
+def _log_lines(
+    handle: CampaignHandle, state: Callable[[], RunState], done: threading.Event, ctrl_c: _CtrlC
+) -> None:
+    """Output that is not a terminal (a batch job's log): one timestamped line per event, as
+    it happens (:func:`loop.progress.event_lines`), flushed at once."""
+    from amloop.loop.progress import event_lines, stamped
+
+    before: RunState | None = None
+    print(stamped(f"{handle.name}: running in {handle.directory}"), flush=True)
+    while True:
+        finished = done.wait(2.0)
+        if ctrl_c.overdue():
+            _stop_now(handle, None, f"no safe point within {GRACE_S:g} s")
+        now = state()
+        for line in event_lines(before, now):
+            print(stamped(line), flush=True)
+        before = now
+        if finished:
+            return
+
+
 def _resume_line(handle: CampaignHandle) -> str:
     return f"interrupted: `amloop resume {handle.name}` continues where it stopped"
 
 
 def _after_display(text: str) -> None:
-    """Print ``text`` on a line of its own after the live display (in a log file the display's
-    last frame ends without a newline)."""
-    if not console.is_terminal:
-        console.print()
-    console.print(text, highlight=False)
+    """Print ``text`` on a line of its own after the live display (timestamped in a log)."""
+    from amloop.loop.progress import stamped
+
+    if console.is_terminal:
+        console.print(text, highlight=False)
+    else:
+        print(stamped(Text.from_markup(text).plain), flush=True)
 
 
 def _stop_now(handle: CampaignHandle, live: Live | None, why: str) -> NoReturn:

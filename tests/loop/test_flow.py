@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -510,3 +511,39 @@ def test_campaign_fits_its_own_potential_and_labels_where_it_disagrees(
     assert store.events(kind="label_request")
     chosen = labelling[0]["candidate"]
     assert store.evaluations(oracle="lammps_dear", candidates=[chosen])[0].iteration == 1
+
+
+def test_a_redirected_run_logs_each_event_as_it_happens(tmp_path, prefect_api_url):
+    """Issue 30: `amloop run … > run.log` (a batch job) writes one timestamped line per event
+    while it runs, not a table at the end."""
+    log = tmp_path / "run.log"
+    env = {
+        **os.environ,
+        "AMLOOP_HOME": str(tmp_path / "home"),
+        "PREFECT_API_URL": prefect_api_url,
+        "OMP_NUM_THREADS": "1",
+    }
+    with log.open("w") as out:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "amloop", "run", str(CONFIG), "--iterations", "1"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        seen_while_running: list[str] = []
+        deadline = time.monotonic() + 600
+        while run.poll() is None and time.monotonic() < deadline:
+            lines = [line for line in log.read_text().splitlines() if "best bulk_modulus" in line]
+            if lines and not seen_while_running:
+                seen_while_running = lines
+            time.sleep(0.5)
+        assert run.wait(timeout=60) == 0, log.read_text()[-3000:]
+    assert seen_while_running, "no event line reached the log before the run ended"
+    text = log.read_text()
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
+    assert re.search(stamp + r"iteration 0 started \(1 of 1\)", text)
+    assert re.search(stamp + r"oracle calls: \d+ done, \d+ failed; gate: \d+ passed", text)
+    assert re.search(stamp + r"stopped: 1 iteration\(s\) done \(limit 1\)", text)
+    assert "NumericalWarning" not in text and "┃" not in text  # no library noise, no tables
