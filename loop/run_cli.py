@@ -12,11 +12,13 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn, TextIO
 
 import typer
 from rich.console import Console, Group
@@ -124,9 +126,18 @@ class _CtrlC:
             signal.signal(signal.SIGINT, previous)
 
 
-def _drive(handle: CampaignHandle, limits: RunLimits, ctrl_c: _CtrlC) -> None:
-    """Run the loop in a worker thread under a live display; Ctrl-C stops it (see
-    :mod:`loop.interrupt`)."""
+@dataclass(frozen=True)
+class Verbosity:
+    """``-v`` / ``-q`` of ``run`` and ``resume``."""
+
+    verbose: bool = False
+    quiet: bool = False
+
+
+def _drive(handle: CampaignHandle, limits: RunLimits, ctrl_c: _CtrlC, verbosity: Verbosity) -> None:
+    """Run the loop in a worker thread under a live display (a terminal) or event lines (a
+    log); library warnings go to the campaign's ``warnings.log`` unless ``-v``; Ctrl-C stops
+    it (see :mod:`loop.interrupt`)."""
     from amloop.loop.progress import read_state
     from amloop.loop.runs import run_loop
     from amloop.loop.watchdog import start_watchdog
@@ -155,15 +166,17 @@ def _drive(handle: CampaignHandle, limits: RunLimits, ctrl_c: _CtrlC) -> None:
             store, handle.config, started, limits.apply(handle.config).execution.max_iterations
         )
 
+    terminal = console.is_terminal and not verbosity.quiet
     live = (
         Live(_snapshot(state(), handle), console=console, refresh_per_second=1)
-        if console.is_terminal
+        if terminal
         else None
     )
+    warned = WarningLog(handle.directory / WARNINGS_FILE, enabled=not verbosity.verbose)
     try:
         worker.start()
         if live is None:
-            _log_lines(handle, state, done, ctrl_c)
+            _log_lines(handle, state, done, ctrl_c, quiet=verbosity.quiet)
         else:
             with live:
                 polled = time.monotonic()
@@ -176,6 +189,13 @@ def _drive(handle: CampaignHandle, limits: RunLimits, ctrl_c: _CtrlC) -> None:
                 live.update(_snapshot(state(), handle))
     except KeyboardInterrupt:
         _stop_now(handle, live, "second Ctrl-C")
+    finally:
+        warned.close()
+    if warned.count:
+        console.print(
+            f"{warned.count} library warning(s) in {warned.path} (-v shows them here)",
+            highlight=False,
+        )
     if STOP.is_set() and not outcome:  # stopped at a safe point, or broken by the signal
         if not (failure and isinstance(failure[0], Interrupted)):
             store.log_event("interrupted", f"Ctrl-C; the loop ended with {failure[0]!r}")
@@ -191,24 +211,68 @@ def _drive(handle: CampaignHandle, limits: RunLimits, ctrl_c: _CtrlC) -> None:
 
 
 def _log_lines(
-    handle: CampaignHandle, state: Callable[[], RunState], done: threading.Event, ctrl_c: _CtrlC
+    handle: CampaignHandle,
+    state: Callable[[], RunState],
+    done: threading.Event,
+    ctrl_c: _CtrlC,
+    *,
+    quiet: bool,
 ) -> None:
     """Output that is not a terminal (a batch job's log): one timestamped line per event, as
     it happens (:func:`loop.progress.event_lines`), flushed at once."""
     from amloop.loop.progress import event_lines, stamped
 
     before: RunState | None = None
-    print(stamped(f"{handle.name}: running in {handle.directory}"), flush=True)
+    if not quiet:
+        print(stamped(f"{handle.name}: running in {handle.directory}"), flush=True)
     while True:
         finished = done.wait(2.0)
         if ctrl_c.overdue():
             _stop_now(handle, None, f"no safe point within {GRACE_S:g} s")
+        if quiet:
+            if finished:
+                return
+            continue
         now = state()
         for line in event_lines(before, now):
             print(stamped(line), flush=True)
         before = now
         if finished:
             return
+
+
+#: Where a run's library warnings go (in the campaign folder), unless ``-v``.
+WARNINGS_FILE = "warnings.log"
+
+
+class WarningLog:
+    """Python warnings raised while the loop runs (GPyTorch's jitter, Lightning's advice, ...)
+    written to ``path`` with their source and counted, instead of on the console."""
+
+    def __init__(self, path: Path, *, enabled: bool = True):
+        self.path, self.count = path, 0
+        self._previous = warnings.showwarning
+        if enabled:
+            warnings.showwarning = self._show
+
+    def _show(
+        self,
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        from amloop.loop.progress import stamped
+
+        self.count += 1
+        with self.path.open("a") as log:
+            log.write(stamped(f"{category.__name__}: {message} ({filename}:{lineno})") + "\n")
+
+    def close(self) -> None:
+        """Warnings to the console again."""
+        warnings.showwarning = self._previous
 
 
 def _resume_line(handle: CampaignHandle) -> str:
@@ -240,6 +304,15 @@ def _stop_now(handle: CampaignHandle, live: Live | None, why: str) -> NoReturn:
     os._exit(EXIT_STATUS)  # the flow thread may be inside a call that cannot be interrupted
 
 
+#: ``-v``: library warnings on the console too; ``-q``: no progress, only the outcome.
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="library warnings on the console as well")
+]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="no progress display or event lines, the outcome only")
+]
+
+
 def run(
     target: Annotated[
         str | None,
@@ -252,6 +325,8 @@ def run(
     iterations: Annotated[
         int | None, typer.Option("--iterations", min=1, help="total loop iterations")
     ] = None,
+    verbose: VerboseOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Run the closed loop until the budget is spent, the iteration limit is reached or the
     objective stalls; safe to interrupt at any moment (`amloop resume` continues)."""
@@ -260,10 +335,15 @@ def run(
 
     with _CtrlC().installed() as ctrl_c:
         handle = _campaign_from(either_campaign(target, campaign), Settings())
-        _drive(handle, RunLimits(iterations, budget), ctrl_c)
+        _drive(handle, RunLimits(iterations, budget), ctrl_c, Verbosity(verbose, quiet))
 
 
-def resume(name: CampaignArgument = None, campaign: CampaignOption = None) -> None:
+def resume(
+    name: CampaignArgument = None,
+    campaign: CampaignOption = None,
+    verbose: VerboseOption = False,
+    quiet: QuietOption = False,
+) -> None:
     """Continue an interrupted campaign from its store, with the limits of its last run."""
     from amloop.loop.campaigns import resolve_campaign
     from amloop.loop.runs import last_limits
@@ -271,4 +351,4 @@ def resume(name: CampaignArgument = None, campaign: CampaignOption = None) -> No
 
     with _CtrlC().installed() as ctrl_c:
         handle = resolve_campaign(either_campaign(name, campaign), Settings(), finish_init=True)
-        _drive(handle, last_limits(handle), ctrl_c)
+        _drive(handle, last_limits(handle), ctrl_c, Verbosity(verbose, quiet))
