@@ -341,7 +341,7 @@ def test_exported_text_cells_cannot_run_as_spreadsheet_formulas(cli, tmp_path):
     assert "'=HYPERLINK" in text and ",=HYPERLINK" not in text and '"=HYPERLINK' not in text
 
 
-def test_a_run_refused_by_the_lock_leaves_resume_limits_alone(cli, prefect_api_url):
+def test_a_run_refused_by_the_lock_leaves_resume_limits_alone(cli, prefect_api_url, monkeypatch):
     """Limits are recorded only by the run that holds the lock: a refused `run --iterations 2`
     must not change what `resume` continues with."""
     from amloop.loop.campaigns import resolve_campaign
@@ -351,7 +351,14 @@ def test_a_run_refused_by_the_lock_leaves_resume_limits_alone(cli, prefect_api_u
     handle = resolve_campaign("nifecr", Settings())
     store = handle.store()
     store.acquire_lock("another-host:4242:abcd", stale_after_s=3600)
-    result = cli("run", "nifecr", "--iterations", "2")
+    import amloop.loop.flows
+
+    def engine_started(*args, **kwargs):
+        raise AssertionError("the workflow engine started although the lock is held")
+
+    monkeypatch.setattr(amloop.loop.flows, "run_campaign", engine_started)
+    result = cli("run", "nifecr", "--iterations", "2")  # refused before the engine starts
+    assert "Traceback" not in result.output and "prefect" not in result.output.lower()
     assert result.exit_code == 1 and "being run by PID 4242 on another-host" in result.output
     assert "kill -INT 4242" in result.output and "amloop resume nifecr" in result.output
     assert last_limits(handle).max_iterations is None
