@@ -17,7 +17,8 @@ and of one member against CHGNet and the EAM itself on the same cell (ms per ste
 
 Truth (b), ``--truth gpaw``: real GPAW labels (the ``dft`` oracle, PBE plane waves, forces
 and stress) on 8-atom Cu-Zr cells from EAM MD at 1500 K, computed one by one and kept in
-``build/bench/mlp/gpaw-labels.jsonl`` (resumable, as many as the machine allows); the committee
+``benchmarks/results/mlp-gpaw-labels.jsonl`` (committed, resumable, as many as the machine
+allows); the committee
 fitted on growing shares of them against CHGNet zero-shot on the same held-out cells (force
 MAE: energies have other zeros), and, where CHGNet still wins, the labels a power-law fit of
 the committee's curve says it needs.
@@ -368,6 +369,7 @@ def plot(runs: dict[str, list[Round]], path: Path) -> None:
 #: Truth (b): GPAW labels wanted (CI, full) and the shares of them each committee is fitted on.
 GPAW_LABELS = {"ci": 6, "full": 120}
 GPAW_SHARES = (0.25, 0.5, 1.0)
+GPAW_LABELS_FILE = RESULTS / "mlp-gpaw-labels.jsonl"
 GPAW = {"mode": "pw", "ecut": 300.0, "kpts": "2x2x2", "spinpol": False, "maxiter": 200}
 
 
@@ -390,9 +392,10 @@ def gpaw_cells(count: int) -> list[ForceLabel]:
 
 
 def gpaw_labels(count: int) -> list[ForceLabel]:
-    """GPAW labels of the first ``count`` :func:`gpaw_cells`, one JSON line each in the cache
-    (a kill loses at most the cell being computed)."""
-    path = CACHE / "gpaw-labels.jsonl"
+    """GPAW labels of the first ``count`` :func:`gpaw_cells`, one JSON line each in
+    :data:`GPAW_LABELS_FILE` (committed: they cost a minute each; a kill loses at most the
+    cell being computed)."""
+    path = GPAW_LABELS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     done = (
         [ForceLabel.model_validate_json(line) for line in path.read_text().splitlines()]
