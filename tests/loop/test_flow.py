@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from amloop.loop.campaigns import init_campaign
+from amloop.loop.campaigns import CampaignHandle, init_campaign
 from amloop.loop.flows import RunLimits, run_campaign
 from amloop.loop.report import write_report
 from amloop.loop.steps import GATE_ORACLE
@@ -414,6 +414,21 @@ def test_no_child_outlives_a_killed_run(tmp_path):
     assert not alive, [" ".join(p.cmdline())[:80] for p in alive]
 
 
+def _two_iterations(data: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CampaignHandle:
+    """The campaign ``data`` (a variant of :data:`CONFIG`) initialised and run for its two
+    iterations in this process."""
+    import yaml
+
+    config = tmp_path / f"{data['name']}.yaml"
+    config.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("AMLOOP_HOME", str(tmp_path / "home"))
+    torch.set_num_threads(1)
+    handle = init_campaign(config, Settings())
+    reason = run_campaign(handle.database_url, handle.name, handle.directory, RunLimits())
+    assert reason == "2 iteration(s) done (limit 2)"
+    return handle
+
+
 def test_fcc_and_bcc_in_one_campaign(tmp_path, monkeypatch, prefect_api_url):
     """Seed 001's training set is half FCC, half BCC: with `cell.lattice: [fcc, bcc]` the seed
     cells alternate lattices, the lattice is a feature of the surrogates and a dimension of
@@ -427,13 +442,7 @@ def test_fcc_and_bcc_in_one_campaign(tmp_path, monkeypatch, prefect_api_url):
     data["name"] = "loop-fcc-bcc"
     data["cell"]["lattice"] = ["fcc", "bcc"]
     data["generator"].pop("local_search")
-    config = tmp_path / "fcc-bcc.yaml"
-    config.write_text(yaml.safe_dump(data))
-    monkeypatch.setenv("AMLOOP_HOME", str(tmp_path / "home"))
-    torch.set_num_threads(1)
-    handle = init_campaign(config, Settings())
-    reason = run_campaign(handle.database_url, handle.name, handle.directory, RunLimits())
-    assert reason == "2 iteration(s) done (limit 2)"
+    handle = _two_iterations(data, tmp_path, monkeypatch)
     store = handle.store()
     seeds = [c for c in store.candidates() if c.origin == "seed"]
     assert sorted(c.provenance["lattice"] for c in seeds) == ["bcc"] * 3 + ["fcc"] * 3
@@ -490,14 +499,7 @@ def test_campaign_fits_its_own_potential_and_labels_where_it_disagrees(
         "refit_growth": 0.1,
         "label_per_iteration": 1,
     }
-    config = tmp_path / "own.yaml"
-    config.write_text(yaml.safe_dump(data))
-    monkeypatch.setenv("AMLOOP_HOME", str(tmp_path / "home"))
-    torch.set_num_threads(1)
-    handle = init_campaign(config, Settings())
-    reason = run_campaign(handle.database_url, handle.name, handle.directory, RunLimits())
-    assert reason == "2 iteration(s) done (limit 2)"
-    store = handle.store()
+    store = _two_iterations(data, tmp_path, monkeypatch).store()
     assert store.label_count(oracles=["lammps_dear"]) >= 2 * 6  # input + relaxed per seed call
     fits = store.artifacts(kind="mlp_committee")
     assert [a.iteration for a in fits] == [0, 1]  # refitted after each iteration: labels grew
