@@ -4,6 +4,7 @@ iteration's calls); the fit is an artifact of the campaign, its cost charged to 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from pymatgen.core import Structure
@@ -116,7 +117,7 @@ def labelling_tasks(run: CampaignRun, index: int) -> list[EvaluationTask]:
     ``mlp.label_pool`` newest candidates it has no label of: active learning of the
     potential. The choice is made once and kept in the iteration's metadata with each
     candidate's spread (why it was labelled), so a resumed iteration labels the same cells;
-    none before the first fit."""
+    none before the first fit. The ranking's core-seconds are charged to the iteration."""
     settings = run.config.mlp
     if settings is None or settings.label_per_iteration == 0:
         return []
@@ -133,14 +134,16 @@ def labelling_tasks(run: CampaignRun, index: int) -> list[EvaluationTask]:
         }
         pool = [c for c in run.store.candidates() if c.content_hash not in labelled]
         pool = pool[-settings.label_pool :]
+        started = time.process_time()
         calculator = committee_calculator(str(root))
         assert isinstance(calculator, CommitteeCalculator)
         spreads = [(force_spread(calculator, c.structure), c.content_hash) for c in pool]
+        ranking = Cost(core_s=time.process_time() - started)  # charged like training
         top = sorted(spreads, reverse=True)[: settings.label_per_iteration]
         chosen = [
             {"candidate": h, "force_spread_eV_per_A": s, "committee": version.name} for s, h in top
         ]
-        run.store.update_iteration(index, metadata={LABELLING_KEY: chosen})
+        run.store.update_iteration(index, metadata={LABELLING_KEY: chosen}, training_cost=ranking)
         for entry in chosen:
             run.store.log_event(
                 "label_request",
