@@ -10,13 +10,14 @@ export PREFECT_HOME := $(CURDIR)/build/prefect
 
 install: $(STAMP)
 
-# Debian packages the tests use for real: PostgreSQL (a throw-away server on 127.0.0.1) and
-# GPAW with its PAW setups (the DFT oracle). Installed when missing and apt-get is usable;
+# Debian packages the tests use for real: PostgreSQL (a throw-away server on 127.0.0.1),
+# GPAW with its PAW setups (the DFT oracle) and Chromium (the HTML report, headless). Installed when missing and apt-get is usable;
 # otherwise their tests skip with the install command (and fail under CI).
 system-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	/usr/bin/python3 -c "import gpaw" >/dev/null 2>&1 || missing="$$missing gpaw"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -58,6 +59,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.acquisition
 	$(PY) -m benchmarks.discovery
 	$(PY) -m benchmarks.discovery_amorphous
+	$(PY) -m benchmarks.mlp
 	$(PY) -m benchmarks.structure_fidelity --compositions 3 --cells 2 \
 		--output build/bench/structure-fidelity-ci.md
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from amloop.oracles.base import OracleSetupError
-from amloop.oracles.mlp.committee import uses_campaign_committee
+from amloop.oracles.campaign_potential import uses_campaign_committee
 from amloop.oracles.registry import oracle_from_config, oracle_types
 from amloop.state.composition import subsystems
 from amloop.state.config import (
@@ -116,9 +116,10 @@ def check_oracles(config: CampaignConfig) -> None:
 
 
 def resolve_campaign(
-    name: str | None, settings: Settings, *, finish_init: bool = False
+    name: str | None, settings: Settings, *, finish_init: bool = False, make_current: bool = True
 ) -> CampaignHandle:
-    """Find a campaign by name, by its folder in AMLOOP_HOME, or (``None``) the current one.
+    """Find a campaign by name, by its folder in AMLOOP_HOME, or (``None``) the current one; a
+    campaign found by name or folder becomes the current one (unless not ``make_current``).
 
     With ``finish_init`` (``amloop resume``), a campaign whose ``init`` was killed after it
     wrote ``config.yaml`` and before its store row is created from that file.
@@ -126,6 +127,7 @@ def resolve_campaign(
     Raises:
         CampaignLookupError: nothing found; the message says how to pick one.
     """
+    explicit = name is not None
     if name is None:
         name = _read_current(settings)
     elif not _is_name(name):
@@ -146,7 +148,26 @@ def resolve_campaign(
         store = CampaignStore.create(url, name, written.model_dump(mode="json"))
         store.log_event("config", f"init finished from {directory / CONFIG_FILE}")
     config = parse_config(store.info().config, source=f"campaign '{name}'")
+    if explicit and make_current:
+        _write_current(settings, name)  # the campaign last used is the current one
     return CampaignHandle(name, directory, url, config)
+
+
+def campaign_folders(settings: Settings) -> list[str]:
+    """Names of the campaign folders under AMLOOP_HOME (those with a config file), sorted."""
+    if not settings.home.is_dir():
+        return []
+    return sorted(
+        p.parent.name for p in settings.home.glob(f"*/{CONFIG_FILE}") if _is_name(p.parent.name)
+    )
+
+
+def current_campaign(settings: Settings) -> str | None:
+    """The current campaign's name, or ``None`` when none was used yet."""
+    try:
+        return _read_current(settings)
+    except CampaignLookupError:
+        return None
 
 
 def _is_name(text: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from amloop.loop import generator_cli, run_cli
+from amloop.loop.cli_options import CampaignArgument, CampaignOption, either_campaign
 from amloop.loop.quality_cli import quality_command
 
 if TYPE_CHECKING:  # the commands import what they use: `amloop --help` starts in a fraction of a s
@@ -31,21 +33,11 @@ app = typer.Typer(
 console = Console()
 errors = Console(stderr=True)
 
-CampaignOption = Annotated[
-    str | None,
-    typer.Option(
-        "--campaign",
-        "-c",
-        envvar="AMLOOP_CAMPAIGN",
-        help="campaign name or folder (default: the last one initialised)",
-    ),
-]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def user_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean bad input, shown as one line without a traceback."""
-    from amloop.generator.cdvae import CheckpointError
     from amloop.loop.campaigns import CampaignLookupError
     from amloop.loop.inject import InjectError
     from amloop.oracles.base import OracleSetupError
@@ -66,7 +58,9 @@ def user_errors() -> tuple[type[Exception], ...]:
         OracleSetupError,
         StructureFileError,
         CompositionError,
-        CheckpointError,
+        # a checkpoint error can only come from the generator, once loaded: not imported
+        # here for it (torch-geometric would add seconds to every error message)
+        *((cdvae.CheckpointError,) if (cdvae := sys.modules.get("amloop.generator.cdvae")) else ()),
     )
 
 
@@ -148,11 +142,78 @@ def _checkpoint_stores() -> None:
         checkpoint_all()
 
 
-def _campaign(name: str | None) -> CampaignHandle:
+def _campaign(name: str | None, option: str | None = None) -> CampaignHandle:
+    """The campaign named positionally (``name``) or by ``-c`` (``option``), else the current."""
     from amloop.loop.campaigns import resolve_campaign
     from amloop.state.settings import Settings
 
-    return resolve_campaign(name, Settings())
+    return resolve_campaign(either_campaign(name, option), Settings())
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"amloop {version('amloop')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Active-learning closed-loop discovery of amorphous and disordered materials."""
+
+
+@app.command("list")
+@_user_errors
+def list_campaigns() -> None:
+    """Every campaign under AMLOOP_HOME: status, iterations, best value, budget used, folder."""
+    from amloop.loop.campaigns import campaign_folders, current_campaign, resolve_campaign
+    from amloop.loop.history import best_per_objective
+    from amloop.state.settings import Settings
+
+    settings = Settings()
+    names = campaign_folders(settings)
+    if not names:
+        console.print(f"no campaigns under {settings.home}: `amloop init CONFIG` makes one")
+        return
+    current = current_campaign(settings)
+    table = Table(title=f"campaigns in {settings.home}")
+    for column in ("", "name", "status", "iterations", "best", "budget used", "folder"):
+        table.add_column(column, no_wrap=column in ("name", "best"))
+    for name in names:
+        mark = "*" if name == current else ""
+        try:
+            handle = resolve_campaign(name, settings, make_current=False)
+            store = handle.store()
+        except user_errors() as exc:
+            table.add_row(mark, name, f"[red]unreadable[/]: {exc}", "", "", "", "")
+            continue
+        info, config = store.info(), handle.config
+        found = {b.property: b for b in best_per_objective(store, config)}
+        first = config.objectives[0]
+        best = found.get(first.property)
+        spent_h, limit_h = store.spent().core_s / 3600.0, config.budget.core_hours
+        used = f"{spent_h:.3g} core-h" + (
+            f" ({100 * spent_h / limit_h:.0f} % of {limit_h:g})" if limit_h else ""
+        )
+        table.add_row(
+            mark,
+            name,
+            info.status,
+            str(len(store.iterations())),
+            f"{first.property} {best.value:.4g} {best.unit}" if best else "-",
+            used,
+            str(handle.directory),
+        )
+    console.print(table)
+    console.print("* the current campaign (the last one used)")
 
 
 @app.command()
@@ -172,13 +233,13 @@ def init(config: Annotated[Path, typer.Argument(help="campaign YAML file")]) -> 
 
 @app.command()
 @_user_errors
-def status(campaign: CampaignOption = None) -> None:
+def status(name: CampaignArgument = None, campaign: CampaignOption = None) -> None:
     """Budget spent and left, best value per objective, current phase and lock holder."""
     from amloop.loop.budget import Budget, spent_by_activity
     from amloop.loop.history import best_per_objective
     from amloop.state.lock import owner_process_is_dead
 
-    handle = _campaign(campaign)
+    handle = _campaign(name, campaign)
     store = handle.store()
     info = store.info()
     iterations = store.iterations()
@@ -231,52 +292,151 @@ def status(campaign: CampaignOption = None) -> None:
 @app.command()
 @_user_errors
 def history(
+    name: CampaignArgument = None,
     campaign: CampaignOption = None,
     iteration: Annotated[int | None, typer.Option(help="only this iteration")] = None,
+    oracle: Annotated[str | None, typer.Option(help="only this oracle's calls")] = None,
+    status: Annotated[
+        Literal["done", "failed", "pending", "running"] | None,
+        typer.Option(help="only calls with this status"),
+    ] = None,
+    best: Annotated[
+        int | None, typer.Option(min=1, help="the N best records of the first objective")
+    ] = None,
     fmt: Annotated[
         Literal["table", "csv", "json"], typer.Option("--format", help="output format")
     ] = "table",
-    details: Annotated[
-        bool, typer.Option(help="show each result's provenance in the table")
+    wide: Annotated[bool, typer.Option("--wide", help="every column, however wide")] = False,
+    columns: Annotated[
+        str | None, typer.Option(help="these columns, comma-separated (see --wide for names)")
+    ] = None,
+    long: Annotated[
+        bool, typer.Option("--long", help="one row per property value (the long layout)")
     ] = False,
 ) -> None:
-    """Every oracle result, failure and measurement, per iteration (table, CSV or JSON)."""
-    from amloop.loop.export import write_rows_csv
-    from amloop.loop.history import history_rows
+    """One row per oracle call or measurement: stage, candidate, oracle, status, one column per
+    property (unit in the header), the quality gate's verdict; CSV/JSON numeric (JSON with
+    each call's provenance)."""
+    from amloop.loop.history import history_records, history_rows
 
-    handle = _campaign(campaign)
+    handle = _campaign(name, campaign)
     store = handle.store()
-    rows = history_rows(store, iteration=iteration)
-    if fmt == "csv":
-        write_rows_csv(rows, Path("-"))
+    if long:
+        _print_long_history(handle.name, history_rows(store, iteration=iteration))
         return
+    records = history_records(
+        store,
+        handle.config,
+        iteration=iteration,
+        oracle=oracle,
+        status=status,
+        best=best,
+        provenance=fmt == "json",
+    )
     if fmt == "json":
-        typer.echo(json.dumps([row.as_dict() for row in rows], indent=2))
+        typer.echo(json.dumps(records, indent=2, default=str))
         return
-    iterations = store.iterations()
-    if iterations:
-        summary = Table(title="iterations")
-        for column in ("iteration", "phase", "started", "finished", "training core-s"):
-            summary.add_column(column)
-        for record in iterations:
-            if iteration is None or record.index == iteration:
-                summary.add_row(
-                    str(record.index),
-                    record.phase,
-                    f"{record.started_at:%Y-%m-%d %H:%M:%S}" if record.started_at else "",
-                    f"{record.finished_at:%Y-%m-%d %H:%M:%S}" if record.finished_at else "",
-                    f"{record.training_cost.core_s:.1f}",
-                )
-        console.print(summary)
+    if fmt == "csv":
+        from amloop.loop.export import write_records_csv
+
+        write_records_csv(records, Path("-"))
+        return
+    if not records:
+        console.print(
+            "no oracle calls or measurements yet"
+            + (
+                " (with these filters)"
+                if any(x is not None for x in (iteration, oracle, status))
+                else ""
+            )
+        )
+        return
+    objectives = [o.property for o in handle.config.objectives]
+    _print_history_table(handle.name, records, objectives, wide, columns)
+
+
+def _print_history_table(
+    title: str,
+    records: list[dict[str, Any]],
+    objectives: list[str],
+    wide: bool,
+    chosen: str | None,
+) -> None:
+    """The records as a table: the columns that fit the terminal, kept in priority order
+    (:func:`loop.history.column_priority`), all with ``wide``, or those ``chosen``; a note
+    names what was left out."""
+    from rich.text import Text
+
+    from amloop.loop.history import column_priority, record_columns
+
+    available = record_columns(records, objectives)
+    cells = {c: [_cell(c, r.get(c)) for r in records] for c in available}
+    if chosen is not None:
+        shown = [c.strip() for c in chosen.split(",") if c.strip()]
+        unknown = [c for c in shown if c not in available]
+        if unknown:
+            raise typer.BadParameter(
+                f"unknown column(s) {', '.join(unknown)}; available: {', '.join(available)}"
+            )
     else:
-        console.print("no loop iterations yet")
+        shown = [c for c in available if any(cells[c])]  # empty columns say nothing
+        if not wide:
+            kept = _fitting(column_priority(shown, objectives), cells, console.width)
+            shown = [c for c in shown if c in kept]
+    table = Table(title=f"history of {title}: {len(records)} record(s)", box=None)
+    text = ("stage", "candidate", "formula", "origin", "oracle", "status", "gate")
+    for column in shown:
+        numeric = column not in (*text, "gate_reason", "failure", "source")
+        table.add_column(
+            Text("iter" if column == "stage" else column),
+            no_wrap=True,
+            overflow="ellipsis",
+            justify="right" if numeric else "left",
+        )
+    for i in range(len(records)):
+        table.add_row(*(Text(cells[c][i]) for c in shown))
+    console.print(table)
+    hidden = [c for c in available if c not in shown and any(cells[c])]
+    if hidden and chosen is None:
+        console.print(Text(f"not shown: {', '.join(hidden)} (--wide, or --columns a,b,c)"))
+
+
+def _cell(column: str, value: object) -> str:
+    """A history value as the table shows it (the stage as ``seed`` or the iteration's index,
+    the candidate's hash cut to 8 characters, numbers to 5 significant digits)."""
+    if value is None:
+        return ""
+    if column == "stage" and isinstance(value, str):
+        return value.removeprefix("iteration ")
+    if column == "candidate" and isinstance(value, str):
+        return value[:8]
+    if isinstance(value, float):
+        return f"{value:.5g}"
+    return str(value)
+
+
+def _fitting(columns: list[str], cells: dict[str, list[str]], width: int) -> list[str]:
+    """The columns, in order, that fit ``width`` characters (two between columns); the
+    free-text ones (reasons, sources) get the room left, cut to at least 12 characters."""
+    free = ("gate_reason", "failure", "source")
+    used = 0
+    shown: list[str] = []
+    for column in columns:
+        need = max([len(column), *(len(c) for c in cells[column])])
+        if column in free:
+            need = min(need, max(12, width - used - 2))
+        if used + need + 2 <= width or not shown:
+            shown.append(column)
+            used += need + 2
+    return shown
+
+
+def _print_long_history(title: str, rows: list[Any]) -> None:
+    """``--long``: one row per property value, as the history was printed before."""
     if not rows:
         console.print("no evaluations or measurements yet")
         return
-    title = f"history of {handle.name}"
-    if iteration is not None:
-        title += f", iteration {iteration}"
-    table = Table(title=title)
+    table = Table(title=f"history of {title}")
     for column in ("iter", "kind", "formula", "source", "status", "property", "value", "details"):
         table.add_column(column, overflow="fold")
     for row in rows:
@@ -284,14 +444,14 @@ def history(
         if row.uncertainty is not None:
             value += f" ± {row.uncertainty:.3g}"
         table.add_row(
-            "" if row.iteration is None else str(row.iteration),
+            "seed" if row.iteration is None else str(row.iteration),
             row.kind,
             row.formula,
             f"{row.source} (fidelity {row.fidelity})" if row.kind == "evaluation" else row.source,
             row.status,
             row.property,
             f"{value} {row.unit}".strip(),
-            row.reason or (row.provenance if details else ""),
+            row.reason,
         )
     console.print(table)
 
@@ -338,13 +498,14 @@ def export(
         Literal["extxyz", "cif", "csv"],
         typer.Option("--format", help="extxyz, cif (a folder) or csv"),
     ],
+    name: CampaignArgument = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="file or folder")] = None,
     campaign: CampaignOption = None,
 ) -> None:
     """Export structures (extxyz, CIF) or results (CSV)."""
     from amloop.loop.export import export_campaign
 
-    handle = _campaign(campaign)
+    handle = _campaign(name, campaign)
     default = {"extxyz": "structures.extxyz", "cif": "cif", "csv": "history.csv"}[fmt]
     target = output or handle.directory / "export" / default
     count = export_campaign(handle.store(), fmt, target)
@@ -355,23 +516,24 @@ def export(
 @_user_errors
 def backup(
     output: Annotated[Path, typer.Option("--output", "-o", help="the backup file to write")],
+    name: CampaignArgument = None,
     campaign: CampaignOption = None,
 ) -> None:
     """Copy a campaign's SQLite store while it may run (SQLite's online backup)."""
     from amloop.state.database import backup_sqlite
 
-    handle = _campaign(campaign)
+    handle = _campaign(name, campaign)
     path = backup_sqlite(handle.database_url, output)
     console.print(f"backed up {handle.name} to {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
 @app.command()
 @_user_errors
-def check(campaign: CampaignOption = None) -> None:
+def check(name: CampaignArgument = None, campaign: CampaignOption = None) -> None:
     """Check a campaign store: file integrity, references, stranded evaluations, the lock."""
     from amloop.state.checks import check_store
 
-    handle = _campaign(campaign)
+    handle = _campaign(name, campaign)
     findings = check_store(handle.store())
     table = Table(title=f"check of {handle.name}")
     for column in ("check", "", "detail"):
@@ -386,9 +548,8 @@ def check(campaign: CampaignOption = None) -> None:
 @app.command()
 @_user_errors
 def report(
-    campaign: Annotated[
-        str | None, typer.Argument(help="campaign name or folder (default: the current one)")
-    ] = None,
+    name: CampaignArgument = None,
+    campaign: CampaignOption = None,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="output folder (default: <campaign folder>/report)"),
@@ -397,7 +558,7 @@ def report(
     """Write the campaign report: report.md and report.html with PNG figures."""
     from amloop.loop.report import write_report
 
-    handle = _campaign(campaign)
+    handle = _campaign(name, campaign)
     path = write_report(handle.store(), output or handle.directory / "report")
     console.print(f"wrote {path} and {path.with_name('report.html')}")
 
@@ -423,6 +584,7 @@ def evaluate(
     from amloop.state.schema import Candidate
     from amloop.state.structures import read_structures
 
+    read = [(path, read_structures(path)) for path in structures]  # bad files fail first, fast
     options = parse_options(settings or [])
     instance = create_oracle(oracle, **options)
     if not isinstance(instance, Oracle):
@@ -431,8 +593,8 @@ def evaluate(
             "`amloop experiments request` and answered with `amloop inject`"
         )
     records = []
-    for path in structures:
-        for index, structure in enumerate(read_structures(path)):
+    for path, frames in read:
+        for index, structure in enumerate(frames):
             label = path.name if index == 0 else f"{path.name}[{index}]"
             check = getattr(instance, "check_elements", None)
             if check is not None:
@@ -485,10 +647,9 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
 @app.command()
 @_user_errors
 def seed(
-    campaign: Annotated[
-        str | None, typer.Argument(help="campaign name or folder (default: the current one)")
-    ] = None,
-    n: Annotated[int, typer.Option("--n", min=1, help="number of seed structures")] = 200,
+    name: CampaignArgument = None,
+    campaign: CampaignOption = None,
+    n: Annotated[int, typer.Option("-n", "--n", min=1, help="number of seed structures")] = 200,
     orderings: Annotated[int, typer.Option(min=1, help="random orderings per composition")] = 20,
     step: Annotated[float, typer.Option(help="composition grid step (atomic fraction)")] = 0.1,
     oracle: Annotated[
@@ -515,7 +676,7 @@ def seed(
     from amloop.loop.steps import seed_sources
     from amloop.state.config import ConfigError
 
-    handle = _campaign(campaign)
+    handle = _campaign(name, campaign)
     store = handle.store()
     oracles, md = seed_sources(handle.config, oracle)
     try:
@@ -562,6 +723,7 @@ app.add_typer(mlp_app, name="mlp")
 @mlp_app.command("fit")
 @_user_errors
 def mlp_fit(
+    name: CampaignArgument = None,
     campaign: CampaignOption = None,
     force: Annotated[
         bool, typer.Option("--force", help="fit even if the labels have not grown enough")
@@ -572,7 +734,7 @@ def mlp_fit(
     from amloop.loop.steps.run import CampaignRun
     from amloop.state.lock import owner_process_is_dead
 
-    handle = _campaign(campaign)
+    handle = _campaign(name, campaign)
     store = handle.store()
     lock = store.info().lock
     if lock is not None and not owner_process_is_dead(lock.owner):
@@ -612,6 +774,7 @@ app.add_typer(experiments, name="experiments")
 @experiments.command("pending")
 @_user_errors
 def experiments_pending(
+    name: CampaignArgument = None,
     campaign: CampaignOption = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write CSV here")] = None,
     show_all: Annotated[bool, typer.Option("--all", help="also fulfilled and cancelled")] = False,
@@ -619,7 +782,7 @@ def experiments_pending(
     """List open lab requests (composition, properties, why they were chosen)."""
     from amloop.state.composition import formula
 
-    store = _campaign(campaign).store()
+    store = _campaign(name, campaign).store()
     requests = store.lab_requests(status=None if show_all else "open")
     rows = [
         {

@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import Any, Literal, TextIO
 
 import numpy as np
 
-from amloop.loop.history import HistoryRow, history_rows
+from amloop.loop.history import history_records, record_columns
 from amloop.state.schema import Candidate
 from amloop.state.store import CampaignStore
 
@@ -21,14 +21,16 @@ def export_campaign(store: CampaignStore, fmt: ExportFormat, output: Path) -> in
 
     ``extxyz``: one frame per candidate with its finished oracle results in ``atoms.info``
     (``<oracle>.<property>`` in the property's unit); ``cif``: a folder with one CIF per
-    candidate; ``csv``: the history table (one row per value, failures and measurements included).
+    candidate; ``csv``: the history, one row per oracle call or measurement with a column per
+    property (:func:`loop.history.history_records`; no provenance: ``amloop history --format
+    json`` has it).
     """
     from pymatgen.io.cif import CifWriter  # writers load with the command that writes
 
     if fmt == "csv":
-        rows = history_rows(store)
-        write_rows_csv(rows, output)
-        return len(rows)
+        records = history_records(store)
+        write_records_csv(records, output)
+        return len(records)
     candidates = store.candidates()
     results: dict[str, dict[str, float | str]] = {c.content_hash: {} for c in candidates}
     for evaluation in store.evaluations(status="done"):
@@ -74,15 +76,17 @@ def write_extxyz(
     ase_write(output, frames, format="extxyz")
 
 
-def write_rows_csv(rows: list[HistoryRow], output: Path) -> None:
-    """Write history rows as CSV with a header (to ``output``, a path or ``-`` for stdout)."""
-    fields = list(HistoryRow.__dataclass_fields__)
+def write_records_csv(records: list[dict[str, Any]], output: Path) -> None:
+    """Write history records as CSV, a column per key (:func:`loop.history.record_columns`
+    order, ``iteration`` first; empty where a record has no value), to ``output`` (a path or
+    ``-`` for stdout)."""
+    fields = ["iteration", *record_columns(records)]
     if str(output) == "-":
-        _write(rows, fields, sys.stdout)
+        _write(records, fields, sys.stdout)
         return
     output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w", newline="") as handle:
-        _write(rows, fields, handle)
+        _write(records, fields, handle)
 
 
 #: A text cell starting with one of these is a formula to a spreadsheet (OWASP: CSV injection).
@@ -97,8 +101,8 @@ def spreadsheet_safe(value: object) -> object:
     return value
 
 
-def _write(rows: list[HistoryRow], fields: list[str], handle: TextIO) -> None:
-    writer = csv.DictWriter(handle, fieldnames=fields)
+def _write(records: list[dict[str, Any]], fields: list[str], handle: TextIO) -> None:
+    writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
-    for row in rows:
-        writer.writerow({key: spreadsheet_safe(value) for key, value in row.as_dict().items()})
+    for record in records:
+        writer.writerow({key: spreadsheet_safe(value) for key, value in record.items()})

@@ -102,7 +102,9 @@ def quality_command(
     generated: Annotated[Path, typer.Argument(help="generated structures")],
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="PNG of the overlays (default GENERATED_quality.png)"),
+        typer.Option(
+            "--output", "-o", "--out", help="PNG of the overlays (default GENERATED_quality.png)"
+        ),
     ] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="bootstrap resamples per CI")] = 1000,
     local: Annotated[

@@ -12,17 +12,21 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn, TextIO
 
 import typer
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
+from amloop.loop.cli_options import CampaignArgument, CampaignOption, either_campaign
 from amloop.loop.interrupt import (
     EXIT_STATUS,
     GRACE_S,
@@ -34,9 +38,9 @@ from amloop.loop.interrupt import (
 
 if TYPE_CHECKING:
     from amloop.loop.campaigns import CampaignHandle
+    from amloop.loop.progress import RunState
     from amloop.loop.runs import RunLimits
     from amloop.state.settings import Settings
-    from amloop.state.store import CampaignStore
 
 console = Console()
 
@@ -56,32 +60,40 @@ def _campaign_from(target: str | None, settings: Settings) -> CampaignHandle:
     return resolve_campaign(target, settings)
 
 
-def _snapshot(store: CampaignStore, handle: CampaignHandle) -> Group:
+def _snapshot(state: RunState, handle: CampaignHandle) -> Group:
+    """The live display: elapsed time, iteration k of N (or seed progress), oracle calls apart
+    from gate checks, an ETA from the measured call times, the budget and the best values."""
     from amloop.loop.budget import Budget
-    from amloop.loop.history import best_per_objective
+    from amloop.loop.progress import clock
 
-    iterations = store.iterations()
-    phase = f"iteration {iterations[-1].index}: {iterations[-1].phase}" if iterations else "seeding"
-    counts: dict[str, int] = {}
-    for evaluation in store.evaluations():
-        counts[evaluation.status] = counts.get(evaluation.status, 0) + 1
+    if state.iteration is None:
+        done, size = state.seeds
+        phase = f"seeding: {done} of {size} seed calls"
+    else:
+        index, name = state.iteration
+        of = f" ({index + 1} of {state.max_iterations})" if state.max_iterations else ""
+        phase = f"iteration {index}{of}: {name}"
+    eta = state.eta_s(handle.config)
     head = Table.grid(padding=(0, 2))
+    head.add_row(f"[bold]{handle.name}[/]", phase, f"elapsed {clock(state.elapsed_s)}")
     head.add_row(
-        f"[bold]{handle.name}[/]",
-        phase,
-        f"evaluations: {counts.get('done', 0)} done, {counts.get('failed', 0)} failed, "
-        f"{counts.get('running', 0)} running",
+        "",
+        f"oracle calls: {state.calls.get('done', 0)} done, {state.calls.get('failed', 0)} "
+        f"failed, {state.calls.get('running', 0)} running",
+        f"gate: {state.gate['passed']} passed, {state.gate['rejected']} rejected"
+        + (f"    ETA {clock(eta)} (calls left at {state.call_s:.1f} s each)" if eta else ""),
     )
     budget = Table(title="budget", show_edge=False)
     for column in ("item", "spent", "limit", "unit"):
         budget.add_column(column)
+    store = handle.store()
     for line in Budget.of(store, handle.config).lines(handle.config.oracles):
         if line.limit is not None:
             budget.add_row(line.item, f"{line.spent:.4g}", f"{line.limit:.4g}", line.unit)
     best = Table(title="best so far", show_edge=False)
     for column in ("objective", "value", "formula", "from"):
         best.add_column(column)
-    for b in best_per_objective(store, handle.config):
+    for b in state.best:
         best.add_row(b.property, f"{b.value:.5g} {b.unit}", b.formula, b.source)
     return Group(head, budget, best)
 
@@ -114,9 +126,19 @@ class _CtrlC:
             signal.signal(signal.SIGINT, previous)
 
 
-def _drive(handle: CampaignHandle, limits: RunLimits, ctrl_c: _CtrlC) -> None:
-    """Run the loop in a worker thread under a live display; Ctrl-C stops it (see
-    :mod:`loop.interrupt`)."""
+@dataclass(frozen=True)
+class Verbosity:
+    """``-v`` / ``-q`` of ``run`` and ``resume``."""
+
+    verbose: bool = False
+    quiet: bool = False
+
+
+def _drive(handle: CampaignHandle, limits: RunLimits, ctrl_c: _CtrlC, verbosity: Verbosity) -> None:
+    """Run the loop in a worker thread under a live display (a terminal) or event lines (a
+    log); library warnings go to the campaign's ``warnings.log`` unless ``-v``; Ctrl-C stops
+    it (see :mod:`loop.interrupt`)."""
+    from amloop.loop.progress import read_state
     from amloop.loop.runs import run_loop
     from amloop.loop.watchdog import start_watchdog
 
@@ -137,20 +159,43 @@ def _drive(handle: CampaignHandle, limits: RunLimits, ctrl_c: _CtrlC) -> None:
             done.set()
 
     worker = threading.Thread(target=work, name="amloop-flow", daemon=True)
-    live = Live(_snapshot(store, handle), console=console, refresh_per_second=1)
+    started = time.monotonic()
+
+    def state() -> RunState:
+        return read_state(
+            store, handle.config, started, limits.apply(handle.config).execution.max_iterations
+        )
+
+    terminal = console.is_terminal and not verbosity.quiet
+    live = (
+        Live(_snapshot(state(), handle), console=console, refresh_per_second=1)
+        if terminal
+        else None
+    )
+    warned = WarningLog(handle.directory / WARNINGS_FILE, enabled=not verbosity.verbose)
     try:
         worker.start()
-        with live:
-            polled = time.monotonic()
-            while not done.wait(0.25):
-                if ctrl_c.overdue():
-                    _stop_now(handle, live, f"no safe point within {GRACE_S:g} s")
-                if time.monotonic() - polled >= 2.0:
-                    live.update(_snapshot(store, handle))
-                    polled = time.monotonic()
-            live.update(_snapshot(store, handle))
+        if live is None:
+            _log_lines(handle, state, done, ctrl_c, quiet=verbosity.quiet)
+        else:
+            with live:
+                polled = time.monotonic()
+                while not done.wait(0.25):
+                    if ctrl_c.overdue():
+                        _stop_now(handle, live, f"no safe point within {GRACE_S:g} s")
+                    if time.monotonic() - polled >= 2.0:
+                        live.update(_snapshot(state(), handle))
+                        polled = time.monotonic()
+                live.update(_snapshot(state(), handle))
     except KeyboardInterrupt:
         _stop_now(handle, live, "second Ctrl-C")
+    finally:
+        warned.close()
+    if warned.count:
+        console.print(
+            f"{warned.count} library warning(s) in {warned.path} (-v shows them here)",
+            highlight=False,
+        )
     if STOP.is_set() and not outcome:  # stopped at a safe point, or broken by the signal
         if not (failure and isinstance(failure[0], Interrupted)):
             store.log_event("interrupted", f"Ctrl-C; the loop ended with {failure[0]!r}")
@@ -165,16 +210,83 @@ def _drive(handle: CampaignHandle, limits: RunLimits, ctrl_c: _CtrlC) -> None:
     )
 
 
+def _log_lines(
+    handle: CampaignHandle,
+    state: Callable[[], RunState],
+    done: threading.Event,
+    ctrl_c: _CtrlC,
+    *,
+    quiet: bool,
+) -> None:
+    """Output that is not a terminal (a batch job's log): one timestamped line per event, as
+    it happens (:func:`loop.progress.event_lines`), flushed at once."""
+    from amloop.loop.progress import event_lines, stamped
+
+    before: RunState | None = None
+    if not quiet:
+        print(stamped(f"{handle.name}: running in {handle.directory}"), flush=True)
+    while True:
+        finished = done.wait(2.0)
+        if ctrl_c.overdue():
+            _stop_now(handle, None, f"no safe point within {GRACE_S:g} s")
+        if quiet:
+            if finished:
+                return
+            continue
+        now = state()
+        for line in event_lines(before, now):
+            print(stamped(line), flush=True)
+        before = now
+        if finished:
+            return
+
+
+#: Where a run's library warnings go (in the campaign folder), unless ``-v``.
+WARNINGS_FILE = "warnings.log"
+
+
+class WarningLog:
+    """Python warnings raised while the loop runs (GPyTorch's jitter, Lightning's advice, ...)
+    written to ``path`` with their source and counted, instead of on the console."""
+
+    def __init__(self, path: Path, *, enabled: bool = True):
+        self.path, self.count = path, 0
+        self._previous = warnings.showwarning
+        if enabled:
+            warnings.showwarning = self._show
+
+    def _show(
+        self,
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        from amloop.loop.progress import stamped
+
+        self.count += 1
+        with self.path.open("a") as log:
+            log.write(stamped(f"{category.__name__}: {message} ({filename}:{lineno})") + "\n")
+
+    def close(self) -> None:
+        """Warnings to the console again."""
+        warnings.showwarning = self._previous
+
+
 def _resume_line(handle: CampaignHandle) -> str:
     return f"interrupted: `amloop resume {handle.name}` continues where it stopped"
 
 
 def _after_display(text: str) -> None:
-    """Print ``text`` on a line of its own after the live display (in a log file the display's
-    last frame ends without a newline)."""
-    if not console.is_terminal:
-        console.print()
-    console.print(text, highlight=False)
+    """Print ``text`` on a line of its own after the live display (timestamped in a log)."""
+    from amloop.loop.progress import stamped
+
+    if console.is_terminal:
+        console.print(text, highlight=False)
+    else:
+        print(stamped(Text.from_markup(text).plain), flush=True)
 
 
 def _stop_now(handle: CampaignHandle, live: Live | None, why: str) -> NoReturn:
@@ -192,17 +304,29 @@ def _stop_now(handle: CampaignHandle, live: Live | None, why: str) -> NoReturn:
     os._exit(EXIT_STATUS)  # the flow thread may be inside a call that cannot be interrupted
 
 
+#: ``-v``: library warnings on the console too; ``-q``: no progress, only the outcome.
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="library warnings on the console as well")
+]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="no progress display or event lines, the outcome only")
+]
+
+
 def run(
     target: Annotated[
         str | None,
         typer.Argument(help="campaign YAML (created if new) or campaign name/folder"),
     ] = None,
+    campaign: CampaignOption = None,
     budget: Annotated[
         float | None, typer.Option("--budget", min=0, help="core-hours for the whole campaign")
     ] = None,
     iterations: Annotated[
         int | None, typer.Option("--iterations", min=1, help="total loop iterations")
     ] = None,
+    verbose: VerboseOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Run the closed loop until the budget is spent, the iteration limit is reached or the
     objective stalls; safe to interrupt at any moment (`amloop resume` continues)."""
@@ -210,11 +334,15 @@ def run(
     from amloop.state.settings import Settings
 
     with _CtrlC().installed() as ctrl_c:
-        _drive(_campaign_from(target, Settings()), RunLimits(iterations, budget), ctrl_c)
+        handle = _campaign_from(either_campaign(target, campaign), Settings())
+        _drive(handle, RunLimits(iterations, budget), ctrl_c, Verbosity(verbose, quiet))
 
 
 def resume(
-    campaign: Annotated[str | None, typer.Argument(help="campaign name or folder")] = None,
+    name: CampaignArgument = None,
+    campaign: CampaignOption = None,
+    verbose: VerboseOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Continue an interrupted campaign from its store, with the limits of its last run."""
     from amloop.loop.campaigns import resolve_campaign
@@ -222,5 +350,5 @@ def resume(
     from amloop.state.settings import Settings
 
     with _CtrlC().installed() as ctrl_c:
-        handle = resolve_campaign(campaign, Settings(), finish_init=True)
-        _drive(handle, last_limits(handle), ctrl_c)
+        handle = resolve_campaign(either_campaign(name, campaign), Settings(), finish_init=True)
+        _drive(handle, last_limits(handle), ctrl_c, Verbosity(verbose, quiet))

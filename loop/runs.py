@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from amloop.loop.campaigns import CampaignHandle
 from amloop.state.config import CampaignConfig
 from amloop.state.database import checkpoint
+from amloop.state.lock import default_lock_owner
 from amloop.state.settings import Settings
 from amloop.state.store import CampaignStore
 
@@ -73,6 +74,10 @@ def run_loop(handle: CampaignHandle, limits: RunLimits) -> str:
     done = sum(record.phase == "done" for record in store.iterations())
     if store.info().status == "finished" and (reason := iteration_limit_reason(done, limit)):
         return reason
+    stale_after_s = Settings().lock_stale_after_s
+    probe = default_lock_owner()  # a held lock refuses at once, before the workflow engine starts
+    store.acquire_lock(probe, stale_after_s=stale_after_s)
+    store.release_lock(probe)
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from amloop.loop.flows import run_campaign
 
@@ -82,7 +87,7 @@ def run_loop(handle: CampaignHandle, limits: RunLimits) -> str:
             handle.name,
             handle.directory,
             limits,
-            stale_after_s=Settings().lock_stale_after_s,
+            stale_after_s=stale_after_s,
         )
     finally:
         checkpoint(handle.database_url)  # the store file alone holds the run's results

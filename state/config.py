@@ -318,6 +318,15 @@ class PotentialFitConfig(BaseModel):
     refit_growth: float = Field(
         0.2, gt=0, description="refit once the labels grew by this fraction since the last fit"
     )
+    label_per_iteration: int = Field(
+        0,
+        ge=0,
+        description="candidates per iteration where the committee disagrees most, labelled by "
+        "the first train_on oracle (within its budget); 0: only the acquisition's calls label",
+    )
+    label_pool: int = Field(
+        64, ge=1, description="newest unlabelled candidates the committee ranks each iteration"
+    )
 
 
 class AcquisitionConfig(BaseModel):
@@ -619,6 +628,15 @@ def parse_config(
 MAX_CONFIG_BYTES = 1_000_000
 
 
+def yaml_error(path: Path, exc: yaml.YAMLError) -> str:
+    """One line for a YAML syntax error: ``file:line:column: what`` (1-based, as editors count)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    return f"{where}: not valid YAML: {problem}" + (f" ({context})" if context else "")
+
+
 def load_config(path: str | Path, *, oracle_types: Iterable[str] | None = None) -> CampaignConfig:
     """Read and validate a campaign YAML file (see :func:`parse_config`)."""
     path = Path(path)
@@ -631,8 +649,10 @@ def load_config(path: str | Path, *, oracle_types: Iterable[str] | None = None) 
         )
     try:
         data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text file ({exc.reason} at byte {exc.start})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(yaml_error(path, exc)) from None
     generator = data.get("generator") if isinstance(data, dict) else None
     if isinstance(generator, dict) and isinstance(generator.get("prior"), str):
         prior = Path(generator["prior"]).expanduser()  # relative to the YAML, as written

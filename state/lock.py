@@ -79,10 +79,16 @@ class CampaignLock(StoreSession):
             )
             if not result.rowcount:  # type: ignore[attr-defined]
                 age = (now - previous_beat).total_seconds() if previous_beat else float("nan")
+                acquired = aware(previous.lock_acquired_at)
+                since = f"{acquired:%Y-%m-%d %H:%M} UTC" if acquired else "an unknown time"
+                host, pid, *_ = [*(previous_owner or "").split(":"), "?", "?"]
                 raise LockHeld(
-                    f"campaign '{self.name}' is driven by {previous_owner} (last heartbeat "
-                    f"{age:.0f} s ago); it can be taken over after {stale_after_s:.0f} s "
-                    "without a heartbeat"
+                    f"campaign '{self.name}' is being run by PID {pid} on {host} since "
+                    f"{since} (last heartbeat {age:.0f} s ago): wait for it "
+                    f"to finish (`amloop status {self.name}` shows it), or stop it (`kill -INT "
+                    f"{pid}` on {host}: it stops at a safe point) and run `amloop resume "
+                    f"{self.name}`; a lock whose process is gone is taken over by itself "
+                    f"after {stale_after_s:.0f} s without a heartbeat"
                 )
             if previous_owner not in (None, owner):
                 self._event(

@@ -48,6 +48,9 @@ JsonObject = Annotated[dict[str, Any], BeforeValidator(lambda value: value or {}
 #: ``metadata`` on its rows), else the keyword.
 METADATA_ALIASES = AliasChoices("meta", "metadata")
 
+#: Oracle name under which quality-gate verdicts are stored (fidelity 0, ``failed`` = rejected).
+GATE_ORACLE = "quality_gate"
+
 CandidateOrigin = Literal["seed", "generated", "latent_opt", "local_search", "injected"]
 EvaluationStatus = Literal["pending", "running", "done", "failed"]
 CampaignStatus = Literal["created", "running", "paused", "interrupted", "finished", "failed"]

@@ -183,6 +183,10 @@ def read_structures(path: Path) -> list[Structure]:
     return structures
 
 
+#: The structure formats, as a user names them.
+READABLE = "pymatgen JSON (.json), CIF (.cif), POSCAR/CONTCAR (.vasp), extxyz/xyz and the other formats ASE reads by extension"
+
+
 def _read_structure_file(path: Path) -> list[Structure]:
     if path.suffix.lower() == ".json":
         return [structure_from_dict(json.loads(path.read_text()))]
@@ -191,7 +195,14 @@ def _read_structure_file(path: Path) -> list[Structure]:
     ):
         return [Structure.from_file(path)]
     from ase.io import read as ase_read  # ASE's readers: imported by the command that reads
+    from ase.io.formats import UnknownFileTypeError
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    frames = ase_read(path, index=":")
+    try:
+        frames = ase_read(path, index=":")
+    except UnknownFileTypeError:
+        raise StructureFileError(
+            f"not a structure format amloop reads (tried: {READABLE}; ASE knows no format "
+            f"'{path.suffix or path.name}')"
+        ) from None
     return [AseAtomsAdaptor.get_structure(atoms) for atoms in frames]

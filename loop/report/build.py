@@ -17,12 +17,13 @@ from amloop.loop.report.figures import (
     best_so_far_section,
     composition_section,
     cost_section,
+    failure_section,
     pareto_section,
     pdm_section,
     pdos_section,
     rdf_section,
 )
-from amloop.loop.report.tables import failure_section, iteration_section, summary_section
+from amloop.loop.report.tables import iteration_section, summary_section
 from amloop.state.store import CampaignStore
 
 
@@ -39,7 +40,7 @@ def build_sections(store: CampaignStore, out_dir: Path) -> list[Section]:
         pdm_section(campaign, best, seeds, out_dir),
         rdf_section(campaign, best, seeds, out_dir),
         cost_section(campaign, out_dir),
-        failure_section(campaign),
+        failure_section(campaign, out_dir),
         pdos_section(campaign, out_dir),
         iteration_section(campaign),
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from scipy.ndimage import gaussian_filter1d
 from amloop.generator.pdm import pair_indices, partial_rdf, pdm, pdm_labels, shell_cutoffs
 from amloop.loop.report.data import (
     MAX_PDOS_PLOTS,
+    QUALITY_GATE,
     RDF_BIN_WIDTH,
     RDF_R_MAX,
     CampaignData,
@@ -39,6 +41,7 @@ from amloop.loop.report.document import Block, Plot, Section, Table
 from amloop.oracles.dos_descriptors import ProjectedDos
 from amloop.state.schema import (
     Candidate,
+    Evaluation,
 )
 
 
@@ -136,8 +139,36 @@ def _draw_triangle(ax: Axes, elements: Sequence[str]) -> None:
     offsets = [(-0.04, -0.05), (0.04, -0.05), (0.0, 0.04)]
     for (cx, cy), (dx, dy), element in zip(corners, offsets, elements, strict=True):
         ax.text(cx + dx, cy + dy, f"{element} (x = 1)", ha="center", va="center")
+    for k in range(3):  # fraction ticks of element k along the edge it rises on
+        rises_from = (k + 1) % 3
+        for level in (0.2, 0.4, 0.6, 0.8):
+            at = np.zeros(3)
+            at[k], at[rises_from] = level, 1.0 - level
+            (tx, ty), centre = _ternary(at[None])[0], _ternary(np.full((1, 3), 1 / 3))[0]
+            away = (np.array([tx, ty]) - centre) * 0.12
+            ax.text(tx + away[0], ty + away[1], f"{level:.1f}", fontsize=7, color="0.35",
+                    ha="center", va="center")  # fmt: skip
     ax.set_aspect("equal")
     ax.set_axis_off()
+
+
+def _draw_bounds(ax: Axes, elements: Sequence[str], bounds: dict[str, tuple[float, float]]) -> None:
+    """The campaign's composition bounds on the ternary map: each limit as a dashed line where
+    that element's fraction equals it, labelled (``Cr <= 0.6``)."""
+    for k, element in enumerate(elements):
+        low, high = bounds.get(element, (0.0, 1.0))
+        for level, sign in ((low, ">="), (high, "<=")):
+            if (sign == ">=" and level <= 0.0) or (sign == "<=" and level >= 1.0):
+                continue
+            others = [j for j in range(3) if j != k]
+            ends = np.zeros((2, 3))
+            ends[:, k] = level
+            ends[0, others[0]] = ends[1, others[1]] = 1.0 - level
+            line = _ternary(ends)
+            ax.plot(*line.T, color="tab:red", lw=1.0, ls="--")
+            mid_x, mid_y = line.mean(axis=0)
+            ax.text(mid_x, mid_y, f"{element} {sign} {level:g}", color="tab:red",
+                    fontsize=8, ha="center", va="bottom")  # fmt: skip
 
 
 def composition_section(campaign: CampaignData, out_dir: Path) -> Section:
@@ -173,7 +204,11 @@ def composition_section(campaign: CampaignData, out_dir: Path) -> Section:
     elif len(elements) == 3:
         xy = _ternary(x)
         _draw_triangle(ax, elements)
-        how = "ternary projection of the atomic fractions"
+        _draw_bounds(ax, elements, campaign.config.bounds)
+        how = (
+            "ternary projection of the atomic fractions (edge ticks: the fraction of the "
+            "element that edge rises towards; dashed: the campaign's bounds)"
+        )
     else:
         xy, loadings = pca(x)
         labels = []
@@ -275,8 +310,15 @@ def rdf_section(
     figure = Figure(figsize=(4.0 * columns, 2.8 * rows), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for ax, pair in zip(axes, panels, strict=False):
+        absent = []
         for name, (r, total, partial) in curves.items():
-            ax.plot(r, total if pair is None else partial[pair[0], pair[1]], label=name, lw=1.2)
+            curve = total if pair is None else partial[pair[0], pair[1]]
+            if pair is not None and not np.any(curve > 0):
+                absent.append(name)
+            ax.plot(r, curve, label=name, lw=1.2)
+        if absent:
+            ax.text(0.97, 0.95, "no such pairs in\n" + ", ".join(absent), transform=ax.transAxes,
+                    ha="right", va="top", fontsize=7, color="0.35")  # fmt: skip
         ax.set_title("total" if pair is None else f"{elements[pair[0]]}-{elements[pair[1]]}")
         ax.set_xlabel("r (Å)")
         ax.set_ylabel("g(r) (dimensionless)")
@@ -340,6 +382,10 @@ def cost_section(campaign: CampaignData, out_dir: Path) -> Section:
         ax.bar(names, failed, bottom=done, label="failed", color="tab:red")
         ax.set_xlabel("oracle")
         ax.set_ylabel("compute (core-s)")
+        spent = (done + failed)[(done + failed) > 0]
+        if spent.max() / spent.min() > 30:  # values over decades: the small bars visible too
+            ax.set_yscale("log")
+            ax.set_ylabel("compute (core-s, log scale)")
         ax.tick_params(axis="x", labelrotation=30)
         ax.legend(fontsize="small")
         blocks.append(
@@ -349,6 +395,70 @@ def cost_section(campaign: CampaignData, out_dir: Path) -> Section:
             )
         )
     return Section(title, blocks)
+
+
+def failure_section(campaign: CampaignData, out_dir: Path) -> Section:
+    """Failures and gate rejections grouped by kind (the reason with its numbers taken out),
+    the numbers shown as their range and median, and a bar figure of the counts."""
+    title = "Failures by reason"
+    groups: dict[tuple[str, str], list[tuple[Evaluation, list[float]]]] = defaultdict(list)
+    for evaluation in campaign.evaluations:
+        if evaluation.status == "failed":
+            kind, numbers = failure_kind(failure_reason(evaluation.error))
+            groups[(evaluation.oracle, kind)].append((evaluation, numbers))
+    if not groups:
+        return Section(title, ["No failed evaluation and no quality-gate rejection."])
+    rows = []
+    ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]))
+    for (oracle, kind), failed in ranked:
+        iterations = sorted({e.iteration for e, _ in failed if e.iteration is not None})
+        rows.append(
+            [
+                "quality gate" if oracle == QUALITY_GATE else oracle,
+                kind,
+                str(len(failed)),
+                number_spread([numbers for _, numbers in failed]),
+                ", ".join(str(i) for i in iterations) or "-",
+                ", ".join(short_hash(e.candidate_hash) for e, _ in failed[:3])
+                + (" …" if len(failed) > 3 else ""),
+            ]
+        )
+    total = sum(len(v) for v in groups.values())
+    gated = sum(len(v) for (o, _), v in groups.items() if o == QUALITY_GATE)
+    text = f"{total} failure(s), of which {gated} quality-gate rejection(s)."
+    columns = ["oracle", "reason (numbers as N)", "count", "N: min – max (median)", "iterations"]
+    table = Table([*columns, "candidates"], rows)
+    figure = Figure(figsize=(7.0, 0.45 * len(ranked) + 1.2), layout="constrained")
+    ax = figure.subplots()
+    labels = [f"{'gate' if o == QUALITY_GATE else o}: {k[:60]}" for (o, k), _ in ranked]
+    ax.barh(labels[::-1], [len(v) for _, v in ranked][::-1], color="tab:red")
+    ax.set_xlabel("failures (count)")
+    ax.tick_params(axis="y", labelsize=7)
+    plot = Plot(
+        _save(figure, out_dir, "failures.png"),
+        "Failed oracle calls and quality-gate rejections per kind of reason.",
+    )
+    return Section(title, [text, table, plot])
+
+
+#: A number inside a failure reason (a distance, an energy, a step count).
+NUMBER = re.compile(r"(?<![\w.+-])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
+
+
+def failure_kind(reason: str) -> tuple[str, list[float]]:
+    """``reason`` with its numbers replaced by ``N`` (its kind), and the numbers."""
+    numbers = [float(n) for n in NUMBER.findall(reason)]
+    return NUMBER.sub("N", reason), numbers
+
+
+def number_spread(numbers: list[list[float]]) -> str:
+    """Range and median of each failure's first number, ``-`` where a kind has none."""
+    first = [n[0] for n in numbers if n]
+    if not first:
+        return "-"
+    if len(set(first)) == 1:
+        return f"{first[0]:.4g}"
+    return f"{min(first):.4g} – {max(first):.4g} ({float(np.median(first)):.4g})"
 
 
 def pdos_section(campaign: CampaignData, out_dir: Path) -> Section | None:

@@ -1,4 +1,4 @@
-"""The report's tables: summary, failures by reason, iterations and their proposals."""
+"""The report's tables: summary, iterations and their proposals."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ from collections import Counter, defaultdict
 from amloop.loop.budget import Budget
 from amloop.loop.history import best_per_objective
 from amloop.loop.report.data import (
-    QUALITY_GATE,
     CampaignData,
-    failure_reason,
     format_value,
     num,
     proposal_rows,
@@ -17,40 +15,7 @@ from amloop.loop.report.data import (
     unit_of,
 )
 from amloop.loop.report.document import Block, Section, Table
-from amloop.state.schema import (
-    Evaluation,
-)
 from amloop.state.store import CampaignStore
-
-
-def failure_section(campaign: CampaignData) -> Section:
-    title = "Failures by reason"
-    groups: dict[tuple[str, str], list[Evaluation]] = defaultdict(list)
-    for evaluation in campaign.evaluations:
-        if evaluation.status == "failed":
-            groups[(evaluation.oracle, failure_reason(evaluation.error))].append(evaluation)
-    if not groups:
-        return Section(title, ["No failed evaluation and no quality-gate rejection."])
-    rows = []
-    for (oracle, reason), failed in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-        iterations = sorted({e.iteration for e in failed if e.iteration is not None})
-        rows.append(
-            [
-                "quality gate" if oracle == QUALITY_GATE else oracle,
-                reason,
-                str(len(failed)),
-                ", ".join(str(i) for i in iterations) or "-",
-                ", ".join(short_hash(e.candidate_hash) for e in failed[:3])
-                + (" …" if len(failed) > 3 else ""),
-            ]
-        )
-    total = sum(len(v) for v in groups.values())
-    gated = sum(len(v) for (o, _), v in groups.items() if o == QUALITY_GATE)
-    text = f"{total} failure(s), of which {gated} quality-gate rejection(s)."
-    return Section(
-        title,
-        [text, Table(["oracle", "reason (first line)", "count", "iterations", "candidates"], rows)],
-    )
 
 
 def summary_section(campaign: CampaignData, store: CampaignStore) -> Section:

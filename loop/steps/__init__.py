@@ -45,7 +45,6 @@ from amloop.loop.steps.planning import (
 from amloop.loop.steps.refinement import REFINE_ORACLE, refine
 from amloop.loop.steps.run import (
     CHEAP_CORE_S,
-    GATE_ORACLE,
     CampaignRun,
     current_iteration,
     data_cutoff,
@@ -68,6 +67,7 @@ from amloop.loop.steps.training import (
     scored_count,
     training_pairs,
 )
+from amloop.state.schema import GATE_ORACLE
 
 __all__ = [
     "ACQUIRE_CORE_S",

@@ -10,10 +10,10 @@ from pymatgen.core import Structure
 
 from amloop.generator.quality_gate import QualityGate
 from amloop.loop.steps.calls import evaluate
-from amloop.loop.steps.run import GATE_ORACLE, CampaignRun, oracle_config
+from amloop.loop.steps.run import CampaignRun, oracle_config
 from amloop.oracles.gates import EnergyReference, energy_gate
 from amloop.state.composition import structure_fractions
-from amloop.state.schema import Candidate, Cost, Evaluation
+from amloop.state.schema import GATE_ORACLE, Candidate, Cost, Evaluation
 
 
 def gate(run: CampaignRun, index: int, candidates: Sequence[Candidate]) -> list[Candidate]:

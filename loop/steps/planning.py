@@ -13,21 +13,22 @@ from amloop.loop.steps.acquire import acquire
 from amloop.loop.steps.calls import EvaluationTask, TaskRunner, evaluate
 from amloop.loop.steps.crafting import craft
 from amloop.loop.steps.gate import gate
-from amloop.loop.steps.potential import refit_potential
+from amloop.loop.steps.potential import labelling_tasks, refit_potential
 from amloop.loop.steps.run import CampaignRun, is_cheap, oracle_config, oracle_instance
 from amloop.loop.steps.stopping import finish_iteration, record
+from amloop.oracles.campaign_potential import committee_missing
 from amloop.oracles.experiment import ExperimentOracle
 from amloop.state.schema import Candidate
 
 
 def cheap_tasks(run: CampaignRun, survivors: Sequence[Candidate]) -> list[EvaluationTask]:
-    """Every cheap oracle (except the gate's energy oracle, which ran already) on every
-    survivor."""
+    """Every cheap oracle (except the gate's energy oracle, which ran already, and the
+    campaign's own potential before its first fit) on every survivor."""
     return [
         EvaluationTask(o.name, c.content_hash)
         for c in survivors
         for o in run.config.oracles
-        if is_cheap(o) and o.name != run.config.quality.energy_oracle
+        if is_cheap(o) and o.name != run.config.quality.energy_oracle and not committee_missing(o)
     ]
 
 
@@ -49,7 +50,7 @@ def expensive_tasks(
     starving = _starving_oracles(run)
     for k, proposal in enumerate(proposals):
         for name in [*starving, proposal.oracle]:
-            if name is not None:
+            if name is not None and not committee_missing(oracle_config(run.config, name)):
                 tasks.extend(_proposal_task(run, index, k, proposal, name, survivors, values))
     return list(dict.fromkeys(tasks))
 
@@ -137,7 +138,8 @@ def evaluate_iteration(
     """The oracle half of iteration ``index``: gate its candidates (the energy gate's oracle call
     scores a structure), run the cheap oracles on the survivors and the dear ones its proposals
     chose (through ``run_tasks``), craft cells by local search (``generator.local_search``),
-    refit the campaign's potential when its labels grew (``mlp``), and record the best values;
+    label where the campaign's potential disagrees most and refit it when its labels grew
+    (``mlp``), and record the best values;
     returns a log line. Every step is idempotent, so a resumed
     iteration redoes nothing finished."""
     started = time.perf_counter()
@@ -146,6 +148,7 @@ def evaluate_iteration(
     cheap = run_tasks(cheap_tasks(run, survivors))
     dear = run_tasks(expensive_tasks(run, index, acquire(run, index), candidates))
     crafted = craft(run, index, run_tasks)
+    labelled = run_tasks(labelling_tasks(run, index))
     potential = refit_potential(run, index) if run.config.mlp is not None else None
     best = record(run, index, {"evaluate": time.perf_counter() - started})
     searches: list[dict[str, Any]] = crafted["searches"] if crafted else []
@@ -154,6 +157,7 @@ def evaluate_iteration(
         f"iteration {index}: {len(survivors)} of {len(candidates)} candidates passed the gate; "
         f"cheap {cheap}, expensive {dear}"
         + (f"; local search {calls} call(s) from {len(searches)} cell(s)" if crafted else "")
+        + (f"; labelled where the committee disagrees {labelled}" if any(labelled.values()) else "")
         + (f"; potential {potential.version.name} refitted" if potential else "")
         + f"; best {best}"
     )

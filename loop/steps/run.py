@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 from amloop.oracles.base import FidelitySource
+from amloop.oracles.campaign_potential import with_campaign_committee
 from amloop.oracles.experiment import ExperimentOracle
-from amloop.oracles.mlp.committee import with_campaign_committee
 from amloop.oracles.registry import oracle_from_config
 from amloop.state.config import CampaignConfig, OracleConfig
 from amloop.state.schema import IterationRecord
@@ -18,10 +18,6 @@ from amloop.state.store import CampaignStore
 #: Oracles at most this expensive per call (core-s) score every seed and generated structure;
 #: dearer ones run only where a proposal asks for them.
 CHEAP_CORE_S = 60.0
-
-
-#: Oracle name under which quality-gate verdicts are stored (fidelity 0, ``failed`` = rejected).
-GATE_ORACLE = "quality_gate"
 
 
 @dataclass

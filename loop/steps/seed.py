@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from amloop.loop.seeding import ProgressCallback, SeedReport, build_seed_set, seed_plan
 from amloop.loop.steps.run import CHEAP_CORE_S, CampaignRun, is_cheap, oracle_instance
 from amloop.oracles.base import Oracle
+from amloop.oracles.campaign_potential import committee_missing
 from amloop.oracles.md import MDOracle
 from amloop.state.config import CampaignConfig, ConfigError, OracleConfig
 from amloop.state.store import CampaignStore
@@ -31,7 +32,11 @@ def seed_sources(
         raise ConfigError(
             f"unknown oracle(s) {', '.join(sorted(unknown))}; configured: {', '.join(known)}"
         )
-    chosen = [o for o in config.oracles if (o.name in names if names else is_cheap(o))]
+    chosen = [
+        o
+        for o in config.oracles
+        if (o.name in names if names else is_cheap(o)) and not committee_missing(o)
+    ]
     oracles = [(o, source) for o in chosen if isinstance(source := oracle_instance(o), Oracle)]
     if not oracles:
         raise ConfigError(

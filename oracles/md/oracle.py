@@ -85,7 +85,8 @@ class MDOptions(OracleOptions):
     meam_elements: str | None = Field(None, description="as for `lammps`")
     calculator: str | Calculator | None = Field(
         None,
-        description="`engine: ase`: `chgnet`, `7net-0` (the MLPs) or `emt`; more through "
+        description="`engine: ase`: `chgnet`, `7net-0` (the MLPs), `emt`, `campaign` (the "
+        "campaign's own committee, `amloop mlp fit`) or `committee:/path`; more through "
         "`amloop.calculators` entry points (§6)",
     )
     temperatures: Numbers = Field(

@@ -37,6 +37,8 @@ Modules:
 - :mod:`amloop.oracles.mlp.backends`: The machine-learned potentials as ASE calculators: CHGNet (weights in its wheel), SevenNet 7net-0, a local matgl model folder; loaded once per process and device.
 - :mod:`amloop.oracles.mlp.references`: Elemental reference energies for formation energies: the candidate states of each element (molecules, crystals), relaxed once per model and cached on disk.
 - :mod:`amloop.oracles.mlp.relaxation`: Relaxation on a potential (FIRE or BFGS, positions and cell), watched for exploding energies, collapsing cells and fused atoms.
+- :mod:`amloop.oracles.mlp.committee`: A committee of matgl potentials as one ASE calculator (mean and spread).
+- :mod:`amloop.oracles.mlp.training`: Fitting the campaign's own potential: a committee of matgl potentials on force labels, resumable.
 - :mod:`amloop.oracles.mlp.oracle`: The ``mlp`` oracle: energy, relaxation and formation energy with a machine-learned potential, batched where the model allows.
 """
 

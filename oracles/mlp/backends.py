@@ -19,16 +19,12 @@ from ase.calculators.calculator import Calculator
 from pymatgen.core import Element, Structure
 
 from amloop.oracles.base import OracleSetupError
+from amloop.oracles.campaign_potential import COMMITTEE_PREFIX
 from amloop.state.device import resolve_device as resolve_torch_device
 from amloop.state.files import sha256_file
 
 #: The universal potential used when no ``model`` is given.
 DEFAULT_MODEL = "chgnet"
-#: The campaign's own committee (``amloop mlp fit``), resolved to ``committee:<folder>`` by the
-#: campaign's run.
-CAMPAIGN_MODEL = "campaign"
-#: Where in a campaign's folder its committees are fitted.
-CAMPAIGN_COMMITTEE_DIR = "mlp"
 
 
 #: Files of a model directory saved by matgl (``Potential.save(dir)``).
@@ -232,12 +228,12 @@ def _load_matgl(directory: str, device: str) -> Backend:
 def _load_committee(directory: str, device: str) -> Backend:
     """The newest committee fitted under ``directory`` (``amloop mlp fit``): the members' mean,
     their spread in :attr:`CommitteeCalculator.spread`."""
-    from amloop.oracles.mlp.committee import (
-        CommitteeCalculator,
+    from amloop.oracles.campaign_potential import (
         committee_summary,
         member_folders,
         newest_committee,
     )
+    from amloop.oracles.mlp.committee import CommitteeCalculator
 
     version = newest_committee(Path(directory).expanduser())
     if version is None:
@@ -272,8 +268,8 @@ def _cached_backend(model: str, device: str, stamp: float) -> Backend:
         return load_sevennet(device)
     if model.startswith("matgl:"):
         return _load_matgl(model.removeprefix("matgl:"), device)
-    if model.startswith("committee:"):
-        return _load_committee(model.removeprefix("committee:"), device)
+    if model.startswith(COMMITTEE_PREFIX):
+        return _load_committee(model.removeprefix(COMMITTEE_PREFIX), device)
     raise OracleSetupError(
         f"unknown model '{model}'; use 'chgnet' or '7net-0' (universal potentials whose weights "
         "ship in their wheels), 'matgl:/path/to/model_dir' (a saved matgl potential), "
@@ -295,10 +291,11 @@ def load_backend(model: str, device: str) -> Backend:
     if model.startswith("matgl:"):
         state = Path(model.removeprefix("matgl:")).expanduser() / "state.pt"
         stamp = state.stat().st_mtime if state.is_file() else 0.0
-    if model.startswith("committee:"):
-        from amloop.oracles.mlp.committee import committee_versions
+    if model.startswith(COMMITTEE_PREFIX):
+        from amloop.oracles.campaign_potential import committee_versions
 
-        stamp = float(len(committee_versions(Path(model.removeprefix("committee:")).expanduser())))
+        folder = Path(model.removeprefix(COMMITTEE_PREFIX)).expanduser()
+        stamp = float(len(committee_versions(folder)))
     return _cached_backend(model, device, stamp)
 
 
@@ -307,6 +304,12 @@ def chgnet_calculator() -> Calculator:
     an ``amloop.calculators`` entry point); each MD run gets a fresh one, not the relaxation
     oracle's shared one."""
     return load_chgnet(resolve_device(), stress_on_request=True).calculator
+
+
+def committee_calculator(directory: str) -> Calculator:
+    """The newest committee fitted under ``directory`` as an MD calculator (``md`` oracle:
+    ``engine: ase, calculator: campaign`` or ``committee:/path``); each MD run gets its own."""
+    return _load_committee(directory, resolve_device()).calculator
 
 
 def sevennet_calculator() -> Calculator:

@@ -1,27 +1,16 @@
 """A committee of matgl potentials as one ASE calculator: the members' mean energy, forces and
-stress, and their spread as the uncertainty (``amloop mlp fit`` writes the committees; the
-``mlp`` oracle with ``model: campaign`` loads the newest one)."""
+stress, and their spread as the uncertainty (``amloop mlp fit`` writes the committees, see
+:mod:`oracles.campaign_potential`; the ``mlp`` oracle with ``model: campaign`` loads the newest)."""
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
-
-from amloop.oracles.mlp.backends import CAMPAIGN_COMMITTEE_DIR, CAMPAIGN_MODEL
-from amloop.state.config import CampaignConfig, OracleConfig
-
-#: A finished committee version folder: ``v001``, ``v002``, ...
-VERSION_PATTERN = re.compile(r"^v(\d{3,})$")
-#: The summary every finished version holds (settings, labels, metrics, cost).
-SUMMARY_FILE = "committee.json"
 
 
 @dataclass(frozen=True)
@@ -79,49 +68,3 @@ class CommitteeCalculator(Calculator):
             "forces": np.mean(forces, axis=0),
             "stress": np.mean(stresses, axis=0),
         }
-
-
-def committee_versions(root: Path) -> list[Path]:
-    """Finished committee versions under ``root``, oldest first."""
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and VERSION_PATTERN.match(p.name)]
-    return sorted(found, key=lambda p: int(p.name[1:]))
-
-
-def newest_committee(root: Path) -> Path | None:
-    """The newest finished committee version under ``root``, or ``None``."""
-    versions = committee_versions(root)
-    return versions[-1] if versions else None
-
-
-def committee_summary(version: Path) -> dict[str, Any]:
-    """The summary of a finished committee version (:data:`SUMMARY_FILE`)."""
-    return dict(json.loads((version / SUMMARY_FILE).read_text()))
-
-
-def member_folders(version: Path) -> list[Path]:
-    """The member model folders of a committee version (``member-0``, ``member-1``, ...)."""
-    return sorted(version.glob("member-*"), key=lambda p: int(p.name.split("-")[1]))
-
-
-def with_campaign_committee(config: CampaignConfig, directory: Path) -> CampaignConfig:
-    """``config`` with every ``mlp`` oracle's ``model: campaign`` resolved to the committees
-    ``amloop mlp fit`` writes in ``directory`` (``committee:<directory>/mlp``)."""
-    if not uses_campaign_committee(config):
-        return config
-    committee = f"committee:{(directory / CAMPAIGN_COMMITTEE_DIR).resolve()}"
-    oracles = [
-        o.model_copy(update={"options": {**o.options, "model": committee}})
-        if uses_campaign_committee(o)
-        else o
-        for o in config.oracles
-    ]
-    return config.model_copy(update={"oracles": oracles})
-
-
-def uses_campaign_committee(config: CampaignConfig | OracleConfig) -> bool:
-    """Whether the oracle (or any oracle of the campaign) is the campaign's own committee."""
-    if isinstance(config, CampaignConfig):
-        return any(uses_campaign_committee(o) for o in config.oracles)
-    return config.type == "mlp" and config.options.get("model") == CAMPAIGN_MODEL

@@ -16,10 +16,10 @@ from pydantic import Field
 from pymatgen.core import Lattice, Structure
 
 from amloop.oracles.base import Oracle, OracleFailed, OracleOptions, OracleResult, OracleSetupError
+from amloop.oracles.campaign_potential import CAMPAIGN_MODEL
 from amloop.oracles.gates import check_min_distance
 from amloop.oracles.labels import ase_label
 from amloop.oracles.mlp.backends import (
-    CAMPAIGN_MODEL,
     DEFAULT_MODEL,
     Backend,
     load_backend,
@@ -35,7 +35,18 @@ from amloop.oracles.mlp.references import (
     reference_candidates,
 )
 from amloop.oracles.mlp.relaxation import Optimizer, energy_per_atom, relax
-from amloop.state.schema import Candidate, Cost, Evaluation, PropertyValue
+from amloop.state.schema import Candidate, Cost, Evaluation, ForceLabel, PropertyValue
+
+#: Relaxation steps whose energy, forces and stress are kept as labels besides the relaxed
+#: cell's: the input and two decorrelated points on the way.
+RELAXATION_LABEL_STEPS = (0, 10, 40)
+
+
+def structure_of(atoms: Atoms) -> Structure:
+    """The current cell and positions of ``atoms`` as a pymatgen structure."""
+    return Structure(
+        Lattice(np.array(atoms.cell)), atoms.get_chemical_symbols(), atoms.get_scaled_positions()
+    )
 
 
 class MLPOptions(OracleOptions):
@@ -244,6 +255,12 @@ class MLPOracle(Oracle):
                 )
             elif not (math.isfinite(raw) and abs(raw) <= self.options.max_abs_energy_per_atom):
                 raise OracleFailed(f"non-finite or exploding energy (raw): {raw:.4g} eV/atom")
+            on_the_way: list[ForceLabel] = []
+
+            def keep(step: int) -> None:  # the input and a few decorrelated steps
+                if step in RELAXATION_LABEL_STEPS:
+                    on_the_way.append(ase_label(atoms, structure_of(atoms), "relaxation"))
+
             outcome = relax(
                 atoms,
                 fmax=self.options.fmax,
@@ -253,6 +270,7 @@ class MLPOracle(Oracle):
                 max_abs_energy=self.options.max_abs_energy_per_atom,
                 min_distance=self.options.min_distance,
                 deadline=started + self.timeout_s,
+                observe=keep,
             )
             energy = energy_per_atom(
                 atoms, max_abs=self.options.max_abs_energy_per_atom, stage="relaxed"
@@ -267,11 +285,7 @@ class MLPOracle(Oracle):
                 + (" on atoms and the cell" if self.options.relax_cell else "")
                 + f", max_steps {self.options.max_steps})"
             )
-        relaxed = Structure(
-            Lattice(np.array(atoms.cell)),
-            atoms.get_chemical_symbols(),
-            atoms.get_scaled_positions(),
-        )
+        relaxed = structure_of(atoms)
         if relaxed.composition != structure.composition.element_composition:
             raise OracleFailed(
                 f"composition lost: {structure.composition.formula} -> {relaxed.composition.formula}"
@@ -298,7 +312,7 @@ class MLPOracle(Oracle):
                 "pressure": PropertyValue(value=pressure, unit="GPa"),
             },
             relaxed_structure=relaxed,
-            labels=[label],
+            labels=[*on_the_way, label],
             provenance={
                 "natoms": natoms,
                 "raw_energy_per_atom_eV": raw,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -57,6 +58,7 @@ def relax(
     max_abs_energy: float = 20.0,
     min_distance: float = 0.0,
     deadline: float = math.inf,
+    observe: Callable[[int], None] | None = None,
 ) -> Relaxation:
     """Relax ``atoms`` (with its calculator attached) in place, watching every step.
 
@@ -69,6 +71,8 @@ def relax(
         max_abs_energy: Energies beyond ± this (eV/atom) count as exploded.
         min_distance: Two atoms closer than this (Å) count as collapsed.
         deadline: ``time.perf_counter()`` value after which the relaxation is abandoned.
+        observe: Called with the step index at the start and after every step, with the
+            energy and forces of the current positions computed (e.g. to keep labels).
 
     Raises:
         OracleFailed: at the first step where the energy is non-finite or exploded, two atoms
@@ -94,5 +98,7 @@ def relax(
     target = FrechetCellFilter(atoms) if relax_cell else atoms
     opt = OPTIMIZERS[optimizer](target, logfile=None)
     opt.attach(watch, interval=1)
+    if observe is not None:
+        opt.attach(lambda: observe(int(opt.nsteps)), interval=1)
     converged = bool(opt.run(fmax=fmax, steps=max_steps))
     return Relaxation(steps=int(opt.nsteps), converged=converged)

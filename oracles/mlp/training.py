@@ -28,12 +28,9 @@ from ase import units
 from ase.calculators.calculator import Calculator
 from pymatgen.io.ase import AseAtomsAdaptor
 
+from amloop.oracles.campaign_potential import SUMMARY_FILE, committee_versions
 from amloop.oracles.mlp.backends import package_version
-from amloop.oracles.mlp.committee import (
-    SUMMARY_FILE,
-    CommitteeCalculator,
-    committee_versions,
-)
+from amloop.oracles.mlp.committee import CommitteeCalculator
 from amloop.state.config import PotentialFitConfig
 from amloop.state.schema import ForceLabel
 
@@ -176,7 +173,7 @@ def fit_member(
     started = time.process_time()
     structures = [label.structure for label in train]
     references = fit_element_refs(structures, [label.energy_eV for label in train], elements)
-    with tempfile.TemporaryDirectory() as cache:  # matgl's graph cache: one per dataset
+    with tempfile.TemporaryDirectory() as cache, quiet_lightning():  # a graph cache per dataset
         splits = {
             "train": dataset(train, elements, settings.cutoff_A, Path(cache) / "train"),
             "valid": dataset(validation, elements, settings.cutoff_A, Path(cache) / "valid"),
@@ -198,8 +195,7 @@ def fit_member(
             },
             loader_kwargs={"num_workers": 0},
         )
-        with quiet_lightning():
-            potential = trainer.fit(splits, atomrefs=references)
+        potential = trainer.fit(splits, atomrefs=references)
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     potential.save(tmp)
@@ -211,10 +207,16 @@ def fit_member(
 
 @contextmanager
 def quiet_lightning() -> Iterator[None]:
-    """Lightning's banners, advice and test tables kept off the console while a member trains."""
-    loggers = [logging.getLogger(name) for name in ("lightning", "lightning.pytorch")]
+    """Lightning's and matgl's banners, progress bars, advice and test tables kept off the
+    console while a member trains."""
+    names = ("lightning", "lightning.pytorch", "lightning.fabric", "matgl")
+    loggers = [logging.getLogger(name) for name in names]
     levels = [logger.level for logger in loggers]
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    with (
+        warnings.catch_warnings(),
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+    ):
         warnings.simplefilter("ignore")
         for logger in loggers:
             logger.setLevel(logging.ERROR)

@@ -133,23 +133,26 @@ def test_inject_then_history_shows_rows_with_units_and_provenance(cli):
     assert "stored 3 measurement(s) of bulk_modulus" in result.output
 
     rows = json.loads(cli("history", "--format", "json").output)
-    assert [row["kind"] for row in rows] == ["measurement"] * 3
-    values = [row["value"] for row in rows]
+    assert [row["stage"] for row in rows] == ["measurement"] * 3
+    values = [row["bulk_modulus [GPa]"] for row in rows]
     assert values == pytest.approx([178.0, 183.0, 176.5])  # GPa, Mbar and MPa -> GPa
-    assert {row["unit"] for row in rows} == {"GPa"}
-    assert rows[1]["uncertainty"] == pytest.approx(5.0)  # 0.05 Mbar
-    assert "measurements.csv:2" in rows[1]["provenance"]
-    assert "given as 1.83 Mbar" in rows[1]["provenance"]
+    assert all(isinstance(row["fidelity"], float) for row in rows)  # a number, not text
+    assert rows[1]["bulk_modulus σ"] == pytest.approx(5.0)  # 0.05 Mbar
+    assert rows[1]["provenance"]["file"].endswith("measurements.csv:2")
+    assert rows[1]["provenance"]["given_as"] == "1.83 Mbar"
     assert rows[0]["source"].startswith("resonant ultrasound")
 
     table = cli("history").output
-    assert "no loop iterations yet" in table
-    assert "Cr0.2Fe0.3Ni0.5" in table
-    assert "183 ± 5 GPa" in table
+    assert "3 record(s)" in table
+    assert "Cr0.2Fe0.3Ni0.5" in table and "bulk_modulus [GPa]" in table and "183" in table
 
     csv_text = cli("history", "--format", "csv").output
-    assert csv_text.splitlines()[0].startswith("iteration,kind,candidate,formula")
+    header = csv_text.splitlines()[0].split(",")
+    assert header[:4] == ["iteration", "stage", "candidate", "formula"]
+    assert "bulk_modulus [GPa]" in header and "provenance" not in header
     assert len(csv_text.strip().splitlines()) == 4
+    long = cli("history", "--long").output
+    assert "183 ± 5 GPa" in long
 
 
 def test_status_reports_budget_best_and_lock(cli):
@@ -290,7 +293,7 @@ def test_cli_on_a_shared_postgresql_database(cli, postgres_url, monkeypatch, tmp
     assert not (tmp_path / "home" / "nifecr" / "campaign.db").exists()  # rows live in PostgreSQL
     assert cli("inject", str(MEASUREMENTS)).exit_code == 0
     rows = json.loads(cli("history", "--format", "json").output)
-    assert [row["value"] for row in rows] == pytest.approx([178.0, 183.0, 176.5])
+    assert [row["bulk_modulus [GPa]"] for row in rows] == pytest.approx([178.0, 183.0, 176.5])
     assert CampaignStore.campaign_names(postgres_url) == ["nifecr"]
     assert "183" in cli("status").output
 
@@ -338,7 +341,7 @@ def test_exported_text_cells_cannot_run_as_spreadsheet_formulas(cli, tmp_path):
     assert "'=HYPERLINK" in text and ",=HYPERLINK" not in text and '"=HYPERLINK' not in text
 
 
-def test_a_run_refused_by_the_lock_leaves_resume_limits_alone(cli, prefect_api_url):
+def test_a_run_refused_by_the_lock_leaves_resume_limits_alone(cli, prefect_api_url, monkeypatch):
     """Limits are recorded only by the run that holds the lock: a refused `run --iterations 2`
     must not change what `resume` continues with."""
     from amloop.loop.campaigns import resolve_campaign
@@ -348,8 +351,16 @@ def test_a_run_refused_by_the_lock_leaves_resume_limits_alone(cli, prefect_api_u
     handle = resolve_campaign("nifecr", Settings())
     store = handle.store()
     store.acquire_lock("another-host:4242:abcd", stale_after_s=3600)
-    result = cli("run", "nifecr", "--iterations", "2")
-    assert result.exit_code == 1 and "is driven by another-host" in result.output
+    import amloop.loop.flows
+
+    def engine_started(*args, **kwargs):
+        raise AssertionError("the workflow engine started although the lock is held")
+
+    monkeypatch.setattr(amloop.loop.flows, "run_campaign", engine_started)
+    result = cli("run", "nifecr", "--iterations", "2")  # refused before the engine starts
+    assert "Traceback" not in result.output and "prefect" not in result.output.lower()
+    assert result.exit_code == 1 and "being run by PID 4242 on another-host" in result.output
+    assert "kill -INT 4242" in result.output and "amloop resume nifecr" in result.output
     assert last_limits(handle).max_iterations is None
     assert not store.events(kind="run_limits")
 
@@ -578,3 +589,99 @@ def test_an_init_killed_before_its_store_row_is_finished_by_resume(tmp_path, mon
     handle = resolve_campaign("nifecr", settings, finish_init=True)
     assert handle.config.name == "nifecr" and handle.store().info().status == "created"
     dispose_engines()
+
+
+def test_every_command_names_its_campaign_positionally_or_with_c(cli, tmp_path):
+    """Issue 30: `amloop status nifecr` and `amloop status -c nifecr` alike, the campaign last
+    used becomes the current one, `amloop list` shows them all, `--version`."""
+    import yaml
+
+    _init(cli)
+    other = yaml.safe_load(EXAMPLE.read_text()) | {"name": "other"}
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(other))
+    assert cli("init", str(tmp_path / "other.yaml")).exit_code == 0  # now current
+    current = tmp_path / "home" / "CURRENT"
+    for command in ("status", "history", "check", "experiments pending", "mlp fit"):
+        words = command.split()
+        positional, option = cli(*words, "nifecr"), cli(*words, "-c", "nifecr")
+        assert positional.exit_code == option.exit_code, (command, positional.output)
+        assert "no such option" not in positional.output.lower()
+    assert current.read_text().strip() == "nifecr"  # the last one used
+    assert "nifecr" in cli("status").output.splitlines()[0]
+    report = cli("report", "-c", "other", "-o", str(tmp_path / "report"))
+    assert report.exit_code == 0 and (tmp_path / "report" / "report.html").is_file()
+    assert current.read_text().strip() == "other"
+    clash = cli("status", "nifecr", "-c", "other")
+    assert clash.exit_code == 2 and "two campaigns given" in clash.output
+    listed = cli("list").output
+    assert "nifecr" in listed and "other" in listed and "0 core-h" in listed
+    assert "* │ other" in listed  # the current one is marked
+    assert cli("--version").output.startswith("amloop ")
+
+
+def test_an_unknown_structure_format_is_named_before_any_oracle_loads(cli, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a lab note, not a structure\n")
+    result = cli("evaluate", str(notes), "--oracle", "lammps")
+    assert result.exit_code == 1
+    assert "not a structure format amloop reads (tried: pymatgen JSON" in result.output
+    assert "ASE knows no format '.txt'" in result.output
+
+
+def test_history_is_one_row_per_call_that_fits_80_columns(cli, monkeypatch):
+    """Issue 30: one row per oracle call (not per property), seeds as a stage, the gate's
+    verdict as columns, numbers in CSV/JSON, the columns that fit an 80-column terminal, and
+    the filters --oracle, --status, --best."""
+    from amloop.loop.campaigns import resolve_campaign
+
+    _init(cli)
+    store = resolve_campaign("nifecr", Settings()).store()
+    for i, (bulk, shear) in enumerate([(181.0, 80.0), (190.5, 85.0), (176.0, 70.0)]):
+        sites = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+        structure = Structure(Lattice.cubic(3.52 + 0.01 * i), ["Ni"] * 4, sites)
+        candidate = store.add_candidate(Candidate(structure=structure, origin="seed"))
+        properties = {
+            "bulk_modulus": PropertyValue(value=bulk, unit="GPa"),
+            "shear_modulus": PropertyValue(value=shear, unit="GPa"),
+            "energy_per_atom": PropertyValue(value=-4.45 - 0.01 * i, unit="eV/atom"),
+        }
+        store.record_evaluation(
+            Evaluation(
+                candidate_hash=candidate.content_hash,
+                oracle="lammps_meam",
+                fidelity=0.6,
+                status="done" if i < 2 else "failed",
+                properties=properties if i < 2 else {},
+                error=None if i < 2 else "OracleFailed: no convergence",
+                iteration=None if i == 0 else 1,
+            )
+        )
+        store.record_evaluation(
+            Evaluation(
+                candidate_hash=candidate.content_hash,
+                oracle="quality_gate",
+                fidelity=0.0,
+                status="failed" if i == 1 else "done",
+                error="energy 0.08 eV/atom above the reference" if i == 1 else None,
+            )
+        )
+    monkeypatch.setattr("amloop.loop.cli.console", Console(width=80))
+    table = cli("history").output
+    lines = table.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "3 record(s)" in table and "bulk_modulus [GPa]" in table
+    rows = [line for line in lines if "Ni" in line and "not shown" not in line]
+    assert len(rows) == 3 and rows[0].split()[0] == "seed"
+    assert "reject" in rows[1] and "190.5" in rows[1]
+    assert "not shown:" in table  # what did not fit is named
+
+    records = json.loads(cli("history", "--format", "json").output)
+    assert records[1]["gate"] == "reject" and "0.08 eV/atom" in records[1]["gate_reason"]
+    assert records[1]["shear_modulus [GPa]"] == 85.0 and records[1]["iteration"] == 1
+    assert records[2]["failure"] == "OracleFailed: no convergence"
+    assert len(json.loads(cli("history", "--status", "failed", "--format", "json").output)) == 1
+    best = json.loads(cli("history", "--best", "1", "--format", "json").output)
+    assert [r["bulk_modulus [GPa]"] for r in best] == [190.5]
+    assert cli("history", "--oracle", "nope").output.startswith("no oracle calls")
+    picked = cli("history", "--columns", "candidate,bulk_modulus [GPa]").output
+    assert "formula" not in picked and "190.5" in picked

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from amloop.loop.campaigns import init_campaign
+from amloop.loop.campaigns import CampaignHandle, init_campaign
 from amloop.loop.flows import RunLimits, run_campaign
 from amloop.loop.report import write_report
 from amloop.loop.steps import GATE_ORACLE
@@ -413,6 +414,21 @@ def test_no_child_outlives_a_killed_run(tmp_path):
     assert not alive, [" ".join(p.cmdline())[:80] for p in alive]
 
 
+def _two_iterations(data: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CampaignHandle:
+    """The campaign ``data`` (a variant of :data:`CONFIG`) initialised and run for its two
+    iterations in this process."""
+    import yaml
+
+    config = tmp_path / f"{data['name']}.yaml"
+    config.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("AMLOOP_HOME", str(tmp_path / "home"))
+    torch.set_num_threads(1)
+    handle = init_campaign(config, Settings())
+    reason = run_campaign(handle.database_url, handle.name, handle.directory, RunLimits())
+    assert reason == "2 iteration(s) done (limit 2)"
+    return handle
+
+
 def test_fcc_and_bcc_in_one_campaign(tmp_path, monkeypatch, prefect_api_url):
     """Seed 001's training set is half FCC, half BCC: with `cell.lattice: [fcc, bcc]` the seed
     cells alternate lattices, the lattice is a feature of the surrogates and a dimension of
@@ -426,13 +442,7 @@ def test_fcc_and_bcc_in_one_campaign(tmp_path, monkeypatch, prefect_api_url):
     data["name"] = "loop-fcc-bcc"
     data["cell"]["lattice"] = ["fcc", "bcc"]
     data["generator"].pop("local_search")
-    config = tmp_path / "fcc-bcc.yaml"
-    config.write_text(yaml.safe_dump(data))
-    monkeypatch.setenv("AMLOOP_HOME", str(tmp_path / "home"))
-    torch.set_num_threads(1)
-    handle = init_campaign(config, Settings())
-    reason = run_campaign(handle.database_url, handle.name, handle.directory, RunLimits())
-    assert reason == "2 iteration(s) done (limit 2)"
+    handle = _two_iterations(data, tmp_path, monkeypatch)
     store = handle.store()
     seeds = [c for c in store.candidates() if c.origin == "seed"]
     assert sorted(c.provenance["lattice"] for c in seeds) == ["bcc"] * 3 + ["fcc"] * 3
@@ -453,3 +463,89 @@ def test_fcc_and_bcc_in_one_campaign(tmp_path, monkeypatch, prefect_api_url):
     assert training.feature_names[training.lattice_slice] == ["lattice:fcc", "lattice:bcc"]
     one_hot = training.objectives["bulk_modulus"].X[:, training.lattice_slice]
     assert set(map(tuple, one_hot)) == {(1.0, 0.0), (0.0, 1.0)}  # both lattices were scored
+
+
+def test_campaign_fits_its_own_potential_and_labels_where_it_disagrees(
+    tmp_path, monkeypatch, prefect_api_url
+):
+    """Issue 29 in the loop: the LAMMPS calls keep force labels; after each iteration the
+    committee is (re)fitted on them once they grew enough; from the first fit on, the
+    campaign-potential oracle scores survivors (before it, it is skipped, not failed) and
+    the cell where the committee disagrees most is labelled, with the reason kept."""
+    import yaml
+
+    data = yaml.safe_load(CONFIG.read_text())
+    data["name"] = "loop-own-potential"
+    data["generator"].pop("local_search")
+    dear = dict(data["oracles"][0], name="lammps_dear", fidelity=0.7, cost={"core_s": 61.0})
+    data["oracles"].append(dear)  # stands in for DFT: scores seeds, then where asked
+    data["acquisition"]["seed_oracles"] = ["lammps_meam", "lammps_dear"]
+    data["oracles"].append(
+        {
+            "name": "own",
+            "type": "mlp",
+            "fidelity": 0.3,
+            "cost": {"core_s": 1.0},
+            "options": {"model": "campaign", "fmax": 2.0, "max_steps": 10, "relax_cell": False},
+        }
+    )
+    data["mlp"] = {
+        "train_on": ["lammps_dear"],
+        "committee": 2,
+        "units": 8,
+        "blocks": 1,
+        "epochs": 2,
+        "min_labels": 4,
+        "refit_growth": 0.1,
+        "label_per_iteration": 1,
+    }
+    store = _two_iterations(data, tmp_path, monkeypatch).store()
+    assert store.label_count(oracles=["lammps_dear"]) >= 2 * 6  # input + relaxed per seed call
+    fits = store.artifacts(kind="mlp_committee")
+    assert [a.iteration for a in fits] == [0, 1]  # refitted after each iteration: labels grew
+    assert not store.evaluations(oracle="own", iteration=0)  # no committee while it ran
+    own = store.evaluations(oracle="own", iteration=1)
+    assert own and all(e.provenance["committee"].endswith("v001") for e in own)
+    (labelling,) = [
+        r.metadata["labelling"] for r in store.iterations() if "labelling" in r.metadata
+    ]
+    assert labelling[0]["committee"] == "v001" and labelling[0]["force_spread_eV_per_A"] > 0
+    assert store.events(kind="label_request")
+    chosen = labelling[0]["candidate"]
+    assert store.evaluations(oracle="lammps_dear", candidates=[chosen])[0].iteration == 1
+
+
+def test_a_redirected_run_logs_each_event_as_it_happens(tmp_path, prefect_api_url):
+    """Issue 30: `amloop run … > run.log` (a batch job) writes one timestamped line per event
+    while it runs, not a table at the end."""
+    log = tmp_path / "run.log"
+    env = {
+        **os.environ,
+        "AMLOOP_HOME": str(tmp_path / "home"),
+        "PREFECT_API_URL": prefect_api_url,
+        "OMP_NUM_THREADS": "1",
+    }
+    with log.open("w") as out:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "amloop", "run", str(CONFIG), "--iterations", "1"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        seen_while_running: list[str] = []
+        deadline = time.monotonic() + 600
+        while run.poll() is None and time.monotonic() < deadline:
+            lines = [line for line in log.read_text().splitlines() if "best bulk_modulus" in line]
+            if lines and not seen_while_running:
+                seen_while_running = lines
+            time.sleep(0.5)
+        assert run.wait(timeout=60) == 0, log.read_text()[-3000:]
+    assert seen_while_running, "no event line reached the log before the run ended"
+    text = log.read_text()
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
+    assert re.search(stamp + r"iteration 0 started \(1 of 1\)", text)
+    assert re.search(stamp + r"oracle calls: \d+ done, \d+ failed; gate: \d+ passed", text)
+    assert re.search(stamp + r"stopped: 1 iteration\(s\) done \(limit 1\)", text)
+    assert "NumericalWarning" not in text and "┃" not in text  # no library noise, no tables

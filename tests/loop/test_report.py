@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -235,18 +238,20 @@ def test_report_of_a_small_campaign_has_every_section(campaign: CampaignStore, t
         "pdm_best.png",
         "rdf_best_vs_seed.png",
         "oracle_costs.png",
+        "failures.png",
     ):
         _assert_png(out / name)
         assert f"]({name})" in markdown
     (pdos_png,) = out.glob("pdos_*.png")
     _assert_png(pdos_png)
-    assert page.count("data:image/png;base64,") == 7
+    assert page.count("data:image/png;base64,") == 8
 
     assert "215.3 GPa" in markdown and "-0.0444 eV/atom" in markdown  # best of each objective
     assert "qLogNEI: highest expected improvement" in markdown and "190 ± 12" in markdown
-    assert "SCF did not converge in 40 iterations" in markdown
+    assert "SCF did not converge in N iterations" in markdown  # the kind; its numbers apart
     assert "Traceback" not in markdown  # grouped on the first line
-    assert "closest pair 1.12 Å < min_distance 1.5 Å" in markdown and "quality gate" in markdown
+    assert "closest pair N Å < min_distance N Å" in markdown and "quality gate" in markdown
+    assert "| 1.12 |" in markdown  # the numbers of a kind as their spread
     assert "2 failure(s), of which 1 quality-gate rejection(s)" in markdown
     for title in ("Summary", "Pareto front", "Projected densities of states", "Iterations"):
         assert f"## {title}" in markdown and f"<h2>{title}</h2>" in page
@@ -305,3 +310,48 @@ def test_failure_reason_takes_the_first_line():
     assert failure_reason("\n  lost atoms: 3\nTraceback ...") == "lost atoms: 3"
     assert failure_reason(None) == "(no reason recorded)"
     assert len(failure_reason("x" * 500)) == 160
+
+
+def test_failure_kinds_take_the_numbers_out():
+    from amloop.loop.report.figures import failure_kind, number_spread
+
+    kind, numbers = failure_kind("energy 0.081 eV/atom above the reference -4.2 eV/atom (iter 3)")
+    assert kind == "energy N eV/atom above the reference N eV/atom (iter N)"
+    assert numbers == [0.081, -4.2, 3.0]
+    assert failure_kind("OracleFailed: 7net-0 has no Zr")[0] == "OracleFailed: 7net-0 has no Zr"
+    assert number_spread([[0.05], [0.12], [0.08], []]) == "0.05 – 0.12 (0.08)"
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_the_html_report_renders_in_a_browser(campaign: CampaignStore, tmp_path: Path):
+    """Headless Chromium opens report.html: a non-empty screenshot and no broken image."""
+    if CHROMIUM is None:
+        message = "the browser check needs Debian's chromium (apt-get install -y chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    out = tmp_path / "report"
+    write_report(campaign, out)
+    page = (out / "report.html").read_text()
+    probe = (  # the page's title becomes the count of images the browser could not decode
+        "<script>window.addEventListener('load', () => { document.title = 'broken:' + "
+        "[...document.images].filter(i => !i.complete || i.naturalWidth === 0).length + "
+        "' of ' + document.images.length; });</script>"
+    )
+    probed = out / "probed.html"
+    probed.write_text(page.replace("</body>", probe + "</body>"))
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+    dom = subprocess.run(
+        [*flags, "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    assert "<title>broken:0 of 8</title>" in dom
+    shot = tmp_path / "page.png"
+    subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1200,3000", probed.as_uri()],
+        capture_output=True, timeout=120, check=True,
+    )  # fmt: skip
+    pixels = imread(shot)
+    assert pixels.shape[0] == 3000 and pixels[..., :3].std() > 0.05  # drawn, not blank

@@ -312,3 +312,30 @@ def test_a_subsystem_map_is_checked_when_built():
         LammpsOracle(potential="Cu_u3.eam", potentials={"Cu": {"potential": "Cu_u3.eam"}})
     with pytest.raises(OracleSetupError, match="potentials: unknown element 'Xx'"):
         LammpsOracle(potentials={"Cu-Xx": {"potential": "Cu_u3.eam"}})
+
+
+def test_force_labels_of_the_input_and_the_relaxed_cell_in_the_input_frame() -> None:
+    # a rattled Fe cell, and the same cell rigidly rotated: labels turn with the structure
+    rattled = Structure(Lattice.cubic(2.9), ["Fe"] * 2, [[0.02, 0.0, -0.01], [0.5, 0.53, 0.47]])
+    rattled.make_supercell((2, 1, 1))
+    rotation = np.array([[0.6, -0.8, 0.0], [0.8, 0.6, 0.0], [0.0, 0.0, 1.0]])
+    turned = Structure(
+        Lattice(rattled.lattice.matrix @ rotation.T), rattled.species, rattled.frac_coords
+    )
+    oracle = LammpsOracle(potential="Fe_mm.eam.fs", method="eos")
+    start, final = oracle.compute(rattled).labels
+    turned_start, _ = oracle.compute(turned).labels
+    assert (start.source, final.source) == ("relaxation", "final")
+    forces = np.array(start.forces_eV_per_A)
+    assert np.abs(forces).max() > 0.1  # displaced atoms feel forces ...
+    assert np.allclose(forces.sum(axis=0), 0.0, atol=1e-8)  # ... that sum to zero (Newton III)
+    assert np.allclose(turned_start.forces_eV_per_A, forces @ rotation.T, atol=1e-6)
+    assert turned_start.energy_eV == pytest.approx(start.energy_eV, abs=1e-8)
+    assert np.abs(final.forces_eV_per_A).max() < 1e-3  # relaxed
+    result = oracle.compute(rattled)
+    assert final.energy_eV / 4 == pytest.approx(result.properties["energy_per_atom"].value)
+    pressure = -np.mean(final.stress_GPa[:3])  # ASE's stress sign: minus the pressure
+    assert pressure == pytest.approx(result.properties["pressure"].value, abs=1e-6)
+    snapshot = oracle.label(turned)  # a single point: the structure as given
+    assert snapshot.source == "snapshot" and snapshot.structure == turned
+    assert np.allclose(snapshot.forces_eV_per_A, turned_start.forces_eV_per_A, atol=1e-9)

@@ -108,6 +108,17 @@ def test_relaxation_lowers_energy_and_keeps_composition(oracle):
     assert evaluation.properties["formation_energy_per_atom"].unit == "eV/atom"
     assert abs(values(evaluation)["pressure"]) < 1.0  # relaxed cell, GPa
     assert evaluation.cost.core_s > 0
+    # force labels: the input, steps on the way (0, 10, 40 where the relaxation got there),
+    # and the relaxed cell, each with its own forces
+    *on_the_way, final = evaluation.labels
+    assert [label.source for label in on_the_way] == ["relaxation"] * len(on_the_way)
+    assert final.source == "final" and len(on_the_way) >= 2
+    shift = on_the_way[0].structure.frac_coords - start.frac_coords  # the input, wrapped
+    assert np.allclose(shift - np.round(shift), 0.0, atol=1e-8)
+    assert on_the_way[0].energy_eV / len(start) == pytest.approx(prov["raw_energy_per_atom_eV"])
+    assert final.energy_eV / len(start) == pytest.approx(values(evaluation)["energy_per_atom"])
+    largest = [np.linalg.norm(label.forces_eV_per_A, axis=1).max() for label in evaluation.labels]
+    assert largest[0] > 5 * largest[-1]  # the rattled input is far from the relaxed minimum
 
 
 def test_fcc_ni_lattice_constant_within_two_percent_of_experiment(oracle):

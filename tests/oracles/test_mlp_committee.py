@@ -10,20 +10,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from ase import units
 from ase.build import bulk
 from ase.calculators.emt import EMT
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase.md.verlet import VelocityVerlet
 from pymatgen.io.ase import AseAtomsAdaptor
 from typer.testing import CliRunner
 
 from amloop.loop.cli import app
-from amloop.loop.steps.potential import refit_due
+from amloop.loop.steps.potential import labelling_tasks, refit_due
 from amloop.loop.steps.run import CampaignRun, oracle_config, oracle_instance
+from amloop.oracles.campaign_potential import committee_versions, member_folders
 from amloop.oracles.labels import ase_label
-from amloop.oracles.mlp.committee import (
-    CommitteeCalculator,
-    committee_versions,
-    member_folders,
-)
+from amloop.oracles.md.engines import named_calculator
+from amloop.oracles.mlp.committee import CommitteeCalculator
 from amloop.oracles.mlp.training import (
     MEMBER_FILE,
     fit_committee,
@@ -99,6 +100,16 @@ def test_committee_fit_resumes_and_predicts_with_spread(tmp_path: Path) -> None:
     assert committee.spread.energy_eV_per_atom == pytest.approx(np.std(energies) / 8, abs=1e-7)
     # forces are gradients: zero on the perfect lattice whatever the weights; stress hydrostatic
     assert np.abs(atoms.get_forces()).max() < 1e-4
+    # the md oracle's calculator: campaign / committee:PATH; NVE conserves the committee's energy
+    md = named_calculator(f"committee:{root}")
+    assert isinstance(md, CommitteeCalculator) and md is not committee
+    moving = emt_labels(1, seed=5)[0].structure
+    hot = AseAtomsAdaptor.get_atoms(moving)
+    hot.calc = md
+    MaxwellBoltzmannDistribution(hot, temperature_K=600, rng=np.random.default_rng(0))
+    start = hot.get_total_energy()
+    VelocityVerlet(hot, timestep=1.0 * units.fs).run(50)
+    assert abs(hot.get_total_energy() - start) / len(hot) < 2e-3  # eV/atom over 50 fs
     xx, yy, zz, *shear = atoms.get_stress(voigt=True)
     assert yy == pytest.approx(xx, rel=1e-3, abs=1e-6)
     assert zz == pytest.approx(xx, rel=1e-3, abs=1e-6) and np.abs(shear).max() < 1e-6
@@ -158,6 +169,26 @@ def test_mlp_fit_command_and_the_campaign_oracle(
     (artifact,) = store.artifacts(kind="mlp_committee")
     assert artifact.metadata["n_train"] + artifact.metadata["n_validation"] == 6
     assert store.events(kind="mlp_fit")
+
+    # active learning: the committee ranks unlabelled cells; a perfect lattice (zero forces for
+    # every member by symmetry, so no spread) is never chosen over rattled ones
+    perfect = AseAtomsAdaptor.get_structure(bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 1, 1)))
+    pool = [perfect, *(label.structure for label in emt_labels(3, seed=3))]
+    for structure in pool:
+        store.add_candidate(Candidate(structure=structure, origin="generated", iteration=0))
+    store.start_iteration(0)
+    mlp = run.config.mlp.model_copy(update={"label_per_iteration": 2})
+    active = CampaignRun(store, run.config.model_copy(update={"mlp": mlp}), run.directory)
+    tasks = labelling_tasks(active, 0)
+    assert len(tasks) == 2 and {t.oracle for t in tasks} == {"chgnet"}
+    assert Candidate(structure=perfect, origin="seed").content_hash not in {
+        t.candidate_hash for t in tasks
+    }
+    (record,) = store.iterations()
+    spreads = [entry["force_spread_eV_per_A"] for entry in record.metadata["labelling"]]
+    assert spreads == sorted(spreads, reverse=True) and spreads[-1] > 0
+    assert len(store.events(kind="label_request")) == 2
+    assert labelling_tasks(active, 0) == tasks  # kept: a resumed iteration labels the same
 
     own = oracle_instance(oracle_config(run.config, "own"))
     evaluation = own.evaluate(

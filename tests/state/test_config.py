@@ -56,8 +56,15 @@ def test_load_config_reads_yaml(tmp_path: Path) -> None:
     assert load_config(path, oracle_types=ORACLE_TYPES).name == "nifecr"
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "missing.yaml")
-    path.write_text("elements: [Ni\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    path.write_text("name: x\nelements: [Ni, Fe\nbounds: {}\n")
+    with pytest.raises(ConfigError) as error:  # one line: file:line:column and the problem
+        load_config(path)
+    assert str(error.value) == (
+        f"{path}:3:7: not valid YAML: expected ',' or ']', but got ':' "
+        "(while parsing a flow sequence)"
+    )
+    path.write_bytes(b"name: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="not a text file"):
         load_config(path)
     path.write_text("- just a list\n")
     with pytest.raises(ConfigError, match="expected a mapping of fields, got list"):
