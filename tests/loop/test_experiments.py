@@ -70,7 +70,7 @@ def test_request_then_inject_table_s2_fulfils_it(cli, tmp_path):
     assert {m.method for m in measurements} == {"LSV 10 mA/cm2 1 M KOH"}
     assert all(m.iteration == 0 for m in measurements)  # usable from the first loop iteration
     rows = json.loads(cli("history", "--format", "json").output)
-    assert {r["fidelity"] for r in rows} == {"experiment"}
+    assert {r["oracle"] for r in rows} == {"experiment"} and {r["fidelity"] for r in rows} == {1.0}
     assert "illustrative" in rows[0]["source"]
 
     # The next proposal's training data: the three catalysts at the top fidelity, in mV, with σ².
@@ -118,6 +118,6 @@ def test_experiment_oracle_cannot_evaluate_structures(cli):
         "experiment",
         "--set",
         "properties=overpotential",
-        str(DATA / "measurements.csv"),
+        str(DATA / "nifecr_relaxed.extxyz"),  # a real structure: the oracle is what fails
     )
     assert result.exit_code == 1 and "does not compute" in result.output
