@@ -16,12 +16,11 @@ from pydantic import Field
 from pymatgen.core import Lattice, Structure
 
 from amloop.oracles.base import Oracle, OracleFailed, OracleOptions, OracleResult, OracleSetupError
-from amloop.oracles.campaign_potential import CAMPAIGN_MODEL
+from amloop.oracles.campaign_potential import CAMPAIGN_MODEL, COMMITTEE_PREFIX
 from amloop.oracles.gates import check_min_distance
 from amloop.oracles.labels import ase_label
 from amloop.oracles.mlp.backends import (
     DEFAULT_MODEL,
-    Backend,
     load_backend,
     resolve_device,
 )
@@ -130,16 +129,15 @@ class MLPOracle(Oracle):
             )
         self.model = str(model)
         self.device = resolve_device(device)
-        self.backend  # noqa: B018 - load now: a missing model is a setup error, not a failed call
+        self.backend = load_backend(self.model, self.device)
         folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.references = ReferenceCache(folder / "mlp_references.json" if disk_cache else None)
         self._raw_energies: dict[int, float] = {}  # id(structure) -> eV/atom, see evaluate_many
 
-    @property
-    def backend(self) -> Backend:
-        """The loaded potential (of a committee folder, its newest version: a refit is used
-        from the next call on)."""
-        return load_backend(self.model, self.device)
+    def _refresh_committee(self) -> None:
+        """A committee folder's newest version (a refit is used from the next call on)."""
+        if self.model.startswith(COMMITTEE_PREFIX):
+            self.backend = load_backend(self.model, self.device)
 
     # -- elements and references -----------------------------------------------------------
 
@@ -244,6 +242,7 @@ class MLPOracle(Oracle):
                 composition, or the timeout.
         """
         started = time.perf_counter()
+        self._refresh_committee()
         atoms = self._prepare(structure)
         natoms = len(atoms)
         references = {el.symbol: self.reference_energy(el.symbol) for el in structure.composition}

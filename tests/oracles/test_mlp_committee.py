@@ -198,4 +198,5 @@ def test_mlp_fit_command_and_the_campaign_oracle(
     energy = evaluation.properties["energy_per_atom"]
     assert energy.uncertainty is not None and energy.uncertainty > 0
     assert evaluation.provenance["committee"].endswith("v001")
-    assert len(evaluation.labels) == 1 and evaluation.labels[0].oracle == "own"
+    assert evaluation.labels[-1].source == "final"  # after the input's (and steps on the way)
+    assert {label.oracle for label in evaluation.labels} == {"own"}
