@@ -220,7 +220,9 @@ def build_training_set(
     use_pdm: bool = True,
     through_iteration: int | None = None,
 ) -> TrainingSet:
-    """Training set of ``config``'s objectives from ``store``'s done evaluations and measurements.
+    """Training set of ``config``'s objectives from ``store``'s done evaluations (but not of
+    candidates the quality gate rejected) and measurements; every finished call and gate
+    verdict trains the feasibility model.
 
     Args:
         store: The campaign's store.
@@ -248,6 +250,7 @@ def build_training_set(
             return None
         return structure_pdm(structure, elements)
 
+    rejected = store.gate_rejected()
     points: list[_Point] = []
     feasibility: list[tuple[np.ndarray, np.ndarray | None, np.ndarray, float, float]] = []
     finished = [
@@ -270,7 +273,8 @@ def build_training_set(
             if prop in units and math.isfinite(pv.value)
         }
         point = _Point(composition, pdms.get(evaluation.id), evaluation.fidelity, values, lattice)
-        points.append(point)
+        if evaluation.candidate_hash not in rejected:  # an invalid structure's value misleads
+            points.append(point)
         feasibility.append((composition, point.pdm, lattice, evaluation.fidelity, 1.0))
     for measurement in store.measurements():
         if measurement.property not in units or not math.isfinite(measurement.value):

@@ -267,11 +267,17 @@ def _measurement_row(measurement: Measurement) -> HistoryRow:
 
 
 def best_per_objective(store: CampaignStore, config: CampaignConfig) -> list[Best]:
-    """Best value of each objective among finished evaluations and measurements (the one best
-    value of the campaign: status, the live display, the report and the stall rule use it)."""
+    """Best value of each objective among finished evaluations of candidates the quality gate
+    did not reject, and measurements (the one best value of the campaign: status, the live
+    display, the report and the stall rule use it)."""
     compositions = store.candidate_compositions()  # no structure is read
     found: list[Best] = []
-    evaluations = store.evaluations(status="done", structures=False)
+    rejected = store.gate_rejected()
+    evaluations = [
+        e
+        for e in store.evaluations(status="done", structures=False)
+        if e.candidate_hash not in rejected
+    ]
     measurements = store.measurements()
     for objective in config.objectives:
         sign = objective.sign

@@ -52,6 +52,7 @@ from amloop.state.records import (
     measurement_record,
 )
 from amloop.state.schema import (
+    GATE_ORACLE,
     Artifact,
     CampaignRecord,
     CampaignStatus,
@@ -340,6 +341,22 @@ class CampaignStore(CampaignLock, LabRequests):
         with self.transaction() as session:
             rows = session.execute(query.order_by(EvaluationRow.id)).all()
             return [evaluation_record(row, content_hash, structures) for row, content_hash in rows]
+
+    def gate_rejected(self) -> set[str]:
+        """Content hashes of the candidates the quality gate rejected: their structures are not
+        valid members of the campaign, so their oracle values are no best, no start and no
+        training value of an objective (the rejection itself trains the feasibility model)."""
+        query = (
+            select(CandidateRow.content_hash)
+            .join(EvaluationRow, CandidateRow.id == EvaluationRow.candidate_id)
+            .where(
+                EvaluationRow.campaign_id == self.campaign_id,
+                EvaluationRow.oracle == GATE_ORACLE,
+                EvaluationRow.status == "failed",
+            )
+        )
+        with self.transaction() as session:
+            return set(session.scalars(query).all())
 
     def labels(self, *, oracles: Collection[str] | None = None) -> list[ForceLabel]:
         """Force labels of finished calls (of ``oracles`` if given), oldest first."""

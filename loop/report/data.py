@@ -17,6 +17,7 @@ from pymatgen.core import Structure
 from amloop.state.composition import formula
 from amloop.state.config import CampaignConfig, ObjectiveConfig, parse_config
 from amloop.state.schema import (
+    GATE_ORACLE,
     Artifact,
     CampaignRecord,
     Candidate,
@@ -31,10 +32,6 @@ REPORT_MD = "report.md"
 
 
 REPORT_HTML = "report.html"
-
-
-#: Oracle name under which the loop stores quality-gate rejections.
-QUALITY_GATE = "quality_gate"
 
 
 #: How many of the best candidates (by the first objective) the PDM and RDF sections show.
@@ -110,11 +107,24 @@ class CampaignData:
             artifacts=store.artifacts(kind="pdos"),
         )
 
+    @property
+    def gate_rejected(self) -> set[str]:
+        """Hashes of the candidates the quality gate rejected (no best, no ranked value)."""
+        return {
+            e.candidate_hash
+            for e in self.evaluations
+            if e.oracle == GATE_ORACLE and e.status == "failed"
+        }
+
     def points(self) -> list[Point]:
-        """Materials with at least one value: candidates by hash, measured compositions by formula."""
+        """Materials with at least one value: candidates by hash (not those the quality gate
+        rejected), measured compositions by formula."""
         points: dict[str, Point] = {}
+        rejected = self.gate_rejected
         for evaluation in self.evaluations:
             if evaluation.status != "done" or not evaluation.properties:
+                continue
+            if evaluation.candidate_hash in rejected:
                 continue
             candidate = self.candidates[evaluation.candidate_hash]
             point = points.setdefault(
@@ -198,11 +208,12 @@ def best_so_far(store: CampaignStore) -> list[BestCurve]:
 def best_curves(campaign: CampaignData) -> list[BestCurve]:
     epoch = datetime.min.replace(tzinfo=UTC)
     events: list[tuple[datetime, float, dict[str, float], str]] = []
+    rejected = campaign.gate_rejected  # their calls cost, their values count for nothing
     for evaluation in campaign.evaluations:
         if evaluation.status in ("done", "failed"):
             values = (
                 {k: v.value for k, v in evaluation.properties.items()}
-                if evaluation.status == "done"
+                if evaluation.status == "done" and evaluation.candidate_hash not in rejected
                 else {}
             )
             moment = evaluation.finished_at or evaluation.created_at or epoch

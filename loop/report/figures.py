@@ -19,7 +19,6 @@ from scipy.ndimage import gaussian_filter1d
 from amloop.generator.pdm import pair_indices, partial_rdf, pdm, pdm_labels, shell_cutoffs
 from amloop.loop.report.data import (
     MAX_PDOS_PLOTS,
-    QUALITY_GATE,
     RDF_BIN_WIDTH,
     RDF_R_MAX,
     CampaignData,
@@ -40,6 +39,7 @@ from amloop.loop.report.data import (
 from amloop.loop.report.document import Block, Plot, Section, Table
 from amloop.oracles.dos_descriptors import ProjectedDos
 from amloop.state.schema import (
+    GATE_ORACLE,
     Candidate,
     Evaluation,
 )
@@ -414,7 +414,7 @@ def failure_section(campaign: CampaignData, out_dir: Path) -> Section:
         iterations = sorted({e.iteration for e, _ in failed if e.iteration is not None})
         rows.append(
             [
-                "quality gate" if oracle == QUALITY_GATE else oracle,
+                "quality gate" if oracle == GATE_ORACLE else oracle,
                 kind,
                 str(len(failed)),
                 number_spread([numbers for _, numbers in failed]),
@@ -424,13 +424,13 @@ def failure_section(campaign: CampaignData, out_dir: Path) -> Section:
             ]
         )
     total = sum(len(v) for v in groups.values())
-    gated = sum(len(v) for (o, _), v in groups.items() if o == QUALITY_GATE)
+    gated = sum(len(v) for (o, _), v in groups.items() if o == GATE_ORACLE)
     text = f"{total} failure(s), of which {gated} quality-gate rejection(s)."
     columns = ["oracle", "reason (numbers as N)", "count", "N: min – max (median)", "iterations"]
     table = Table([*columns, "candidates"], rows)
     figure = Figure(figsize=(7.0, 0.45 * len(ranked) + 1.2), layout="constrained")
     ax = figure.subplots()
-    labels = [f"{'gate' if o == QUALITY_GATE else o}: {k[:60]}" for (o, k), _ in ranked]
+    labels = [f"{'gate' if o == GATE_ORACLE else o}: {k[:60]}" for (o, k), _ in ranked]
     ax.barh(labels[::-1], [len(v) for _, v in ranked][::-1], color="tab:red")
     ax.set_xlabel("failures (count)")
     ax.tick_params(axis="y", labelsize=7)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from amloop.loop.steps.calls import EvaluationTask, TaskRunner
+from amloop.loop.steps.gate import judge
 from amloop.loop.steps.run import CampaignRun, iteration_seed, oracle_config, oracle_instance
 from amloop.loop.steps.sampling import best_structures
 from amloop.oracles.base import Oracle, OracleFailed
@@ -23,7 +24,9 @@ def craft(run: CampaignRun, index: int, run_tasks: TaskRunner) -> dict[str, Any]
     ``swaps_per_step`` unlike-atom swaps. Each child is stored as a ``local_search``
     candidate of iteration ``index`` (``parent_hash``: the cell it was swapped from); a step's
     children are scored together by the objective's oracle through ``run_tasks`` (here, or on
-    the flow's workers; within the budget; a finished call is never redone). Returns the
+    the flow's workers; within the budget; a finished call is never redone); with an energy
+    gate, each scored child gets the gate's energy verdict and a rejected one is never kept
+    (nor is a rejected cell ever a start). Returns the
     summary stored in the metadata, or ``None`` when crafting is off."""
     settings = run.config.generator.local_search
     if settings is None:
@@ -40,6 +43,7 @@ def craft(run: CampaignRun, index: int, run_tasks: TaskRunner) -> dict[str, Any]
         run.store.update_iteration(index, metadata={CRAFT_KEY: summary})
     oracle = oracle_instance(oracle_cfg)
     assert isinstance(oracle, Oracle)
+    energy_gated = run.config.quality.energy_oracle is not None
 
     def store_and_evaluate(children: list[Candidate]) -> list[Evaluation | None]:
         provenance = {"builder": "local_search", "objective": objective.property}
@@ -55,7 +59,19 @@ def craft(run: CampaignRun, index: int, run_tasks: TaskRunner) -> dict[str, Any]
             for e in run.store.evaluations(oracle=oracle_cfg.name, candidates=hashes)
             if e.status in ("done", "failed")
         }
-        return [finished.get(h) for h in hashes]
+        return [gated(finished.get(h)) for h in hashes]
+
+    def gated(evaluation: Evaluation | None) -> Evaluation | None:
+        """The child's call as the search sees it: failed when the energy rule rejects it (a
+        swap can raise the energy above the gate's threshold), so the search never keeps it."""
+        if evaluation is None or evaluation.status != "done" or not energy_gated:
+            return evaluation
+        stored = run.store.candidate(evaluation.candidate_hash)
+        assert stored is not None
+        verdict = judge(run, index, [stored], structural=False)[stored.content_hash]
+        if verdict == "done":
+            return evaluation
+        return evaluation.model_copy(update={"status": "failed", "error": "rejected by the gate"})
 
     searches: list[dict[str, Any]] = []
     for k, start_hash in enumerate(summary["starts"]):

@@ -28,6 +28,23 @@ def gate(run: CampaignRun, index: int, candidates: Sequence[Candidate]) -> list[
     the candidate's) plus ``max_energy_above_reference`` (and the unrelaxed energy at most
     10 eV above it, per cell).
     """
+    verdicts = judge(run, index, candidates)
+    survivors = [c for c in candidates if verdicts.get(c.content_hash) == "done"]
+    run.store.update_iteration(
+        index,
+        phase="evaluate",
+        metadata={"gate": {"candidates": len(candidates), "passed": len(survivors)}},
+    )
+    return survivors
+
+
+def judge(
+    run: CampaignRun, index: int, candidates: Sequence[Candidate], *, structural: bool = True
+) -> dict[str, str]:
+    """The gate's verdict on each candidate (``done``, ``failed``, or ``skipped`` when the
+    energy oracle's budget is spent), by content hash; a stored verdict is reused, a new one
+    stored. ``structural=False`` applies only the energy rule (for atom-swap children of a
+    cell that passed: same geometry, new ordering)."""
     verdicts: dict[str, str] = {
         e.candidate_hash: e.status
         for e in run.store.evaluations(
@@ -36,21 +53,19 @@ def gate(run: CampaignRun, index: int, candidates: Sequence[Candidate]) -> list[
     }
     pending = [c for c in candidates if c.content_hash not in verdicts]
     if pending:
-        structural = QualityGate.from_reference(
-            run.config.quality, [s for _, s in seed_structures(run)], elements=run.config.elements
+        checks = (
+            QualityGate.from_reference(
+                run.config.quality,
+                [s for _, s in seed_structures(run)],
+                elements=run.config.elements,
+            )
+            if structural
+            else None
         )
         reference = seed_energy_reference(run)
         for candidate in pending:
-            verdicts[candidate.content_hash] = _gate_one(
-                run, index, candidate, structural, reference
-            )
-    survivors = [c for c in candidates if verdicts.get(c.content_hash) == "done"]
-    run.store.update_iteration(
-        index,
-        phase="evaluate",
-        metadata={"gate": {"candidates": len(candidates), "passed": len(survivors)}},
-    )
-    return survivors
+            verdicts[candidate.content_hash] = _gate_one(run, index, candidate, checks, reference)
+    return verdicts
 
 
 def seed_energy_reference(run: CampaignRun) -> EnergyReference | None:
@@ -92,14 +107,17 @@ def _gate_one(
     run: CampaignRun,
     index: int,
     candidate: Candidate,
-    structural: QualityGate,
+    checks: QualityGate | None,
     reference: EnergyReference | None,
 ) -> str:
     quality = run.config.quality
     cpu0 = time.process_time()
-    verdict = structural.check(candidate.structure)
-    reason = crystallised(run, candidate) or verdict.reason
-    metrics: dict[str, Any] = dict(verdict.metrics)
+    reason: str | None = None
+    metrics: dict[str, Any] = {}
+    if checks is not None:
+        verdict = checks.check(candidate.structure)
+        reason = crystallised(run, candidate) or verdict.reason
+        metrics |= verdict.metrics
     gate_cost = Cost(core_s=time.process_time() - cpu0)  # the energy oracle's call is its own
     if reason is None and reference is not None and quality.energy_oracle is not None:
         evaluation = evaluate(

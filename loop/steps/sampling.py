@@ -195,14 +195,16 @@ def best_structures(
     run: CampaignRun, n: int, *, before_iteration: int
 ) -> list[tuple[str, Structure]]:
     """``(candidate hash, relaxed structure)`` of the ``n`` best scored candidates for the first
-    objective among the seed set and iterations before ``before_iteration``: what an iteration
-    starts from must not depend on how far its own evaluations got before a crash."""
+    objective among the seed set and iterations before ``before_iteration``, the quality gate's
+    rejections left out: what an iteration starts from must not depend on how far its own
+    evaluations got before a crash, nor be a structure the campaign judged invalid."""
     objective = run.config.objectives[0]
     sign = objective.sign
+    rejected = run.store.gate_rejected()
     scored = [
         (sign * e.properties[objective.property].value, e)
         for e in run.store.evaluations(status="done", structures=False)
-        if objective.property in e.properties
+        if objective.property in e.properties and e.candidate_hash not in rejected
     ]
     scored.sort(key=lambda pair: pair[0], reverse=True)
     chosen: dict[str, Structure] = {}

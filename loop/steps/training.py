@@ -42,12 +42,13 @@ def training_pairs(
     """``(structure, properties)`` per scored candidate, oldest first (by its first scoring):
     the relaxed structure where an oracle relaxed it, with the values of every oracle that
     scored it (canonical units; a higher fidelity's value wins); evaluations of iterations
-    after ``through_iteration`` left out."""
+    after ``through_iteration``, and candidates the quality gate rejected, left out."""
     candidates = {c.content_hash: c for c in store.candidates()}
+    rejected = store.gate_rejected()
     scored = [  # in stored order
         e
         for e in store.evaluations(status="done", through_iteration=through_iteration)
-        if e.properties
+        if e.properties and e.candidate_hash not in rejected
     ]
     merged: dict[str, tuple[Structure, dict[str, float]]] = {}
     for evaluation in sorted(scored, key=lambda e: e.fidelity):
@@ -63,13 +64,14 @@ def training_pairs(
 
 def scored_count(store: CampaignStore, through_iteration: int | None = None) -> int:
     """Scored candidates: the length of :func:`training_pairs`, without reading structures."""
+    rejected = store.gate_rejected()
     return len(
         {
             e.candidate_hash
             for e in store.evaluations(
                 status="done", structures=False, through_iteration=through_iteration
             )
-            if e.properties
+            if e.properties and e.candidate_hash not in rejected
         }
     )
 

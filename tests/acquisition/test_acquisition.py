@@ -18,10 +18,14 @@ from amloop.acquisition.surrogate import HyperparameterReuse, fit_surrogate
 from amloop.generator.data import read_training_data
 from amloop.generator.pdm import pdm
 from amloop.generator.solid_solution import random_solid_solution
+from amloop.loop.history import best_per_objective
+from amloop.loop.steps.run import CampaignRun
+from amloop.loop.steps.sampling import best_structures
+from amloop.loop.steps.training import scored_count, training_pairs
 from amloop.state.config import CampaignConfig
 from amloop.state.database import dispose_engines
 from amloop.state.memo import BoundedMemo
-from amloop.state.schema import Candidate, Evaluation, Measurement, PropertyValue
+from amloop.state.schema import GATE_ORACLE, Candidate, Evaluation, Measurement, PropertyValue
 from amloop.state.store import CampaignStore
 
 DATA = Path(__file__).parents[1] / "data" / "nifecr_relaxed.extxyz"
@@ -320,3 +324,45 @@ def test_remembered_pdms_follow_the_structure_content():
     moved = cell.copy()
     moved.perturb(0.3)
     assert structure_pdm(moved, elements) == pytest.approx(pdm(moved, elements))
+
+
+def test_a_cell_the_gate_rejected_is_no_best_no_start_and_no_training_value(
+    tmp_path: Path, frames: list
+) -> None:
+    """The energy gate rejects a scored cell (its oracle call is done, its verdict failed):
+    its value must not become the campaign's best, a crafting start, a surrogate target or a
+    generator training example; the rejection still trains the feasibility model."""
+    store, config = make_store(tmp_path, frames[:12], config_dict([BULK]))
+    best_value = max(v["bulk_modulus"] for _, v in frames[:12])
+    invalid = store.add_candidate(Candidate(structure=frames[12][0], origin="generated"))
+    store.record_evaluation(
+        Evaluation(
+            candidate_hash=invalid.content_hash,
+            oracle="lammps",
+            fidelity=0.6,
+            status="done",
+            properties={"bulk_modulus": PropertyValue(value=best_value + 50.0, unit="GPa")},
+        )
+    )
+    before = build_training_set(store, config)
+    assert best_per_objective(store, config)[0].value == best_value + 50.0  # no verdict yet
+    store.record_evaluation(
+        Evaluation(
+            candidate_hash=invalid.content_hash,
+            oracle=GATE_ORACLE,
+            fidelity=0.0,
+            status="failed",
+            error="relaxed energy above the threshold",
+        )
+    )
+    assert store.gate_rejected() == {invalid.content_hash}
+    assert best_per_objective(store, config)[0].value == pytest.approx(best_value)
+    (start_hash, _), *_ = best_structures(
+        CampaignRun(store, config, tmp_path), 3, before_iteration=10
+    )
+    assert start_hash != invalid.content_hash
+    after = build_training_set(store, config)
+    assert len(after.objectives["bulk_modulus"].Y) == len(before.objectives["bulk_modulus"].Y) - 1
+    assert after.objectives["bulk_modulus"].Y.max() == pytest.approx(best_value)
+    assert (after.feasibility_y == 0.0).sum() == 1  # the verdict: one infeasible point
+    assert scored_count(store) == len(training_pairs(store)) == len(store.candidates()) - 1

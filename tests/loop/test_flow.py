@@ -108,7 +108,14 @@ def test_two_iterations_end_to_end(finished_campaign):
     ]
     assert targeted and all("pdm_error_on_lattice" in c.provenance for c in targeted)
     verdicts = {e.candidate_hash: e for e in evaluations if e.oracle == GATE_ORACLE}
-    assert set(verdicts) == {c.content_hash for c in generated}  # every one was gated
+    assert {c.content_hash for c in generated} <= set(verdicts)  # every one was gated
+    # ... and every scored crafted child got the energy rule's verdict; no rejected cell is a
+    # crafting start or the campaign's best
+    assert {c.content_hash for c in crafted if scored[c.content_hash].status == "done"} <= set(
+        verdicts
+    )
+    rejected = store.gate_rejected()
+    assert not rejected & {s for r in iterations for s in r.metadata["local_search"]["starts"]}
     for verdict in verdicts.values():
         assert (verdict.status == "failed") == bool(verdict.error)
     # physics: FCC Ni-Fe-Cr with the 2NN-MEAM has B in the 150-220 GPa range
