@@ -58,6 +58,7 @@ def user_errors() -> tuple[type[Exception], ...]:
         OracleSetupError,
         StructureFileError,
         CompositionError,
+        run_cli.RunFailed,
         # a checkpoint error can only come from the generator, once loaded: not imported
         # here for it (torch-geometric would add seconds to every error message)
         *((cdvae.CheckpointError,) if (cdvae := sys.modules.get("amloop.generator.cdvae")) else ()),

@@ -7,11 +7,13 @@ the best value per objective.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
 import threading
 import time
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -136,7 +138,8 @@ class Verbosity:
 
 def _drive(handle: CampaignHandle, limits: RunLimits, ctrl_c: _CtrlC, verbosity: Verbosity) -> None:
     """Run the loop in a worker thread under a live display (a terminal) or event lines (a
-    log); library warnings go to the campaign's ``warnings.log`` unless ``-v``; Ctrl-C stops
+    log); library warnings and the workflow engine's messages go to the campaign's
+    ``run.log`` unless ``-v``; a failure is one line (its traceback in ``run.log``); Ctrl-C stops
     it (see :mod:`loop.interrupt`)."""
     from amloop.loop.progress import read_state
     from amloop.loop.runs import run_loop
@@ -172,7 +175,10 @@ def _drive(handle: CampaignHandle, limits: RunLimits, ctrl_c: _CtrlC, verbosity:
         if terminal
         else None
     )
-    warned = WarningLog(handle.directory / WARNINGS_FILE, enabled=not verbosity.verbose)
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from prefect import flow  # noqa: F401 - sets Prefect's logging up: sent to the log from here
+
+    warned = RunLog(handle.directory / RUN_LOG_FILE, enabled=not verbosity.verbose)
     try:
         worker.start()
         if live is None:
@@ -203,7 +209,15 @@ def _drive(handle: CampaignHandle, limits: RunLimits, ctrl_c: _CtrlC, verbosity:
         _after_display(_resume_line(handle))
         raise typer.Exit(EXIT_STATUS)
     if failure:
-        raise failure[0]
+        from amloop.loop.cli import user_errors
+
+        if isinstance(failure[0], user_errors()) or not isinstance(failure[0], Exception):
+            raise failure[0]
+        warned.failure(failure[0])
+        raise RunFailed(
+            f"{failure[0]} — the campaign is paused; traceback in {warned.path}; fix the cause,"
+            f" then `amloop resume {handle.name}`"
+        ) from failure[0]
     _after_display(f"[green]stopped:[/] {outcome['reason']}")
     console.print(
         f"history: amloop history -c {handle.name}    report: amloop report {handle.name}"
@@ -241,19 +255,45 @@ def _log_lines(
             return
 
 
-#: Where a run's library warnings go (in the campaign folder), unless ``-v``.
-WARNINGS_FILE = "warnings.log"
+class RunFailed(Exception):
+    """The loop stopped on an error: one line for the console, the traceback in the run's log."""
 
 
-class WarningLog:
-    """Python warnings raised while the loop runs (GPyTorch's jitter, Lightning's advice, ...)
-    written to ``path`` with their source and counted, instead of on the console."""
+#: The run's own log in the campaign folder: library warnings, the workflow engine's messages
+#: and the traceback of a failed run (the console gets one line each).
+RUN_LOG_FILE = "run.log"
+
+
+class RunLog:
+    """While the loop runs, Python warnings (GPyTorch's jitter, Lightning's advice, ...) and
+    every console log handler's records (Prefect's task and flow messages, its tracebacks) go
+    to ``path``, stamped, instead of the console; warnings are counted. ``enabled=False``
+    (``-v``) leaves both on the console."""
 
     def __init__(self, path: Path, *, enabled: bool = True):
-        self.path, self.count = path, 0
+        self.path, self.count, self.enabled = path, 0, enabled
         self._previous = warnings.showwarning
-        if enabled:
-            warnings.showwarning = self._show
+        self._swapped: list[tuple[logging.Logger, logging.Handler]] = []
+        if not enabled:
+            return
+        warnings.showwarning = self._show
+        self._file = logging.FileHandler(path, encoding="utf-8", delay=True)
+        self._file.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
+            )
+        )
+        loggers = [logging.getLogger()] + [
+            logger
+            for logger in logging.Logger.manager.loggerDict.values()
+            if isinstance(logger, logging.Logger)
+        ]
+        for logger in loggers:
+            for handler in list(logger.handlers):
+                if _to_console(handler):
+                    logger.removeHandler(handler)
+                    logger.addHandler(self._file)
+                    self._swapped.append((logger, handler))
 
     def _show(
         self,
@@ -270,9 +310,33 @@ class WarningLog:
         with self.path.open("a") as log:
             log.write(stamped(f"{category.__name__}: {message} ({filename}:{lineno})") + "\n")
 
+    def failure(self, exc: BaseException) -> None:
+        """Keep the traceback of the exception that ended the run."""
+        from amloop.loop.progress import stamped
+
+        with self.path.open("a") as log:
+            log.write(stamped(f"the run failed: {exc!r}") + "\n")
+            log.write("".join(traceback.format_exception(exc)))
+
     def close(self) -> None:
-        """Warnings to the console again."""
+        """Warnings and log records to the console again."""
         warnings.showwarning = self._previous
+        for logger, handler in self._swapped:
+            logger.removeHandler(self._file)
+            logger.addHandler(handler)
+        if self.enabled:
+            self._file.close()
+
+
+def _to_console(handler: logging.Handler) -> bool:
+    """Whether ``handler`` writes to the terminal (standard error or output)."""
+    stream = getattr(handler, "stream", None)
+    return isinstance(handler, logging.StreamHandler) and stream in (
+        sys.stderr,
+        sys.stdout,
+        sys.__stderr__,
+        sys.__stdout__,
+    )
 
 
 def _resume_line(handle: CampaignHandle) -> str:

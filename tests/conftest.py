@@ -11,14 +11,9 @@ CI (``CI`` set), where that is an error.
 
 from __future__ import annotations
 
-import glob
 import importlib.util
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +23,7 @@ import pytest
 from sqlalchemy.engine import URL, make_url
 
 from amloop.state.database import dispose_engines
+from amloop.state.local_postgres import LocalPostgres, postgres_bindir
 
 POSTGRES_URL_ENV = "AMLOOP_TEST_POSTGRES_URL"
 
@@ -59,21 +55,6 @@ def load_benchmark() -> Callable[[str], ModuleType]:
 
 
 # --------------------------------------------------------------------------- PostgreSQL server
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _postgres_bindir() -> Path | None:
-    """``bin`` folder of the newest PostgreSQL installed from Debian's packages, if any."""
-    candidates = [Path(p).parent for p in glob.glob("/usr/lib/postgresql/*/bin/initdb")]
-    candidates = [d for d in candidates if (d / "pg_ctl").is_file()]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda d: int(d.parent.name) if d.parent.name.isdigit() else 0)
-
-
 def _missing_postgres(reason: str) -> None:
     message = (
         f"PostgreSQL tests need a server: {reason}. Install Debian's `postgresql` package "
@@ -82,65 +63,6 @@ def _missing_postgres(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
-
-
-class _LocalPostgres:
-    """A PostgreSQL server in a temporary folder, run as the ``postgres`` user when we are root
-    (``initdb`` refuses to run as root)."""
-
-    def __init__(self, bindir: Path):
-        self.bindir = bindir
-        self.root = Path(tempfile.mkdtemp(prefix="amloop-pg-"))
-        self.data = self.root / "data"
-        self.log = self.root / "server.log"
-        self.port = _free_port()
-        self.as_postgres = os.geteuid() == 0
-        if self.as_postgres:
-            shutil.chown(self.root, user="postgres", group="postgres")
-
-    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        command = [str(self.bindir / args[0]), *args[1:]]
-        if self.as_postgres:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        return subprocess.run(
-            command, cwd=self.root, capture_output=True, text=True, timeout=120, check=False
-        )
-
-    def start(self) -> None:
-        """Start the server, creating its data folder the first time."""
-        if not self.data.exists():
-            result = self._run(
-                "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                "--no-sync",
-            )  # fmt: skip
-            if result.returncode != 0:
-                raise RuntimeError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
-        options = (
-            f"-c listen_addresses=127.0.0.1 -c port={self.port} "
-            f"-c unix_socket_directories={self.root} -c max_connections=200 "
-            # The tests kill clients, never this server: durability against an OS crash is
-            # not what they check, so skip the fsyncs.
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
-        result = self._run(
-            "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "-o", options,
-            "start",
-        )  # fmt: skip
-        if result.returncode != 0:
-            log = self.log.read_text() if self.log.exists() else ""
-            raise RuntimeError(f"pg_ctl start failed:\n{result.stdout}\n{result.stderr}\n{log}")
-
-    def halt(self) -> None:
-        """Stop the server (its clients' connections drop), keeping its data for :meth:`start`."""
-        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
-
-    def stop(self) -> None:
-        self.halt()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    @property
-    def url(self) -> URL:
-        return make_url(f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres")
 
 
 @pytest.fixture(scope="session")
@@ -154,11 +76,11 @@ def postgres_server() -> Iterator[URL]:
     if external:
         yield make_url(external).set(drivername="postgresql+psycopg")
         return
-    bindir = _postgres_bindir()
+    bindir = postgres_bindir()
     if bindir is None:
         _missing_postgres("no /usr/lib/postgresql/*/bin/initdb found")
         return
-    server = _LocalPostgres(bindir)
+    server = LocalPostgres(bindir)
     try:
         server.start()
         yield server.url
@@ -167,13 +89,13 @@ def postgres_server() -> Iterator[URL]:
 
 
 @pytest.fixture
-def private_postgres() -> Iterator[_LocalPostgres]:
+def private_postgres() -> Iterator[LocalPostgres]:
     """A PostgreSQL server of this test's own, which the test may stop and start again."""
-    bindir = _postgres_bindir()
+    bindir = postgres_bindir()
     if bindir is None:
         _missing_postgres("no /usr/lib/postgresql/*/bin/initdb found for a private server")
         return
-    server = _LocalPostgres(bindir)
+    server = LocalPostgres(bindir)
     try:
         server.start()
         yield server

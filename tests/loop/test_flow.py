@@ -357,6 +357,38 @@ def test_an_error_pauses_the_campaign_with_the_reason(tmp_path, monkeypatch, pre
     assert "at least 2 scored structures" in event.message
 
 
+def test_a_failed_run_is_one_line_on_the_console_and_its_traceback_in_the_run_log(
+    tmp_path, prefect_api_url
+):
+    """The same error through `amloop run`: exit 1, one `error:` line saying the campaign is
+    paused and how to go on, no traceback and no Prefect log line on the console; Prefect's
+    messages and the traceback are in `<campaign>/run.log`."""
+    import yaml
+
+    data = yaml.safe_load(CONFIG.read_text())
+    data["name"] = "loop-error-cli"
+    data["acquisition"]["n_initial"] = 1
+    config = tmp_path / "error.yaml"
+    config.write_text(yaml.safe_dump(data))
+    env = {
+        **os.environ,
+        "AMLOOP_HOME": str(tmp_path / "home"),
+        "PREFECT_API_URL": prefect_api_url,
+        "OMP_NUM_THREADS": "1",
+    }
+    run = _amloop("run", str(config), env=env)
+    stdout, stderr = (text.decode() for text in run.communicate(timeout=600))
+    assert run.returncode == 1, stderr[-3000:]
+    console = stdout + stderr
+    assert "Traceback" not in console and "| ERROR" not in console and "| INFO" not in console
+    (line,) = [line for line in stderr.splitlines() if line.strip()]
+    assert line.startswith("error: the generator needs at least 2 scored structures")
+    log = tmp_path / "home" / "loop-error-cli" / "run.log"
+    assert str(log) in line and "amloop resume loop-error-cli" in line
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text and "prefect.flow_runs" in text
+
+
 def test_overlapped_campaign_prepares_an_iteration_while_the_last_ones_calls_run(
     tmp_path, monkeypatch, prefect_api_url
 ):
