@@ -90,6 +90,9 @@ class OracleResult:
     gpu_s: float = 0.0
     #: Energy, forces and stress of the structures the call computed (training labels).
     labels: list[ForceLabel] = field(default_factory=list)
+    #: Configurations the call visited, handed out unlabelled (e.g. MD frames) for the
+    #: campaign potential's active learning.
+    snapshots: list[Structure] = field(default_factory=list)
 
 
 class FidelitySource:
@@ -177,6 +180,15 @@ class Oracle(FidelitySource, ABC):
             labels=[label.model_copy(update={"oracle": self.name}) for label in result.labels]
             if result
             else [],
+            snapshots=[
+                Candidate(
+                    structure=snapshot,
+                    origin="md_snapshot",
+                    parent_hash=candidate.content_hash,
+                    provenance={"builder": self.name, "frame": k},
+                )
+                for k, snapshot in enumerate(result.snapshots if result else [])
+            ],
             cost=cost,
             error=error,
             traceback=tb,

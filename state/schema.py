@@ -51,7 +51,9 @@ METADATA_ALIASES = AliasChoices("meta", "metadata")
 #: Oracle name under which quality-gate verdicts are stored (fidelity 0, ``failed`` = rejected).
 GATE_ORACLE = "quality_gate"
 
-CandidateOrigin = Literal["seed", "generated", "latent_opt", "local_search", "injected"]
+CandidateOrigin = Literal[
+    "seed", "generated", "latent_opt", "local_search", "injected", "md_snapshot"
+]
 EvaluationStatus = Literal["pending", "running", "done", "failed"]
 CampaignStatus = Literal["created", "running", "paused", "interrupted", "finished", "failed"]
 LabRequestStatus = Literal["open", "fulfilled", "cancelled"]
@@ -174,6 +176,9 @@ class Evaluation(_Record):
     #: Force labels the call produced; the store keeps them in their own table (read them
     #: back with ``CampaignStore.labels``), so a stored evaluation reads back without them.
     labels: list[ForceLabel] = Field(default_factory=list)
+    #: Structures the call handed out for labelling (MD frames, ``md_snapshot``): the store
+    #: adds each as a candidate of the evaluated one's iteration, its parent that candidate.
+    snapshots: list[Candidate] = Field(default_factory=list)
     id: int | None = None
     created_at: UtcDatetime | None = None
     started_at: UtcDatetime | None = None

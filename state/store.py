@@ -213,7 +213,8 @@ class CampaignStore(CampaignLock, LabRequests):
 
         A finished (``done``) evaluation is never overwritten by an unfinished or failed one,
         so re-running work after a crash cannot lose or duplicate a result. The force labels of
-        a ``done`` evaluation are written in the same transaction (replacing any it had).
+        a ``done`` evaluation, and the snapshots it handed out (as candidates), are written in
+        the same transaction (labels replacing any it had).
 
         Raises:
             LookupError: the candidate is not in this campaign.
@@ -243,6 +244,17 @@ class CampaignStore(CampaignLock, LabRequests):
             if evaluation.status == "done" and evaluation.labels:
                 session.flush()  # the row's id, for its labels
                 self._replace_labels(session, row, evaluation.labels)
+            if evaluation.status == "done":
+                for snapshot in evaluation.snapshots:
+                    self._upsert_candidate(
+                        session,
+                        snapshot.model_copy(
+                            update={
+                                "iteration": row.iteration,
+                                "parent_hash": evaluation.candidate_hash,
+                            }
+                        ),
+                    )
             if evaluation.status == "failed":
                 self._event(
                     session,

@@ -143,6 +143,12 @@ class MDOptions(OracleOptions):
         0.6, gt=0, le=1, description="end of the fitted MSD lag window (fraction of a block)"
     )
     seed: int = Field(0, ge=0, description="seed of the initial velocities")
+    snapshots_per_temperature: int = Field(
+        0,
+        ge=0,
+        description="production frames per temperature handed out unlabelled (candidates of "
+        "origin `md_snapshot`) for the campaign potential's active learning (`mlp:`); 0: none",
+    )
 
 
 @dataclass
@@ -301,9 +307,11 @@ class MDOracle(Oracle):
                 provenance["melt_quench"] = asdict(report)
             start = engine.get_cell(), engine.get_positions()
             quenched = engine.get_structure()
-            runs, last_frames = [], []
+            runs, last_frames, snapshots = [], [], []
             for temperature in self.options.temperatures:
-                runs.append(self._diffuse(engine, start, temperature, rng, deadline))
+                run, frames = self._diffuse(engine, start, temperature, rng, deadline)
+                runs.append(run)
+                snapshots.extend(frames)
                 last_frames.append(engine.get_structure())
         if self.options.do_melt_quench:
             relaxed = quenched
@@ -316,7 +324,12 @@ class MDOracle(Oracle):
             properties["density"] = PropertyValue(value=float(relaxed.density), unit="g/cm^3")
         provenance.update(tables)
         provenance["wall_s"] = time.perf_counter() - deadline.started
-        return OracleResult(properties=properties, relaxed_structure=relaxed, provenance=provenance)
+        return OracleResult(
+            properties=properties,
+            relaxed_structure=relaxed,
+            provenance=provenance,
+            snapshots=snapshots,
+        )
 
     def _diffuse(
         self,
@@ -325,8 +338,10 @@ class MDOracle(Oracle):
         temperature: float,
         rng: np.random.Generator,
         deadline: Deadline,
-    ) -> TemperatureRun:
-        """Equilibrate, search the volume (optionally) and run production at one temperature."""
+    ) -> tuple[TemperatureRun, list[Structure]]:
+        """Equilibrate, search the volume (optionally) and run production at one temperature;
+        with ``snapshots_per_temperature``, that many production frames spread evenly over the
+        run (the last included), wrapped into the cell."""
         every = sample_every(engine, self.options.sample_interval_fs)
         engine.set_configuration(*start)
         engine.set_velocities(maxwell_boltzmann(engine.masses, temperature, rng))
@@ -359,7 +374,7 @@ class MDOracle(Oracle):
             n_blocks=self.options.n_blocks,
             fit_window=self.fit_window,
         )
-        return TemperatureRun(
+        run = TemperatureRun(
             temperature_K=temperature,
             mean_temperature_K=float(trace.temperature_K.mean()),
             volume_A3=engine.get_volume(),
@@ -367,6 +382,20 @@ class MDOracle(Oracle):
             volume=search,
             fits=fits,
         )
+        wanted = min(self.options.snapshots_per_temperature, len(trace.positions))
+        picked = np.linspace(len(trace.positions) - 1, 0, wanted, endpoint=False)[::-1]
+        cell = engine.get_cell()
+        frames = [
+            Structure(
+                cell,
+                engine.symbols,
+                trace.positions[k],
+                coords_are_cartesian=True,
+                to_unit_cell=True,
+            )
+            for k in picked.round().astype(int)
+        ]
+        return run, frames
 
     def _properties(
         self, runs: list[TemperatureRun]

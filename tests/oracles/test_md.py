@@ -312,6 +312,7 @@ def liquid_copper():
         equilibration_ps=2,
         production_ps=20,
         seed=1,
+        snapshots_per_temperature=3,
     )
     return oracle, oracle.compute(fcc_copper())
 
@@ -369,6 +370,24 @@ def test_result_carries_structure_and_provenance(liquid_copper) -> None:
     assert provenance["parameters"]["melt_quench"]["quench_rate_K_per_ps"] == 500
     assert abs(result.provenance["melt_quench"]["final_volume"]["pressure_GPa"]) < 0.5
     json.dumps(result.provenance)  # stored as JSON
+
+
+def test_production_frames_are_handed_out_for_labelling(liquid_copper) -> None:
+    """Three frames of the 1500 K production run: in its cell, physical, and decorrelated (a
+    liquid's atoms move several Å in the ~7 ps between two frames)."""
+    _, result = liquid_copper
+    frames = result.snapshots
+    assert len(frames) == 3
+    volume = result.provenance["runs"][0]["volume_A3"]
+    for frame in frames:
+        assert len(frame) == 108 and frame.composition.reduced_formula == "Cu"
+        assert frame.volume == pytest.approx(volume, rel=1e-6)
+        assert min_distance(frame) > 1.8
+        assert np.all((frame.frac_coords >= 0) & (frame.frac_coords < 1))
+    moved = [
+        np.mean([frames[k][i].distance(frames[k + 1][i]) for i in range(108)]) for k in range(2)
+    ]
+    assert min(moved) > 1.0, moved
 
 
 def test_nve_conserves_energy_in_the_liquid(liquid_copper) -> None:

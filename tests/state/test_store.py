@@ -501,3 +501,31 @@ def test_force_label_shapes_are_checked() -> None:
         ForceLabel(
             structure=structure, energy_eV=0.0, forces_eV_per_A=[[0.0] * 3] * 2, stress_GPa=[1.0]
         )
+
+
+def test_snapshots_of_a_call_become_candidates_of_its_iteration_once(store: CampaignStore) -> None:
+    """An MD call's frames, handed out for labelling, are stored with the call as
+    ``md_snapshot`` candidates (parent: the simulated cell; the call's iteration); recording
+    the call again adds nothing; a failed call hands out nothing."""
+    parent = store.add_candidate(Candidate(structure=pair_structure(1, 1), origin="generated"))
+    frames = [
+        Candidate(structure=pair_structure(2, j), origin="md_snapshot", provenance={"frame": j})
+        for j in range(3)
+    ]
+    evaluation = done_evaluation(parent.content_hash, 1.0, iteration=4, snapshots=frames)
+    store.record_evaluation(evaluation)
+    store.record_evaluation(evaluation)
+    stored = store.candidates(origin="md_snapshot")
+    assert [c.content_hash for c in stored] == [f.content_hash for f in frames]
+    assert {(c.parent_hash, c.iteration) for c in stored} == {(parent.content_hash, 4)}
+    other = store.add_candidate(Candidate(structure=pair_structure(1, 2), origin="generated"))
+    failed = Evaluation(
+        candidate_hash=other.content_hash,
+        oracle=ORACLE,
+        fidelity=FIDELITY,
+        status="failed",
+        error="blew up",
+        snapshots=[Candidate(structure=pair_structure(3, 0), origin="md_snapshot")],
+    )
+    store.record_evaluation(failed)
+    assert len(store.candidates(origin="md_snapshot")) == 3
