@@ -253,11 +253,17 @@ def build_training_set(
     rejected = store.gate_rejected()
     points: list[_Point] = []
     feasibility: list[tuple[np.ndarray, np.ndarray | None, np.ndarray, float, float]] = []
-    finished = [
-        e
-        for e in store.evaluations(through_iteration=through_iteration, structures=False)
-        if e.status in ("done", "failed") and e.candidate_hash in compositions
-    ]
+    # in the order the candidates were made, not the calls finished: a cluster finishes them
+    # in any order, and the fit must not depend on it
+    rank = {content_hash: k for k, content_hash in enumerate(compositions)}
+    finished = sorted(
+        (
+            e
+            for e in store.evaluations(through_iteration=through_iteration, structures=False)
+            if e.status in ("done", "failed") and e.candidate_hash in compositions
+        ),
+        key=lambda e: (rank[e.candidate_hash], e.oracle, e.fidelity),
+    )
     pdms = evaluation_pdms(store, finished, elements) if use_pdm else {}
     for evaluation in finished:
         composition = composition_vector(compositions[evaluation.candidate_hash], elements)

@@ -176,10 +176,12 @@ class CampaignStore(CampaignLock, LabRequests):
             return None if row is None else candidate_record(row)
 
     def candidate_compositions(self) -> dict[str, dict[str, float]]:
-        """Atomic fractions by element of every candidate, by content hash (no structure is
-        read)."""
-        query = select(CandidateRow.content_hash, CandidateRow.composition).where(
-            CandidateRow.campaign_id == self.campaign_id
+        """Atomic fractions by element of every candidate, by content hash, oldest first (no
+        structure is read)."""
+        query = (
+            select(CandidateRow.content_hash, CandidateRow.composition)
+            .where(CandidateRow.campaign_id == self.campaign_id)
+            .order_by(CandidateRow.id)
         )
         with self.transaction() as session:
             return {

@@ -39,7 +39,8 @@ STARTED_FILE = "started.json"
 def training_pairs(
     store: CampaignStore, through_iteration: int | None = None
 ) -> list[tuple[Structure, dict[str, float]]]:
-    """``(structure, properties)`` per scored candidate, oldest first (by its first scoring):
+    """``(structure, properties)`` per scored candidate, oldest candidate first (not by when
+    its calls finished, which on a cluster varies from run to run):
     the relaxed structure where an oracle relaxed it, with the values of every oracle that
     scored it (canonical units; a higher fidelity's value wins); evaluations of iterations
     after ``through_iteration``, and candidates the quality gate rejected, left out."""
@@ -51,7 +52,7 @@ def training_pairs(
         if e.properties and e.candidate_hash not in rejected
     ]
     merged: dict[str, tuple[Structure, dict[str, float]]] = {}
-    for evaluation in sorted(scored, key=lambda e: e.fidelity):
+    for evaluation in sorted(scored, key=lambda e: (e.fidelity, e.oracle)):
         structure, values = merged.get(
             evaluation.candidate_hash, (candidates[evaluation.candidate_hash].structure, {})
         )
@@ -59,7 +60,7 @@ def training_pairs(
             structure = evaluation.relaxed_structure
         values.update({k: v.value for k, v in evaluation.properties.items()})
         merged[evaluation.candidate_hash] = (structure, values)
-    return [merged[key] for key in dict.fromkeys(e.candidate_hash for e in scored)]
+    return [merged[key] for key in candidates if key in merged]
 
 
 def scored_count(store: CampaignStore, through_iteration: int | None = None) -> int:
