@@ -9,8 +9,8 @@ optimisation, the gate, oracle calls, crafting and retraining. Per configuration
 - ``local``: the default runner (oracle calls in a thread of the run), SQLite store;
 - ``overlap``: ``execution.overlap`` (the oracle half of an iteration in a process pool);
 - ``dask-postgres``: the store in a throw-away PostgreSQL server on 127.0.0.1 and the oracle
-  calls on a 2-worker Dask LocalCluster (no energy gate: its calls would run in the flow's
-  process, so every iteration's call is a task on the workers); every other trial kills a Dask *worker* during an
+  calls (the energy gate's and the crafting's included) on a 2-worker Dask LocalCluster;
+  every other trial kills a Dask *worker* during an
   oracle call instead of the run (the call must be retried or re-queued, never lost or
   doubled), and the run goes on by itself;
 - ``sigint``: Ctrl-C (SIGINT to the run's process group) instead of SIGKILL: exit 130 within
@@ -120,9 +120,6 @@ def campaign_yaml(configuration: str, folder: Path) -> Path:
         data["execution"] = {**data["execution"], "overlap": True}
     if configuration == "dask-postgres":
         data["execution"] = {**data["execution"], "executor": "dask", "n_workers": 2}
-        # the gate's energy calls run in the flow's process: without them every call of an
-        # iteration is a mapped task on the cluster's workers
-        data["quality"].pop("energy_oracle")
     path = folder / f"chaos-{configuration}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

@@ -4,31 +4,38 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pymatgen.core import Structure
 
 from amloop.generator.quality_gate import QualityGate
-from amloop.loop.steps.calls import evaluate
+from amloop.loop.steps.calls import EvaluationTask, TaskRunner, evaluate
 from amloop.loop.steps.run import CampaignRun, oracle_config
 from amloop.oracles.gates import EnergyReference, energy_gate
 from amloop.state.composition import structure_fractions
 from amloop.state.schema import GATE_ORACLE, Candidate, Cost, Evaluation
 
 
-def gate(run: CampaignRun, index: int, candidates: Sequence[Candidate]) -> list[Candidate]:
+def gate(
+    run: CampaignRun,
+    index: int,
+    candidates: Sequence[Candidate],
+    run_tasks: TaskRunner | None = None,
+) -> list[Candidate]:
     """Apply the quality gate to the iteration's candidates; returns the survivors.
 
     Each verdict is stored once as a ``quality_gate`` evaluation (``failed`` with the reason when
     rejected). The structural checks of :class:`generator.quality_gate.QualityGate` (push-apart,
     closest pair, RDF and motif distances to the seed set) come first; then, with
-    ``quality.energy_oracle`` set, that oracle scores the structure and
+    ``quality.energy_oracle`` set, that oracle scores the structures that passed (through
+    ``run_tasks``: on the flow's workers, all at once; else here, one after another) and
     seed 001's energy rule applies: relaxed energy per atom at most the reference
     (``quality.energy_reference``: the seed set's highest, or the seeds' fit in composition at
     the candidate's) plus ``max_energy_above_reference`` (and the unrelaxed energy at most
     10 eV above it, per cell).
     """
-    verdicts = judge(run, index, candidates)
+    verdicts = judge(run, index, candidates, run_tasks=run_tasks)
     survivors = [c for c in candidates if verdicts.get(c.content_hash) == "done"]
     run.store.update_iteration(
         index,
@@ -39,7 +46,12 @@ def gate(run: CampaignRun, index: int, candidates: Sequence[Candidate]) -> list[
 
 
 def judge(
-    run: CampaignRun, index: int, candidates: Sequence[Candidate], *, structural: bool = True
+    run: CampaignRun,
+    index: int,
+    candidates: Sequence[Candidate],
+    *,
+    structural: bool = True,
+    run_tasks: TaskRunner | None = None,
 ) -> dict[str, str]:
     """The gate's verdict on each candidate (``done``, ``failed``, or ``skipped`` when the
     energy oracle's budget is spent), by content hash; a stored verdict is reused, a new one
@@ -52,19 +64,26 @@ def judge(
         )
     }
     pending = [c for c in candidates if c.content_hash not in verdicts]
-    if pending:
-        checks = (
-            QualityGate.from_reference(
-                run.config.quality,
-                [s for _, s in seed_structures(run)],
-                elements=run.config.elements,
-            )
-            if structural
-            else None
+    if not pending:
+        return verdicts
+    checks = (
+        QualityGate.from_reference(
+            run.config.quality, [s for _, s in seed_structures(run)], elements=run.config.elements
         )
-        reference = seed_energy_reference(run)
-        for candidate in pending:
-            verdicts[candidate.content_hash] = _gate_one(run, index, candidate, checks, reference)
+        if structural
+        else None
+    )
+    first = {c.content_hash: _structural_check(run, c, checks) for c in pending}
+    reference = seed_energy_reference(run)
+    energy_oracle = run.config.quality.energy_oracle
+    if reference is not None and energy_oracle is not None and run_tasks is not None:
+        run_tasks(
+            [EvaluationTask(energy_oracle, h) for h, check in first.items() if check.reason is None]
+        )
+    for candidate in pending:
+        verdicts[candidate.content_hash] = _verdict(
+            run, index, candidate, first[candidate.content_hash], reference
+        )
     return verdicts
 
 
@@ -103,22 +122,38 @@ def seed_structures(run: CampaignRun) -> list[tuple[str, Structure]]:
     return [(c.content_hash, relaxed.get(c.content_hash) or c.structure) for c in seeds]
 
 
-def _gate_one(
+@dataclass
+class _StructuralCheck:
+    """The structural half of a verdict: why it failed (``None``: passed), its metrics and
+    its cost (core-s)."""
+
+    reason: str | None
+    metrics: dict[str, Any]
+    core_s: float
+
+
+def _structural_check(
+    run: CampaignRun, candidate: Candidate, checks: QualityGate | None
+) -> _StructuralCheck:
+    cpu0 = time.process_time()
+    if checks is None:
+        return _StructuralCheck(None, {}, 0.0)
+    verdict = checks.check(candidate.structure)
+    reason = crystallised(run, candidate) or verdict.reason
+    return _StructuralCheck(reason, dict(verdict.metrics), time.process_time() - cpu0)
+
+
+def _verdict(
     run: CampaignRun,
     index: int,
     candidate: Candidate,
-    checks: QualityGate | None,
+    check: _StructuralCheck,
     reference: EnergyReference | None,
 ) -> str:
+    """The energy rule on a structure that passed the structural checks (its energy call
+    made here unless it was made already), then the verdict stored."""
     quality = run.config.quality
-    cpu0 = time.process_time()
-    reason: str | None = None
-    metrics: dict[str, Any] = {}
-    if checks is not None:
-        verdict = checks.check(candidate.structure)
-        reason = crystallised(run, candidate) or verdict.reason
-        metrics |= verdict.metrics
-    gate_cost = Cost(core_s=time.process_time() - cpu0)  # the energy oracle's call is its own
+    reason, metrics = check.reason, dict(check.metrics)
     if reason is None and reference is not None and quality.energy_oracle is not None:
         evaluation = evaluate(
             run.store,
@@ -152,7 +187,7 @@ def _gate_one(
             fidelity=0.0,
             status="failed" if reason else "done",
             error=reason,
-            cost=gate_cost,
+            cost=Cost(core_s=check.core_s),  # the energy oracle's call is its own
             provenance=metrics,
             iteration=index,
             attempts=1,

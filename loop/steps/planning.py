@@ -144,7 +144,7 @@ def evaluate_iteration(
     iteration redoes nothing finished."""
     started = time.perf_counter()
     candidates = [c for h in candidate_hashes if (c := run.store.candidate(h)) is not None]
-    survivors = gate(run, index, candidates)
+    survivors = gate(run, index, candidates, run_tasks)
     cheap = run_tasks(cheap_tasks(run, survivors))
     dear = run_tasks(expensive_tasks(run, index, acquire(run, index), candidates))
     crafted = craft(run, index, run_tasks)

@@ -302,12 +302,12 @@ def test_multi_host_set_up_dask_workers_and_postgresql(
     tmp_path, monkeypatch, prefect_api_url, postgres_url
 ):
     """The cluster configuration on one host: the store in PostgreSQL, oracle tasks in the
-    worker processes of a Dask LocalCluster (each opens the store itself)."""
+    worker processes of a Dask LocalCluster (each opens the store itself) — every call of the
+    iteration, the energy gate's and the crafting's included."""
     import yaml
 
     data = yaml.safe_load(CONFIG.read_text())
     data["name"] = "loop-dask"
-    data["quality"].pop("energy_oracle")  # every survivor goes to the mapped oracle tasks
     data["execution"] = {"executor": "dask", "n_workers": 2, "max_iterations": 1}
     config = tmp_path / "dask.yaml"
     config.write_text(yaml.safe_dump(data))
