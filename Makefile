@@ -62,6 +62,9 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.mlp
 	$(PY) -m benchmarks.structure_fidelity --compositions 3 --cells 2 \
 		--output build/bench/structure-fidelity-ci.md
+	$(PY) -m benchmarks.bad_inputs
+	$(PY) -m benchmarks.chaos
+	$(PY) -m benchmarks.scale
 
 # ruff on everything; mypy on every package as amloop.<folder>, through a tree of links
 TYPECHECK := build/typecheck

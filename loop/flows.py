@@ -4,7 +4,8 @@ is spent, the iteration limit is reached or the objective stalls.
 Iterations follow :mod:`loop.schedule` (one after another, or overlapped with
 ``execution.overlap``: the next one is prepared while the oracle calls of the current one run
 as one task in the runner's worker). Every step is a Prefect task; oracle calls are fanned out
-with ``.map`` on the task runner the config's ``execution`` section picks: a one-worker thread
+with ``.map`` (one task per call, or per chunk of ``execution.calls_per_task`` calls)
+on the task runner the config's ``execution`` section picks: a one-worker thread
 pool (``local``; oracles such as LAMMPS run their own threads, and one call at a time keeps the
 measured core-seconds honest; with ``execution.overlap`` a one-worker process pool, so that the
 calls and the loop's work do not wait for each other's interpreter lock), or a Dask cluster
@@ -153,6 +154,34 @@ def evaluate_task(
     return "skipped" if evaluation is None else evaluation.status
 
 
+@task(name="evaluate-chunk", **RETRIED)
+def evaluate_chunk_task(
+    database_url: str,
+    campaign: str,
+    directory: str,
+    limits: RunLimits,
+    calls: list[tuple[dict[str, Any], str]],
+    index: int,
+) -> list[str]:
+    """Several oracle calls (oracle config, candidate hash) one after another in this worker,
+    ``execution.calls_per_task`` at a time; returns their statuses. A retried chunk redoes
+    nothing that finished: :func:`loop.steps.evaluate` returns stored results."""
+    steps.set_torch_threads()
+    run = _open(database_url, campaign, directory, limits)
+    statuses = []
+    for oracle, candidate_hash in calls:
+        evaluation = steps.evaluate(
+            run.store, run.config, OracleConfig.model_validate(oracle), candidate_hash, index
+        )
+        statuses.append("skipped" if evaluation is None else evaluation.status)
+    return statuses
+
+
+def chunked(items: list[Any], size: int) -> list[list[Any]]:
+    """``items`` in consecutive chunks of ``size`` (the last one may be shorter)."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
 @task(name="retrain", **RETRIED)
 def retrain_task(
     database_url: str, campaign: str, directory: str, limits: RunLimits, index: int
@@ -168,9 +197,18 @@ def retrain_task(
 def _fan_out(
     tasks: list[EvaluationTask], run: CampaignRun, args: tuple[str, str, str, RunLimits], index: int
 ) -> dict[str, int]:
+    """Run ``tasks`` on the flow's task runner, one Prefect task per call (or per chunk of
+    ``execution.calls_per_task`` calls); returns the count per status."""
     if not tasks:
         return {}
     configs = {o.name: o.model_dump(mode="json") for o in run.config.oracles}
+    size = run.config.execution.calls_per_task
+    if size > 1:  # one task per chunk of calls: less Prefect bookkeeping per call
+        calls = [(configs[t.oracle], t.candidate_hash) for t in tasks]
+        chunks = evaluate_chunk_task.map(
+            *(unmapped(value) for value in args), chunked(calls, size), unmapped(index)
+        )
+        return dict(Counter(status for chunk in chunks for status in chunk.result()))
     futures = evaluate_task.map(
         *(unmapped(value) for value in args),
         [configs[t.oracle] for t in tasks],

@@ -325,7 +325,10 @@ class PotentialFitConfig(BaseModel):
         "the first train_on oracle (within its budget); 0: only the acquisition's calls label",
     )
     label_pool: int = Field(
-        64, ge=1, description="newest unlabelled candidates the committee ranks each iteration"
+        64,
+        ge=1,
+        description="newest unlabelled candidates (MD snapshots included) the committee ranks "
+        "each iteration",
     )
 
 
@@ -416,6 +419,14 @@ class ExecutionConfig(BaseModel):
         ge=1,
         description="times one oracle call may be started; a call whose process died that often "
         "(a crash or a kill while it ran) is stored as failed instead of tried again",
+    )
+    calls_per_task: int = Field(
+        1,
+        ge=1,
+        description="oracle calls per Prefect task: above 1 the calls of an iteration are "
+        "mapped in chunks of this many, each chunk run one call after another in one worker; "
+        "fewer tasks means less of Prefect's per-task bookkeeping for many cheap or short calls, "
+        "at the price of coarser load balancing (keep it well below calls per worker)",
     )
 
 

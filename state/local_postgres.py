@@ -35,9 +35,13 @@ class LocalPostgres:
     """A PostgreSQL server in a temporary folder, run as the ``postgres`` user when we are root
     (``initdb`` refuses to run as root)."""
 
-    def __init__(self, bindir: Path):
+    def __init__(self, bindir: Path, root: Path | None = None):
+        """``root``: the folder of its data, kept across :meth:`halt` and :meth:`start` (and
+        across processes); a new temporary one by default."""
         self.bindir = bindir
-        self.root = Path(tempfile.mkdtemp(prefix="amloop-pg-"))
+        if root is not None:
+            root.mkdir(parents=True, exist_ok=True)
+        self.root = root or Path(tempfile.mkdtemp(prefix="amloop-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
         self.port = free_port()
@@ -64,7 +68,7 @@ class LocalPostgres:
                 raise RuntimeError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port} "
-            f"-c unix_socket_directories={self.root} -c max_connections=200 "
+            f"-c unix_socket_directories={self.root} -c max_connections=300 "
             # The tests kill clients, never this server: durability against an OS crash is
             # not what they check, so skip the fsyncs.
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
