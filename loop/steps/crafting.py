@@ -19,8 +19,10 @@ CRAFT_KEY = "local_search"
 
 def craft(run: CampaignRun, index: int, run_tasks: TaskRunner) -> dict[str, Any] | None:
     """Run ``generator.local_search`` after iteration ``index``'s calls: from each of the
-    ``starts`` best cells for the first objective (chosen once and kept in the iteration's
-    metadata, so a resumed step searches from the same cells), ``steps`` steps of
+    ``starts`` best cells for the first objective that no earlier iteration searched from (a
+    search that improved goes on from its better child, one that did not leaves its cell to
+    the next best; chosen once and kept in the iteration's metadata, so a resumed step
+    searches from the same cells), ``steps`` steps of
     ``swaps_per_step`` unlike-atom swaps. Each child is stored as a ``local_search``
     candidate of iteration ``index`` (``parent_hash``: the cell it was swapped from); a step's
     children are scored together by the objective's oracle through ``run_tasks`` (here, or on
@@ -38,7 +40,13 @@ def craft(run: CampaignRun, index: int, run_tasks: TaskRunner) -> dict[str, Any]
     objective = run.config.objectives[0]
     oracle_cfg = _objective_oracle(run)
     if "starts" not in summary:
-        starts = best_structures(run, settings.starts, before_iteration=index + 1)
+        searched = {
+            start
+            for r in run.store.iterations()
+            if r.index < index
+            for start in r.metadata.get(CRAFT_KEY, {}).get("starts", [])
+        }
+        starts = best_structures(run, settings.starts, before_iteration=index + 1, exclude=searched)
         summary = {"starts": [start_hash for start_hash, _ in starts]}
         run.store.update_iteration(index, metadata={CRAFT_KEY: summary})
     oracle = oracle_instance(oracle_cfg)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, replace
 from typing import Literal, cast
 
@@ -192,12 +192,13 @@ def on_lattice(
 
 
 def best_structures(
-    run: CampaignRun, n: int, *, before_iteration: int
+    run: CampaignRun, n: int, *, before_iteration: int, exclude: Collection[str] = ()
 ) -> list[tuple[str, Structure]]:
     """``(candidate hash, relaxed structure)`` of the ``n`` best scored candidates for the first
     objective among the seed set and iterations before ``before_iteration``, the quality gate's
     rejections left out: what an iteration starts from must not depend on how far its own
-    evaluations got before a crash, nor be a structure the campaign judged invalid."""
+    evaluations got before a crash, nor be a structure the campaign judged invalid.
+    ``exclude``: content hashes passed over (e.g. cells searched from already)."""
     objective = run.config.objectives[0]
     sign = objective.sign
     rejected = run.store.gate_rejected()
@@ -209,7 +210,7 @@ def best_structures(
     scored.sort(key=lambda pair: pair[0], reverse=True)
     chosen: dict[str, Structure] = {}
     for _, evaluation in scored:
-        if evaluation.candidate_hash in chosen:
+        if evaluation.candidate_hash in chosen or evaluation.candidate_hash in exclude:
             continue
         candidate = run.store.candidate(evaluation.candidate_hash)
         assert candidate is not None
