@@ -136,7 +136,14 @@ class Verbosity:
     quiet: bool = False
 
 
-def _drive(handle: CampaignHandle, limits: RunLimits, ctrl_c: _CtrlC, verbosity: Verbosity) -> None:
+def _drive(
+    handle: CampaignHandle,
+    limits: RunLimits,
+    ctrl_c: _CtrlC,
+    verbosity: Verbosity,
+    *,
+    take_over: bool = False,
+) -> None:
     """Run the loop in a worker thread under a live display (a terminal) or event lines (a
     log); library warnings and the workflow engine's messages go to the campaign's
     ``run.log`` unless ``-v``; a failure is one line (its traceback in ``run.log``); Ctrl-C stops
@@ -155,7 +162,7 @@ def _drive(handle: CampaignHandle, limits: RunLimits, ctrl_c: _CtrlC, verbosity:
 
     def work() -> None:
         try:
-            outcome["reason"] = run_loop(handle, limits)
+            outcome["reason"] = run_loop(handle, limits, take_over=take_over)
         except BaseException as exc:  # re-raised below, after the live display closes
             failure.append(exc)
         finally:
@@ -375,6 +382,14 @@ VerboseOption = Annotated[
 QuietOption = Annotated[
     bool, typer.Option("--quiet", "-q", help="no progress display or event lines, the outcome only")
 ]
+TakeOverOption = Annotated[
+    bool,
+    typer.Option(
+        "--take-over",
+        help="take the lock of a run on another host that is known to be gone (a crashed "
+        "node) without waiting for its heartbeat to go stale",
+    ),
+]
 
 
 def run(
@@ -391,6 +406,7 @@ def run(
     ] = None,
     verbose: VerboseOption = False,
     quiet: QuietOption = False,
+    take_over: TakeOverOption = False,
 ) -> None:
     """Run the closed loop until the budget is spent, the iteration limit is reached or the
     objective stalls; safe to interrupt at any moment (`amloop resume` continues)."""
@@ -399,7 +415,13 @@ def run(
 
     with _CtrlC().installed() as ctrl_c:
         handle = _campaign_from(either_campaign(target, campaign), Settings())
-        _drive(handle, RunLimits(iterations, budget), ctrl_c, Verbosity(verbose, quiet))
+        _drive(
+            handle,
+            RunLimits(iterations, budget),
+            ctrl_c,
+            Verbosity(verbose, quiet),
+            take_over=take_over,
+        )
 
 
 def resume(
@@ -407,6 +429,7 @@ def resume(
     campaign: CampaignOption = None,
     verbose: VerboseOption = False,
     quiet: QuietOption = False,
+    take_over: TakeOverOption = False,
 ) -> None:
     """Continue an interrupted campaign from its store, with the limits of its last run."""
     from amloop.loop.campaigns import resolve_campaign
@@ -415,4 +438,4 @@ def resume(
 
     with _CtrlC().installed() as ctrl_c:
         handle = resolve_campaign(either_campaign(name, campaign), Settings(), finish_init=True)
-        _drive(handle, last_limits(handle), ctrl_c, Verbosity(verbose, quiet))
+        _drive(handle, last_limits(handle), ctrl_c, Verbosity(verbose, quiet), take_over=take_over)

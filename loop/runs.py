@@ -4,12 +4,13 @@ and the Python API (:class:`amloop.Campaign`) share."""
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 
 from amloop.loop.campaigns import CampaignHandle
 from amloop.state.config import CampaignConfig
 from amloop.state.database import checkpoint
-from amloop.state.lock import default_lock_owner
+from amloop.state.lock import default_lock_owner, owner_process_is_dead
 from amloop.state.settings import Settings
 from amloop.state.store import CampaignStore
 
@@ -60,11 +61,13 @@ def iteration_limit_reason(done: int, max_iterations: int | None) -> str | None:
     return None
 
 
-def run_loop(handle: CampaignHandle, limits: RunLimits) -> str:
+def run_loop(handle: CampaignHandle, limits: RunLimits, *, take_over: bool = False) -> str:
     """Run (or resume) the campaign's loop until it should stop; returns why it stopped.
 
     A finished campaign whose iteration limit still holds returns at once, without starting
-    the workflow engine or loading the models.
+    the workflow engine or loading the models. ``take_over``: take a lock whose holder on
+    another host is known to be gone (a crashed node) at once, without waiting for its
+    heartbeat to go stale; a holder alive on this host is never taken over.
 
     Raises:
         amloop.state.store.LockHeld: another process runs the campaign.
@@ -76,7 +79,9 @@ def run_loop(handle: CampaignHandle, limits: RunLimits) -> str:
         return reason
     stale_after_s = Settings().lock_stale_after_s
     probe = default_lock_owner()  # a held lock refuses at once, before the workflow engine starts
-    store.acquire_lock(probe, stale_after_s=stale_after_s)
+    holder = store.info().lock
+    forced = take_over and holder is not None and not _alive_here(holder.owner)
+    store.acquire_lock(probe, stale_after_s=0.0 if forced else stale_after_s)
     store.release_lock(probe)
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from amloop.loop.flows import run_campaign
@@ -91,3 +96,9 @@ def run_loop(handle: CampaignHandle, limits: RunLimits) -> str:
         )
     finally:
         checkpoint(handle.database_url)  # the store file alone holds the run's results
+
+
+def _alive_here(owner: str) -> bool:
+    """Whether the lock ``owner`` (``host:pid:...``) is a live process of this host."""
+    host = owner.split(":", 1)[0]
+    return host == socket.gethostname() and not owner_process_is_dead(owner)

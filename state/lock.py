@@ -88,7 +88,8 @@ class CampaignLock(StoreSession):
                     f"to finish (`amloop status {self.name}` shows it), or stop it (`kill -INT "
                     f"{pid}` on {host}: it stops at a safe point) and run `amloop resume "
                     f"{self.name}`; a lock whose process is gone is taken over by itself "
-                    f"after {stale_after_s:.0f} s without a heartbeat"
+                    f"after {stale_after_s:.0f} s without a heartbeat (at once with `amloop "
+                    f"resume {self.name} --take-over` when {host} is known to be down)"
                 )
             if previous_owner not in (None, owner):
                 self._event(

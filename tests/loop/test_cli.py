@@ -365,6 +365,39 @@ def test_a_run_refused_by_the_lock_leaves_resume_limits_alone(cli, prefect_api_u
     assert not store.events(kind="run_limits")
 
 
+def test_take_over_takes_a_crashed_nodes_lock_but_never_a_live_local_run(
+    cli, prefect_api_url, monkeypatch
+):
+    """`resume --take-over`: a lock held from another host (fresh heartbeat: the node just
+    crashed) is taken at once and the run starts; a lock of a live process of this host is
+    refused all the same."""
+    import os
+    import socket
+
+    from amloop.loop.campaigns import resolve_campaign
+
+    _init(cli)
+    store = resolve_campaign("nifecr", Settings()).store()
+    store.acquire_lock("crashed-node:4242:abcd", stale_after_s=3600)
+    import amloop.loop.flows
+
+    started: list[str] = []
+    monkeypatch.setattr(
+        amloop.loop.flows, "run_campaign", lambda *a, **k: started.append("flow") or "stub"
+    )
+    refused = cli("resume", "nifecr")
+    assert refused.exit_code == 1 and "--take-over" in refused.output and not started
+    assert "Traceback" not in refused.output
+    taken = cli("resume", "nifecr", "--take-over")
+    assert taken.exit_code == 0, taken.output
+    assert started == ["flow"] and store.events(kind="lock_taken_over")
+    assert store.info().lock is None  # the probe gave it back; the (stubbed) flow takes it
+    store.acquire_lock(f"{socket.gethostname()}:{os.getppid()}", stale_after_s=3600)
+    alive = cli("resume", "nifecr", "--take-over")  # our parent process: alive, this host
+    assert alive.exit_code == 1 and f"PID {os.getppid()}" in alive.output
+    assert started == ["flow"]
+
+
 def test_running_a_finished_campaign_again_returns_at_once(cli):
     """A finished campaign whose iteration limit holds: `amloop run` says so without starting
     the workflow engine or building a seed set (which would take minutes here)."""
