@@ -255,9 +255,9 @@ def prefect_server() -> Iterator[str]:
 
 
 @contextmanager
-def database_server(configuration: str) -> Iterator[LocalPostgres | None]:
-    """The throw-away PostgreSQL server of a configuration that needs one."""
-    if configuration != "dask-postgres":
+def database_server(configurations: list[str]) -> Iterator[LocalPostgres | None]:
+    """The throw-away PostgreSQL server, when a configuration needs one."""
+    if "dask-postgres" not in configurations:
         yield None
         return
     bindir = postgres_bindir()
@@ -278,15 +278,9 @@ def reference_run(
     """The uninterrupted run (cached in ``build/bench/chaos``; Ctrl-C trials share the local
     runner's)."""
     runner = "local" if configuration == "sigint" else configuration
-    cached = CACHE / f"reference-{runner}.json"
-    if cached.is_file():
-        data = json.loads(cached.read_text())
-        return Reference(
-            data["wall_s"],
-            [tuple(e) for e in data["evaluations"]],  # type: ignore[misc]
-            data["candidates"],
-            data["best"],
-        )
+    cached = cached_reference(configuration)
+    if cached is not None:
+        return cached
     with tempfile.TemporaryDirectory(prefix="chaos-ref-") as folder:
         home = Path(folder)
         url = server.create_database("chaos_reference") if server else None
@@ -301,8 +295,24 @@ def reference_run(
         evaluations, candidates, best = snapshot(store_url(home, name, url), name)
     reference = Reference(wall, evaluations, candidates, best)
     CACHE.mkdir(parents=True, exist_ok=True)
-    cached.write_text(json.dumps(asdict(reference)))
+    reference_file(configuration).write_text(json.dumps(asdict(reference)))
     return reference
+
+
+def reference_file(configuration: str) -> Path:
+    """Where a configuration's uninterrupted run is kept (Ctrl-C trials share the local
+    runner's)."""
+    return CACHE / f"reference-{'local' if configuration == 'sigint' else configuration}.json"
+
+
+def cached_reference(configuration: str) -> Reference | None:
+    """The kept uninterrupted run of ``configuration``, if any."""
+    path = reference_file(configuration)
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    evaluations = [(h, o, status) for h, o, status in data["evaluations"]]
+    return Reference(data["wall_s"], evaluations, data["candidates"], data["best"])
 
 
 def trial(
@@ -472,6 +482,25 @@ def render(trials: list[Trial], references: dict[str, Reference], command: str) 
     return "\n".join(lines) + "\n"
 
 
+def report_kept(folder: Path, configurations: list[str], n_trials: int, command: str) -> None:
+    """Write and print the summary of the trials kept in ``folder`` so far."""
+    references = {c: r for c in configurations if (r := cached_reference(c)) is not None}
+    trials = [
+        load_trial(path)
+        for c in references
+        for index in range(n_trials)
+        if (path := folder / "trials" / f"{c}-{index}.json").is_file()
+    ]
+    text = render(trials, references, command)
+    if len(trials) < n_trials * len(configurations):
+        text = (
+            f"**Cut short: {len(trials)} of {n_trials * len(configurations)} trials so far;"
+            f" `{command} --resume` runs the rest.**\n\n" + text
+        )
+    (folder / "summary.md").write_text(text)
+    print(text)
+
+
 def load_trial(path: Path) -> Trial:
     return Trial(**json.loads(path.read_text()))
 
@@ -482,6 +511,11 @@ def main() -> None:
     parser.add_argument("--trials", type=int, help="trials per configuration (2 CI, 20 full)")
     parser.add_argument("--configs", default=",".join(CONFIGURATIONS), help="comma-separated")
     parser.add_argument("--resume", action="store_true", help="keep trials finished earlier")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="summarise the trials kept so far (a run cut short) without starting any",
+    )
     args = parser.parse_args()
     size = "full" if args.full else "ci"
     n_trials = args.trials or (20 if args.full else 2)
@@ -494,31 +528,43 @@ def main() -> None:
     command = "python -m benchmarks.chaos" + (" --full" if args.full else "")
     if args.trials:
         command += f" --trials {args.trials}"
+    if args.report_only:
+        report_kept(folder, configurations, n_trials, command)
+        return
     references: dict[str, Reference] = {}
     trials: list[Trial] = []
-    with prefect_server() as prefect_api_url:
+    with prefect_server() as prefect_api_url, database_server(configurations) as postgres:
+
+        def server(configuration: str) -> LocalPostgres | None:
+            return postgres if configuration == "dask-postgres" else None
+
         for configuration in configurations:
-            with database_server(configuration) as server:
-                references[configuration] = reference_run(configuration, prefect_api_url, server)
-                print(
-                    f"{configuration}: uninterrupted run {references[configuration].wall_s:.0f} s"
+            references[configuration] = reference_run(
+                configuration, prefect_api_url, server(configuration)
+            )
+            print(f"{configuration}: uninterrupted run {references[configuration].wall_s:.0f} s")
+        for index in range(n_trials):  # round-robin: a run cut short covers every configuration
+            for configuration in configurations:
+                path = folder / "trials" / f"{configuration}-{index}.json"
+                if args.resume and path.is_file():
+                    trials.append(load_trial(path))
+                    continue
+                result = trial(
+                    configuration,
+                    index,
+                    references[configuration],
+                    prefect_api_url,
+                    server(configuration),
                 )
-                for index in range(n_trials):
-                    path = folder / "trials" / f"{configuration}-{index}.json"
-                    if args.resume and path.is_file():
-                        trials.append(load_trial(path))
-                        continue
-                    result = trial(
-                        configuration, index, references[configuration], prefect_api_url, server
-                    )
-                    path.write_text(json.dumps(asdict(result), indent=1))
-                    trials.append(result)
-                    print(
-                        f"  trial {index}: {result.action} after {result.delay_s:.1f} s in"
-                        f" {result.phase}: {'clean' if result.clean else 'NOT CLEAN'}"
-                        f" {'; '.join(result.notes)}",
-                        flush=True,
-                    )
+                path.write_text(json.dumps(asdict(result), indent=1))
+                trials.append(result)
+                print(
+                    f"  {configuration} trial {index}: {result.action} after"
+                    f" {result.delay_s:.1f} s in {result.phase}:"
+                    f" {'clean' if result.clean else 'NOT CLEAN'} {'; '.join(result.notes)}",
+                    flush=True,
+                )
+    trials.sort(key=lambda t: (configurations.index(t.configuration), t.index))
     text = render(trials, references, command)
     (folder / "summary.md").write_text(text)
     print(text)
