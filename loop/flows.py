@@ -168,7 +168,7 @@ def evaluate_chunk_task(
     nothing that finished: :func:`loop.steps.evaluate` returns stored results."""
     steps.set_torch_threads()
     run = _open(database_url, campaign, directory, limits)
-    statuses = []
+    statuses: list[str] = []
     for oracle, candidate_hash in calls:
         evaluation = steps.evaluate(
             run.store, run.config, OracleConfig.model_validate(oracle), candidate_hash, index

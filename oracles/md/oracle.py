@@ -385,7 +385,7 @@ class MDOracle(Oracle):
         wanted = min(self.options.snapshots_per_temperature, len(trace.positions))
         picked = np.linspace(len(trace.positions) - 1, 0, wanted, endpoint=False)[::-1]
         cell = engine.get_cell()
-        frames = [
+        snapshots = [
             Structure(
                 cell,
                 engine.symbols,
@@ -395,7 +395,7 @@ class MDOracle(Oracle):
             )
             for k in picked.round().astype(int)
         ]
-        return run, frames
+        return run, snapshots
 
     def _properties(
         self, runs: list[TemperatureRun]
