@@ -83,8 +83,12 @@ def test_the_option_tables_are_those_of_the_option_models() -> None:
     from amloop.oracles.options import guide_tables, replace_tables
 
     text = (ROOT / "docs" / "guide.md").read_text()
+    shipped = {"lammps", "md", "mlp", "dft", "experiment"}
     tables = guide_tables()
-    assert {"lammps", "md", "mlp", "dft", "experiment"} <= set(tables)
+    assert shipped <= set(tables)
+    # plugin types another test installed in this process (benchmarks.scale's remote_job) are
+    # not the guide's
+    tables = {name: table for name, table in tables.items() if name in shipped}
     assert replace_tables(text, tables) == text, (
         "the guide's option tables differ from the option models: run "
         "`python -m amloop.oracles.options docs/guide.md`"

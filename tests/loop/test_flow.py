@@ -415,7 +415,7 @@ def test_overlapped_campaign_prepares_an_iteration_while_the_last_ones_calls_run
     assert all("2 pending" in p["reason"] for p in second.metadata["proposals"])
     generated = [c for c in store.candidates() if c.origin in ("generated", "latent_opt")]
     verdicts = {e.candidate_hash for e in store.evaluations(oracle=GATE_ORACLE)}
-    assert {c.content_hash for c in generated} == verdicts
+    assert {c.content_hash for c in generated} <= verdicts  # crafted cells are judged too
     assert not [e for e in store.evaluations() if e.status in ("running", "pending")]
     assert {e.iteration for e in store.evaluations(oracle="lammps_meam")} == {None, 0, 1}
     calls = [e for e in store.evaluations(oracle="lammps_meam") if e.iteration is not None]
