@@ -67,19 +67,20 @@ def craft(run: CampaignRun, index: int, run_tasks: TaskRunner) -> dict[str, Any]
             for e in run.store.evaluations(oracle=oracle_cfg.name, candidates=hashes)
             if e.status in ("done", "failed")
         }
-        return [gated(finished.get(h)) for h in hashes]
-
-    def gated(evaluation: Evaluation | None) -> Evaluation | None:
-        """The child's call as the search sees it: failed when the energy rule rejects it (a
-        swap can raise the energy above the gate's threshold), so the search never keeps it."""
-        if evaluation is None or evaluation.status != "done" or not energy_gated:
-            return evaluation
-        stored = run.store.candidate(evaluation.candidate_hash)
-        assert stored is not None
-        verdict = judge(run, index, [stored], structural=False)[stored.content_hash]
-        if verdict == "done":
-            return evaluation
-        return evaluation.model_copy(update={"status": "failed", "error": "rejected by the gate"})
+        # the energy rule on every scored child at once (a swap can raise the energy above the
+        # gate's threshold): a rejected child counts as failed, so the search never keeps it
+        scored = [h for h in hashes if h in finished and finished[h].status == "done"]
+        verdicts = (
+            judge(run, index, run.store.candidates(hashes=scored), structural=False)
+            if energy_gated and scored
+            else {}
+        )
+        return [
+            finished[h].model_copy(update={"status": "failed", "error": "rejected by the gate"})
+            if verdicts.get(h, "done") != "done"
+            else finished.get(h)
+            for h in hashes
+        ]
 
     searches: list[dict[str, Any]] = []
     for k, start_hash in enumerate(summary["starts"]):
