@@ -5,7 +5,7 @@ Each stage stores fresh candidates (random Cu-Zr BCC solid solutions, 32 atoms,
 :func:`generator.solid_solution.random_solid_solution`), then runs a Prefect flow on the
 ``DaskTaskRunner`` of :func:`loop.flows.task_runner` (``execution.executor: dask``,
 ``n_workers`` = W) that maps :func:`loop.flows.evaluate_task` over them with
-:func:`loop.flows._fan_out`: each task opens the store itself and records through
+:func:`loop.flows.fan_out`: each task opens the store itself and records through
 :func:`loop.steps.evaluate` (budget check, claim, oracle, ``record_evaluation``). The first W
 calls of a stage warm the workers (imports, oracle construction) and are not timed. Oracles:
 
@@ -295,16 +295,16 @@ def timed_fan_out(
     url: str, directory: Path, oracle_name: str, hashes: list[str], warmup: int, index: int
 ) -> tuple[float, dict[str, int]]:
     """Body of the stage flow: the warm-up calls, then the timed ones, through
-    :func:`loop.flows._fan_out`; returns (wall s of the timed calls, count per status)."""
+    :func:`loop.flows.fan_out`; returns (wall s of the timed calls, count per status)."""
     from prefect.context import FlowRunContext
 
-    from amloop.loop.flows import _fan_out, _open
+    from amloop.loop.flows import fan_out, open_run
     from amloop.loop.runs import RunLimits
     from amloop.loop.steps import EvaluationTask
 
     limits = RunLimits()
     args = (url, CAMPAIGN, str(directory), limits)
-    run = _open(*args)
+    run = open_run(*args)
     (oracle_config,) = (o for o in run.config.oracles if o.name == oracle_name)
     context = FlowRunContext.get()
     assert context is not None and context.task_runner is not None
@@ -313,9 +313,9 @@ def timed_fan_out(
     execution = run.config.execution.model_copy(update={"calls_per_task": 1})
     single = replace(run, config=run.config.model_copy(update={"execution": execution}))
     tasks = [EvaluationTask(oracle_name, h) for h in hashes]
-    statuses = Counter(_fan_out(tasks[:warmup], single, args, index))  # one call per task
+    statuses = Counter(fan_out(tasks[:warmup], single, args, index))  # one call per task
     started = time.perf_counter()
-    statuses.update(_fan_out(tasks[warmup:], run, args, index))
+    statuses.update(fan_out(tasks[warmup:], run, args, index))
     return time.perf_counter() - started, dict(statuses)
 
 
@@ -562,6 +562,7 @@ def run_benchmark(settings: Settings) -> list[StageResult]:
     folder = settings.out / "stages"
     if not settings.resume:
         shutil.rmtree(folder, ignore_errors=True)
+        (settings.out / "commands.txt").unlink(missing_ok=True)
         if settings.database_url is None:
             shutil.rmtree(settings.work_dir, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
@@ -669,16 +670,27 @@ def acquisition_10k_s() -> float:
     return float(seconds)
 
 
-def summary(stages: list[StageResult], settings: Settings, command: str, elapsed_s: float,
+def recorded_commands(out: Path, command: str) -> list[str]:
+    """Every command that wrote into ``out`` (``commands.txt``), this one appended if new."""
+    path = out / "commands.txt"
+    commands = path.read_text().splitlines() if path.exists() else []
+    if command.strip() not in commands:
+        commands.append(command.strip())
+        path.write_text("\n".join(commands) + "\n")
+    return commands
+
+
+def summary(stages: list[StageResult], settings: Settings, commands: list[str], elapsed_s: float,
             acquisition_10k: float | None) -> str:  # fmt: skip
-    """The summary page: command, table, targets, notes."""
+    """The summary page: the commands that made its stages (in order), table, targets, notes."""
     cores = len(os.sched_getaffinity(0))
     waits = sorted({s.wait_s for s in stages})
     return "\n".join(
         [
             f"# Scale-out load test ({settings.size} size)",
             "",
-            f"Command: `{command}`",
+            "Commands (in order; `--resume` keeps the earlier stages): "
+            + "; ".join(f"`{command}`" for command in commands),
             "",
             f"Machine: {cores} cores, {socket.gethostname()}; PostgreSQL on 127.0.0.1, Dask "
             f"LocalCluster (one thread per worker), Prefect temporary API server. Run time of "
@@ -741,8 +753,10 @@ def main() -> None:
     started = time.perf_counter()
     stages = run_benchmark(settings)
     acquisition = acquisition_10k_s() if args.acquisition_10k else None
-    command = "python -m benchmarks.scale " + shlex.join(sys.argv[1:])
-    text = summary(stages, settings, command.strip(), time.perf_counter() - started, acquisition)
+    commands = recorded_commands(
+        settings.out, "python -m benchmarks.scale " + shlex.join(sys.argv[1:])
+    )
+    text = summary(stages, settings, commands, time.perf_counter() - started, acquisition)
     (settings.out / "summary.md").write_text(text)
     print(text)
 

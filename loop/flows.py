@@ -68,7 +68,9 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-def _open(database_url: str, campaign: str, directory: str, limits: RunLimits) -> CampaignRun:
+def open_run(database_url: str, campaign: str, directory: str, limits: RunLimits) -> CampaignRun:
+    """The campaign as a task opens it on its worker: its store, folder and config with this
+    run's ``limits`` applied (every task of the flow takes these four arguments)."""
     run = CampaignRun.open(database_url, campaign, directory)
     return replace(run, config=limits.apply(run.config))
 
@@ -85,7 +87,7 @@ RETRIED: dict[str, Any] = {
 @task(name="seed", **RETRIED)
 def seed_task(database_url: str, campaign: str, directory: str, limits: RunLimits) -> str:
     """Build the seed set (resumable)."""
-    run = _open(database_url, campaign, directory, limits)
+    run = open_run(database_url, campaign, directory, limits)
     report = steps.seed(run, progress=lambda *_: check_stop())  # Ctrl-C: a safe point per seed
     return (
         f"seed set: {report.planned} planned, {report.evaluated} evaluated "
@@ -99,7 +101,7 @@ def acquire_task(
     database_url: str, campaign: str, directory: str, limits: RunLimits, index: int
 ) -> list[dict[str, Any]]:
     """Propose the iteration's conditions (stored once)."""
-    run = _open(database_url, campaign, directory, limits)
+    run = open_run(database_url, campaign, directory, limits)
     return [asdict(p) for p in steps.acquire(run, index)]
 
 
@@ -109,7 +111,7 @@ def generate_task(
 ) -> list[str]:
     """Train/fine-tune the generator if needed, sample and latent-optimise; returns the hashes
     of the iteration's candidates."""
-    run = _open(database_url, campaign, directory, limits)
+    run = open_run(database_url, campaign, directory, limits)
     proposals = steps.acquire(run, index)
     model = steps.ensure_generator(run, index)
     return [c.content_hash for c in steps.generate(run, index, proposals, model)]
@@ -129,7 +131,7 @@ def evaluate_iteration_task(
     prepares the next iteration with ``execution.overlap``."""
     steps.set_torch_threads()
     line, _ = steps.evaluate_and_finish(
-        _open(database_url, campaign, directory, limits), index, candidate_hashes
+        open_run(database_url, campaign, directory, limits), index, candidate_hashes
     )
     get_run_logger().info(line)
     return line
@@ -147,7 +149,7 @@ def evaluate_task(
 ) -> str:
     """One oracle call on one candidate; returns its status (``skipped`` when over budget)."""
     steps.set_torch_threads()
-    run = _open(database_url, campaign, directory, limits)
+    run = open_run(database_url, campaign, directory, limits)
     evaluation = steps.evaluate(
         run.store, run.config, OracleConfig.model_validate(oracle), candidate_hash, index
     )
@@ -167,7 +169,7 @@ def evaluate_chunk_task(
     ``execution.calls_per_task`` at a time; returns their statuses. A retried chunk redoes
     nothing that finished: :func:`loop.steps.evaluate` returns stored results."""
     steps.set_torch_threads()
-    run = _open(database_url, campaign, directory, limits)
+    run = open_run(database_url, campaign, directory, limits)
     statuses: list[str] = []
     for oracle, candidate_hash in calls:
         evaluation = steps.evaluate(
@@ -187,18 +189,21 @@ def retrain_task(
     database_url: str, campaign: str, directory: str, limits: RunLimits, index: int
 ) -> str:
     """Fine-tune the generator on everything scored so far, for iteration ``index + 1``."""
-    run = _open(database_url, campaign, directory, limits)
+    run = open_run(database_url, campaign, directory, limits)
     if (reason := Budget.of(run.store, run.config).training_refused()) is not None:
         return f"retraining skipped: {reason}"
     model = steps.ensure_generator(run, index + 1, trained_in=index)
     return f"generator {model.checkpoint_sha256}"
 
 
-def _fan_out(
+def fan_out(
     tasks: list[EvaluationTask], run: CampaignRun, args: tuple[str, str, str, RunLimits], index: int
 ) -> dict[str, int]:
     """Run ``tasks`` on the flow's task runner, one Prefect task per call (or per chunk of
-    ``execution.calls_per_task`` calls); returns the count per status."""
+    ``execution.calls_per_task`` calls); each records its evaluation in the store itself.
+
+    ``args`` are :func:`open_run`'s arguments; call inside a flow. Returns the count per
+    status (``done``, ``failed``, ...)."""
     if not tasks:
         return {}
     configs = {o.name: o.model_dump(mode="json") for o in run.config.oracles}
@@ -264,7 +269,7 @@ def campaign_flow(
     remember_flow_run(flow_run.id)  # a function: Dask pickles this flow's globals by value
     limits = limits or RunLimits()
     args = (database_url, campaign, directory, limits)
-    run = _open(*args)
+    run = open_run(*args)
     with _held_lock(run.store, stale_after_s) as lost:
         record_limits(run.store, limits)
         run.store.set_status("running")
@@ -307,7 +312,7 @@ def _iterate(run: CampaignRun, args: tuple[str, str, str, RunLimits], lost: thre
     def evaluate(index: int, candidate_hashes: list[str]) -> None:
         logger.info(
             steps.evaluate_iteration(
-                run, index, candidate_hashes, lambda tasks: _fan_out(tasks, run, args, index)
+                run, index, candidate_hashes, lambda tasks: fan_out(tasks, run, args, index)
             )
         )
         started = time.perf_counter()
