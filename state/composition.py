@@ -82,6 +82,11 @@ def atom_counts(composition: Mapping[str, float], n_atoms: int) -> dict[str, int
     """Whole numbers of atoms closest to ``composition`` (fractions or amounts, normalised here)
     summing to ``n_atoms``; the largest remainders get the leftover atoms (ties: by symbol).
 
+    An element of at least half an atom is kept present (one atom, taken from the element
+    whose rounding gave it the most): the acquisition's smallest fraction of a present element
+    is ``0.5 / n_atoms``, and a mandatory element (lower bound > 0) must not vanish in a small
+    cell (0.05 of 10 atoms).
+
     Raises:
         CompositionError: negative or all-zero amounts, or fewer than one atom.
     """
@@ -96,6 +101,12 @@ def atom_counts(composition: Mapping[str, float], n_atoms: int) -> dict[str, int
     leftover = n_atoms - sum(counts.values())
     for el in sorted(exact, key=lambda e: (counts[e] - exact[e], e))[:leftover]:
         counts[el] += 1
+    for el in sorted(e for e, x in exact.items() if x >= 0.5 and counts[e] == 0):
+        donors = [e for e in counts if counts[e] > 1]
+        if not donors:
+            break
+        counts[max(donors, key=lambda e: (counts[e] - exact[e], e))] -= 1
+        counts[el] = 1
     return {el: n for el, n in counts.items() if n > 0}
 
 

@@ -261,6 +261,15 @@ def test_volume_search_recovers_a_liquid_started_too_dilute() -> None:
 def test_atom_counts_round_to_the_total() -> None:
     assert atom_counts({"Cu": 64, "Zr": 36}, 100) == {"Cu": 64, "Zr": 36}
     assert atom_counts({"Cu": 1, "Zr": 1, "Al": 1}, 32) == {"Al": 11, "Cu": 11, "Zr": 10}
+
+
+def test_atom_counts_keep_an_element_of_half_an_atom_present() -> None:
+    # 0.05 of 10 atoms: largest remainders alone give Co nothing (O's and B's are larger)
+    fractions = {"Fe": 0.1, "Co": 0.05, "Ni": 0.1, "Mo": 0.1, "B": 0.17, "O": 0.48}
+    counts = atom_counts(fractions, 10)
+    assert counts["Co"] == 1 and sum(counts.values()) == 10
+    assert counts == {"Fe": 1, "Co": 1, "Ni": 1, "Mo": 1, "B": 1, "O": 5}  # B gave most
+    assert atom_counts({"Cu": 0.96, "Zr": 0.04}, 10) == {"Cu": 10}  # 0.4 atom: rounded away
     assert sum(atom_counts({"Li": 0.4, "P": 0.1, "S": 0.5}, 54).values()) == 54
 
 
