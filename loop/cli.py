@@ -373,7 +373,8 @@ def _print_history_table(
     available = record_columns(records, objectives)
     cells = {c: [_cell(c, r.get(c)) for r in records] for c in available}
     if chosen is not None:
-        shown = [c.strip() for c in chosen.split(",") if c.strip()]
+        aliases = {"iter": "stage", "iteration": "stage"}  # the column's header is "iter"
+        shown = [aliases.get(c.strip(), c.strip()) for c in chosen.split(",") if c.strip()]
         unknown = [c for c in shown if c not in available]
         if unknown:
             raise typer.BadParameter(

@@ -718,3 +718,5 @@ def test_history_is_one_row_per_call_that_fits_80_columns(cli, monkeypatch):
     assert cli("history", "--oracle", "nope").output.startswith("no oracle calls")
     picked = cli("history", "--columns", "candidate,bulk_modulus [GPa]").output
     assert "formula" not in picked and "190.5" in picked
+    by_header = cli("history", "--columns", "iter,bulk_modulus [GPa]").output  # as shown
+    assert ["iter", "bulk_modulus", "[GPa]"] in [line.split() for line in by_header.splitlines()]
