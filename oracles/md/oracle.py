@@ -260,6 +260,8 @@ class MDOracle(Oracle):
                 "code": "ase",
                 "version": ase.__version__,
                 "calculator": f"{type(calc).__module__}.{type(calc).__qualname__}",
+                **({"calculator_name": o.calculator} if isinstance(o.calculator, str) else {}),
+                "calculator_package": _calculator_package(calc),
             }
 
     @staticmethod
@@ -470,6 +472,18 @@ class MDOracle(Oracle):
                 "melt_quench": asdict(self.protocol),
             },
         }
+
+
+def _calculator_package(calc: Calculator) -> str:
+    """``package version`` of the library whose class the calculator is (or wraps: the first
+    class of its MRO outside amloop), e.g. ``chgnet 0.3.0``."""
+    from amloop.oracles.mlp.backends import package_version
+
+    for cls in type(calc).__mro__:
+        package = cls.__module__.split(".")[0]
+        if package not in ("amloop", "builtins"):
+            return f"{package} {package_version(package)}"
+    return "amloop"
 
 
 def _arrhenius(points: list[tuple[float, DiffusionFit]]) -> ArrheniusFit | None:

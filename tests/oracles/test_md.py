@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 
+import ase
 import numpy as np
 import pytest
 from ase.calculators.lammpslib import LAMMPSlib
@@ -604,6 +605,7 @@ def test_md_oracle_runs_on_a_registered_ase_calculator() -> None:
     assert abs(result.properties["diffusivity"].value) < 5e-6  # a liquid: ~5e-5
     assert result.provenance["runs"][0]["diffusion"]["Cu"]["msd_at_fit_end"] < 0.1
     assert oracle.provenance()["calculator"] == "ase.calculators.emt.EMT"
+    assert oracle.provenance()["calculator_package"] == f"ase {ase.__version__}"
     assert result.provenance["runs"][0]["mean_temperature_K"] == pytest.approx(300, abs=100)
 
 
