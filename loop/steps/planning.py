@@ -36,8 +36,9 @@ def expensive_tasks(
     run: CampaignRun, index: int, proposals: Sequence[Proposal], survivors: Sequence[Candidate]
 ) -> list[EvaluationTask]:
     """The dear oracles the proposals chose, each on its proposal's best survivor (by the
-    first objective among the cheap results); experiment choices become lab requests. A dear
-    oracle that alone measures an objective still short of data runs for every proposal."""
+    first objective among the cheap results; a cell the gate rejected is never one, even if
+    listed); experiment choices become lab requests. A dear oracle that alone measures an
+    objective still short of data runs for every proposal."""
     objective = run.config.objectives[0]
     sign = objective.sign
     values: dict[str, float] = {}
@@ -46,6 +47,8 @@ def expensive_tasks(
             values[evaluation.candidate_hash] = (
                 sign * evaluation.properties[objective.property].value
             )
+    rejected = run.store.gate_rejected()
+    survivors = [c for c in survivors if c.content_hash not in rejected]
     tasks = []
     starving = _starving_oracles(run)
     for k, proposal in enumerate(proposals):
@@ -146,7 +149,7 @@ def evaluate_iteration(
     candidates = [c for h in candidate_hashes if (c := run.store.candidate(h)) is not None]
     survivors = gate(run, index, candidates, run_tasks)
     cheap = run_tasks(cheap_tasks(run, survivors))
-    dear = run_tasks(expensive_tasks(run, index, acquire(run, index), candidates))
+    dear = run_tasks(expensive_tasks(run, index, acquire(run, index), survivors))
     crafted = craft(run, index, run_tasks)
     labelled = run_tasks(labelling_tasks(run, index))
     potential = refit_potential(run, index) if run.config.mlp is not None else None

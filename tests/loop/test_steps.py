@@ -21,6 +21,7 @@ from amloop.generator.solid_solution import (
 )
 from amloop.loop.campaigns import init_campaign
 from amloop.loop.steps import (
+    GATE_ORACLE,
     CampaignRun,
     EvaluationTask,
     ensure_generator,
@@ -92,6 +93,20 @@ def test_a_dear_oracle_that_alone_measures_an_objective_runs_on_the_best_survivo
     proposal = Proposal({"Ni": 0.5, "Fe": 0.5, "Cr": 0.0}, None, 0.6, "lammps_meam", 0.0)
     tasks = expensive_tasks(run, 0, [proposal], [low, high])
     assert tasks == [EvaluationTask("lammps_dear", high.content_hash)]
+
+    # a cell the gate rejected is no survivor: the dear call goes to the best one that passed
+    run.store.record_evaluation(
+        Evaluation(
+            candidate_hash=high.content_hash,
+            oracle=GATE_ORACLE,
+            fidelity=0.0,
+            status="failed",
+            error="relaxed energy -4.01 eV/atom > training maximum -4.03 eV/atom",
+            iteration=0,
+        )
+    )
+    tasks = expensive_tasks(run, 0, [proposal], [low, high])
+    assert tasks == [EvaluationTask("lammps_dear", low.content_hash)]
 
 
 def test_the_generator_is_fine_tuned_only_once_the_data_has_grown_enough(run):
