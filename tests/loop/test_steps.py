@@ -71,15 +71,22 @@ def _candidates(run: CampaignRun, n: int) -> list[Candidate]:
 
 
 def _done(
-    run: CampaignRun, candidate: Candidate, oracle: str, iteration: int | None = 0, **values: float
+    run: CampaignRun,
+    candidate: Candidate,
+    oracle: str,
+    iteration: int | None = 0,
+    error: str | None = None,
+    **values: float,
 ) -> None:
+    """A finished call (``error``: a failed one, e.g. a gate rejection)."""
     run.store.record_evaluation(
         Evaluation(
             candidate_hash=candidate.content_hash,
             oracle=oracle,
             fidelity=0.6,
-            status="done",
+            status="failed" if error else "done",
             properties={k: PropertyValue(value=v, unit="GPa") for k, v in values.items()},
+            error=error,
             cost=Cost(core_s=1.0),
             iteration=iteration,
         )
@@ -95,16 +102,7 @@ def test_a_dear_oracle_that_alone_measures_an_objective_runs_on_the_best_survivo
     assert tasks == [EvaluationTask("lammps_dear", high.content_hash)]
 
     # a cell the gate rejected is no survivor: the dear call goes to the best one that passed
-    run.store.record_evaluation(
-        Evaluation(
-            candidate_hash=high.content_hash,
-            oracle=GATE_ORACLE,
-            fidelity=0.0,
-            status="failed",
-            error="relaxed energy -4.01 eV/atom > training maximum -4.03 eV/atom",
-            iteration=0,
-        )
-    )
+    _done(run, high, GATE_ORACLE, error="relaxed energy -4.01 eV/atom > training maximum -4.03")
     tasks = expensive_tasks(run, 0, [proposal], [low, high])
     assert tasks == [EvaluationTask("lammps_dear", low.content_hash)]
 
