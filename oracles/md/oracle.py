@@ -476,7 +476,7 @@ class MDOracle(Oracle):
 
 def _calculator_package(calc: Calculator) -> str:
     """``package version`` of the library whose class the calculator is (or wraps: the first
-    class of its MRO outside amloop), e.g. ``chgnet 0.3.0``."""
+    class of its MRO outside amloop), e.g. ``chgnet 0.4.2``."""
     from amloop.oracles.mlp.backends import package_version
 
     for cls in type(calc).__mro__:
