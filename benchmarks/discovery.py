@@ -108,8 +108,8 @@ TIMED = ("acquisition", "generator")
 #: Seed of the reference pool (independent of the strategies' seeds).
 REFERENCE_SEED = 12345
 #: The loop's local-search crafting in task A (seed 001): from the best cell after each
-#: iteration, one step of 10 swaps.
-CRAFTING = LocalSearchConfig(starts=1, steps=1, swaps_per_step=10)
+#: iteration, two steps of 10 swaps; a cell 3 searches could not improve is left for the next.
+CRAFTING = LocalSearchConfig(starts=1, steps=2, swaps_per_step=10, patience=3)
 
 
 @dataclass(frozen=True)
@@ -637,13 +637,25 @@ def pool_settings(size: Size) -> dict[str, int]:
 
 
 def cached_reference(
-    path: Path, kind: Callable[..., Any], build: Callable[[Size], Any], size: Size, refresh: bool
+    path: Path,
+    kind: Callable[..., Any],
+    build: Callable[[Size], Any],
+    size: Size,
+    refresh: bool,
+    committed: Path,
 ) -> tuple[Any, Path]:
     """The reference dataclass ``kind`` cached at ``path``: read when it was made with
-    ``size``'s pool settings, else (or with ``refresh``) ``build(size)`` and written there."""
-    if path.is_file() and not refresh:
-        cached = kind(**json.loads(path.read_text()))
+    ``size``'s pool settings, else taken from the committed results' ``runs.json`` at
+    ``committed`` when that one was (a fresh clone need not rebuild a pool of hours), else (or
+    with ``refresh``) ``build(size)``; written to ``path``."""
+    sources = [path.read_text()] if path.is_file() else []
+    if committed.is_file():
+        sources.append(json.dumps(json.loads(committed.read_text())["reference"]))
+    for text in sources if not refresh else []:
+        cached = kind(**json.loads(text))
         if cached.pool == pool_settings(size):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(asdict(cached), indent=2))
             return cached, path
     result = build(size)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -655,7 +667,8 @@ def reference(size: Size, *, refresh: bool = False) -> tuple[Reference, Path]:
     """The cached reference of ``size`` (computed when missing, made with other pool sizes, or
     ``refresh``)."""
     path = CACHE / f"reference-{size.name}-{'-'.join(LATTICES)}.json"
-    return cached_reference(path, Reference, reference_pool, size, refresh)
+    committed = RESULTS / f"discovery-{size.name}" / "runs.json"
+    return cached_reference(path, Reference, reference_pool, size, refresh, committed)
 
 
 # ----------------------------------------------------------------------------- report

@@ -12,9 +12,10 @@ melt-quenched cell counts; a generated cell counts only if the loop's quality ga
 (its energy rule: ``quality.energy_reference: composition_fit``, as Cu binds 2 eV/atom more
 strongly than Mg); the energy calls of rejected cells are charged all the same.
 
-Every strategy of one seed starts from the same seed set (``loop.steps.seed``: cells
-melt-quenched with LAMMPS MD at grid compositions, each scored by one LAMMPS call; built once
-per seed and copied) and has the same core-hour budget, the seed set's included:
+Every strategy of one seed starts from a seed set of the same size at the same grid
+compositions (``loop.steps.seed``: cells melt-quenched with LAMMPS MD, each scored by one
+LAMMPS call; built once per seed and copied; ``amloop_prior``'s are sampled from its prior
+instead) and has the same core-hour budget, the seed set's included:
 
 - ``random_mq``: random compositions, each cell melt-quenched with the md oracle's protocol
   (the one the seed cells and the prior's corpus use), then scored;
@@ -25,7 +26,9 @@ per seed and copied) and has the same core-hour budget, the seed set's included:
 - ``amloop_prior``: the same loop starting from an Al-Cu-Mg generator prior of the task's cell
   size (:func:`size_prior`: melt-quenches with the task's protocol, a snapshot every ps below
   1000 K; built once per size and cached), its cost charged as the campaign's share
-  (``generator.prior_campaigns``, 10) and reported in full beside it.
+  (``generator.prior_campaigns``, 10) and reported in full beside it; its seed cells are the
+  prior's samples, refined (``acquisition.seed_from: prior``): a glass for a fraction of a
+  melt-quench's cost is what a prior is for.
 
 Reference pool (cached in ``build/bench/discovery/``): ``pool_orderings`` melt-quenched cells
 per 0.1-grid composition. Printed: core-hours to reach 95/99 % of the pool's hypervolume (median
@@ -64,7 +67,7 @@ from amloop.acquisition.propose import Proposal
 from amloop.generator.solid_solution import composition_grid
 from amloop.loop import steps
 from amloop.loop.prior import CARD_JSON, pretrain
-from amloop.loop.seeding import charge_melt_quench
+from amloop.loop.seeding import charge_structure
 from amloop.loop.steps import CampaignRun
 from amloop.oracles.base import OracleFailed
 from amloop.oracles.md import MDOracle, SnapshotPlan, melt_quench
@@ -297,7 +300,7 @@ def melt_quenched_candidate(
             provenance={"builder": "melt_quench", "reason": proposal.reason},
         )
     )
-    charge_melt_quench(run.store, candidate, core_s, {"reason": proposal.reason}, round_index)
+    charge_structure(run.store, candidate, core_s, {"reason": proposal.reason}, round_index)
     return candidate
 
 
@@ -321,7 +324,10 @@ def seeded_campaign(config: CampaignConfig, size: SizeB) -> Iterator[CampaignRun
     """A throw-away campaign holding the seed set of ``config.seed`` (built once per seed and
     size in ``build/bench/discovery/``, then copied; runs in parallel may both build it)."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    template = CACHE / f"seedset-{config.name}-{size.name}-{size.n_atoms}-{size.n_initial}.sqlite"
+    source = config.acquisition.seed_from
+    template = (
+        CACHE / f"seedset-{config.name}-{size.name}-{size.n_atoms}-{size.n_initial}-{source}.sqlite"
+    )
     if not template.is_file():
         with tempfile.TemporaryDirectory(dir=CACHE, prefix="seed-") as folder:
             path = Path(folder) / "store.sqlite"
@@ -367,6 +373,7 @@ def run_strategy(strategy: str, size: Size, seed: int) -> RunResult:
     )
     if strategy == "amloop_prior":
         config.generator.prior = str(size_prior(size))
+        config.acquisition.seed_from = "prior"
     with seeded_campaign(config, size) as run:
         trace = function(run, timings)[: size.budget]
         rejected = gate_rejected(run)
@@ -427,7 +434,8 @@ def reference_pool(size: SizeB) -> ReferenceB:
 def reference(size: SizeB, *, refresh: bool = False) -> tuple[ReferenceB, Path]:
     """The cached reference pool of ``size`` (computed when missing or stale, or ``refresh``)."""
     path = CACHE / f"reference-b-alcumg-{size.name}.json"
-    return cached_reference(path, ReferenceB, reference_pool, size, refresh)
+    committed = RESULTS / f"discovery-b-{size.name}" / "runs.json"
+    return cached_reference(path, ReferenceB, reference_pool, size, refresh, committed)
 
 
 # ----------------------------------------------------------------------------- report
@@ -529,8 +537,9 @@ def write_summary(
         f"Task B: amorphous Al-Cu-Mg (`examples/alcumg-glass.yaml`), {size.n_atoms}-atom cells,"
         " Jelinek 2NN-MEAM; maximise the LAMMPS Voigt bulk modulus B and minimise the relaxed"
         f" density rho. Every strategy of a seed starts from the same {size.n_initial}"
-        f" melt-quenched seed cells and has {size.core_h:g} core-hours, the seed set's"
-        f" included; {size.seeds} seeds. Cost: every core-second the campaign's store charges"
+        " melt-quenched seed cells (amloop_prior: as many cells sampled from its prior and"
+        f" refined, at the same compositions) and has {size.core_h:g} core-hours, the seed"
+        f" set's included; {size.seeds} seeds. Cost: every core-second the campaign's store charges"
         " (melt-quenches, generator training, sampling and refinement, quality gate, LAMMPS"
         " calls) plus acquisition. Progress: hypervolume of the (B, -rho) points found so far"
         " (energy within the seed rule) above the reference point, as a share of the reference"

@@ -114,6 +114,7 @@ ACTIVITY_NAMES = {
     "quality_gate": "quality gate",
     "refine": "refinement of generated cells",
     "melt_quench": "seed melt-quenches",
+    "prior_seed": "seed cells from the generator prior",
 }
 
 

@@ -2,7 +2,9 @@
 
 Crystalline campaigns get random solid solutions on a composition grid (seed paper 001:
 20 orderings per composition, 54-atom cells); amorphous campaigns get melt-quenched cells
-(seed paper 003, MPMorph protocol) made with the campaign's ``md`` oracle settings.
+(seed paper 003, MPMorph protocol) made with the campaign's ``md`` oracle settings, or, with
+``acquisition.seed_from: prior``, cells sampled from the generator prior (trained on such
+melt-quenches) and refined with the campaign's cheap potential, at a fraction of the cost.
 
 The plan is a list of recipes (composition + lattice + seed), a pure function of the config,
 so an interrupted build re-creates the same plan: structures already made are found by their
@@ -21,10 +23,13 @@ from typing import Any
 import numpy as np
 from pymatgen.core import Structure
 
+from amloop.generator.cdvae import CondCDVAE
+from amloop.generator.sample import Condition
 from amloop.generator.solid_solution import composition_grid, random_solid_solution
 from amloop.loop.budget import Budget
 from amloop.oracles.base import Oracle, OracleFailed
-from amloop.oracles.md import MDOracle, melt_quench
+from amloop.oracles.md import EngineFactory, MDOracle, melt_quench
+from amloop.oracles.md.refine import RefineProtocol, refine_cell
 from amloop.state.composition import formula
 from amloop.state.config import CampaignConfig, OracleConfig
 from amloop.state.schema import Candidate, Cost, Evaluation
@@ -33,6 +38,8 @@ from amloop.state.store import CampaignStore
 #: Name under which a seed cell's melt-quench is recorded: an evaluation of that cell with the
 #: melt-quench's cost (no properties).
 MELT_QUENCH = "melt_quench"
+#: ... and a seed cell's sampling from the generator prior and refinement.
+PRIOR_SEED = "prior_seed"
 
 #: Called after each recipe: (recipes finished, total, last message).
 ProgressCallback = Callable[[int, int, str], None]
@@ -106,16 +113,61 @@ def seed_plan(
     ]
 
 
-def make_structure(recipe: SeedRecipe, md: MDOracle | None = None) -> Structure:
-    """The structure a recipe describes (melt-quenched with ``md``'s engine when amorphous).
+@dataclass
+class PriorSampler:
+    """Amorphous seed cells from a generator prior (``acquisition.seed_from: prior``).
+
+    Attributes:
+        model: The prior (a trained Cond-CDVAE), its push-apart at the gate's closest distance.
+        make_engine: The md oracle's engine factory that refines each sample (``None``: the
+            decoded cell as it is).
+        protocol: The refinement's settings (``generator.refine``).
+        reject_crystallised: A sample that crystallised while refined fails its recipe.
+        timeout_s: Wall-clock limit of one refinement (s).
+    """
+
+    model: CondCDVAE
+    make_engine: EngineFactory | None = None
+    protocol: RefineProtocol | None = None
+    reject_crystallised: bool = True
+    timeout_s: float = math.inf
+
+    def make(self, recipe: SeedRecipe) -> Structure:
+        """One sample at the recipe's composition and size, refined.
+
+        Raises:
+            OracleFailed: the refinement failed, or the cell crystallised (when rejected).
+        """
+        seed = int(np.random.default_rng(list(recipe.seed)).integers(2**31))
+        condition = Condition(recipe.composition, n_atoms=recipe.n_atoms, phase="amorphous")
+        (sample,) = self.model.sample([condition], 1, seed=seed)
+        if self.make_engine is None:
+            return sample.structure
+        refined = refine_cell(
+            sample.structure, self.make_engine, self.protocol, seed=seed, timeout_s=self.timeout_s
+        )
+        if refined.crystallised and self.reject_crystallised:
+            raise OracleFailed(
+                f"the prior's sample crystallised ({refined.phase}) during refinement"
+            )
+        return refined.structure
+
+
+def make_structure(
+    recipe: SeedRecipe, md: MDOracle | None = None, prior: PriorSampler | None = None
+) -> Structure:
+    """The structure a recipe describes: when amorphous, sampled from ``prior`` if given, else
+    melt-quenched with ``md``'s engine.
 
     Raises:
-        ValueError: an amorphous recipe without an MD oracle.
-        OracleFailed: the melt-quench failed.
+        ValueError: an amorphous recipe without an MD oracle or a prior.
+        OracleFailed: the melt-quench, or the prior sample's refinement, failed.
     """
     rng = np.random.default_rng(list(recipe.seed))
     if recipe.lattice != "amorphous":
         return random_solid_solution(recipe.composition, recipe.lattice, recipe.n_atoms, rng)  # type: ignore[arg-type]
+    if prior is not None:
+        return prior.make(recipe)
     if md is None:
         raise ValueError(
             "amorphous seed cells are melt-quenched with the campaign's md oracle: configure an "
@@ -138,13 +190,15 @@ def build_seed_set(
     oracles: list[tuple[OracleConfig, Oracle]],
     *,
     md: MDOracle | None = None,
+    prior: PriorSampler | None = None,
     progress: ProgressCallback | None = None,
     skip: Collection[str] = (),
 ) -> SeedReport:
-    """Make the plan's structures and score each with every oracle, resuming where a previous
+    """Make the plan's structures (amorphous ones from ``prior`` when given, else
+    melt-quenched with ``md``) and score each with every oracle, resuming where a previous
     build stopped; stops cleanly when the budget would be exceeded. A structure whose
-    melt-quench fails is reported (and logged, its key in ``failed_recipes``) and retried by
-    the next build, unless its recipe key is in ``skip``.
+    melt-quench (or refinement) fails is reported (and logged, its key in ``failed_recipes``)
+    and retried by the next build, unless its recipe key is in ``skip``.
     """
     report = SeedReport(planned=len(plan))
     for _, oracle in oracles:
@@ -168,7 +222,7 @@ def build_seed_set(
         if candidate is None:
             cpu0 = time.process_time()
             try:
-                structure = make_structure(recipe, md)
+                structure = make_structure(recipe, md, prior)
             except OracleFailed as exc:
                 report.failed += 1
                 report.failures.append(f"{recipe.key}: {exc}")
@@ -183,14 +237,18 @@ def build_seed_set(
                     origin="seed",
                     provenance={
                         "seed_recipe": recipe.key,
-                        "builder": _builder(recipe),
+                        "builder": _builder(recipe, prior is not None),
                         "lattice": recipe.lattice,
                     },
                 )
             )
-            if recipe.lattice == "amorphous":  # the melt-quench's cost, charged to the budget
-                charge_melt_quench(
-                    store, candidate, time.process_time() - cpu0, {"seed_recipe": recipe.key}
+            if recipe.lattice == "amorphous":  # the structure's cost, charged to the budget
+                charge_structure(
+                    store,
+                    candidate,
+                    time.process_time() - cpu0,
+                    {"seed_recipe": recipe.key},
+                    activity=PRIOR_SEED if prior is not None else MELT_QUENCH,
                 )
             report.structures_made += 1
         message = candidate.formula
@@ -224,19 +282,21 @@ def build_seed_set(
     return report
 
 
-def charge_melt_quench(
+def charge_structure(
     store: CampaignStore,
     candidate: Candidate,
     core_s: float,
     provenance: dict[str, Any],
     iteration: int | None = None,
+    activity: str = MELT_QUENCH,
 ) -> None:
-    """Store the melt-quench that made ``candidate`` (``core_s`` core-seconds) as a
-    :data:`MELT_QUENCH` record, so the campaign's budget and ``amloop status`` count it."""
+    """Store the melt-quench (or, ``activity``: :data:`PRIOR_SEED`, the prior's sample and
+    refinement) that made ``candidate`` (``core_s`` core-seconds) as a record of that name, so
+    the campaign's budget and ``amloop status`` count it."""
     store.record_evaluation(
         Evaluation(
             candidate_hash=candidate.content_hash,
-            oracle=MELT_QUENCH,
+            oracle=activity,
             fidelity=0.0,
             status="done",
             cost=Cost(core_s=core_s),
@@ -247,7 +307,9 @@ def charge_melt_quench(
     )
 
 
-def _builder(recipe: SeedRecipe) -> str:
+def _builder(recipe: SeedRecipe, from_prior: bool) -> str:
+    if recipe.lattice == "amorphous" and from_prior:
+        return "generator prior (generator.sample, refined with oracles.md.refine)"
     if recipe.lattice == "amorphous":
         return "melt-quench (oracles.md, MPMorph protocol)"
     return f"random {recipe.lattice} solid solution (generator.solid_solution)"

@@ -198,6 +198,12 @@ class LocalSearchConfig(BaseModel):
     swaps_per_step: int = Field(
         10, ge=1, description="children per step: random swaps of two unlike atoms"
     )
+    patience: int = Field(
+        3,
+        ge=1,
+        description="searches from one cell that find no better child before it is passed over "
+        "for the next best (a cell has hundreds of swaps; one search tries a few)",
+    )
 
 
 class RefineConfig(BaseModel):
@@ -367,6 +373,12 @@ class AcquisitionConfig(BaseModel):
         description="oracles that score the seed set (default: every oracle <= 60 core-s); name "
         "the dear ones whose objectives would otherwise start without values",
     )
+    seed_from: Literal["melt_quench", "prior"] = Field(
+        "melt_quench",
+        description="how amorphous seed cells are made: `melt_quench` with the md oracle, or "
+        "`prior`: sampled from `generator.prior` and refined (`generator.refine`), a structure "
+        "for a fraction of a melt-quench's cost",
+    )
 
 
 class QualityGateConfig(BaseModel):
@@ -530,6 +542,13 @@ class CampaignConfig(BaseModel):
                     f"{field}: names oracle '{name}', which is not configured; "
                     f"use one of the configured oracles ({', '.join(names)}) or remove it"
                 )
+        if self.acquisition.seed_from == "prior" and (
+            self.generator.prior is None or not self.cell.amorphous
+        ):
+            raise ValueError(
+                "acquisition.seed_from: prior draws amorphous seed cells from the generator "
+                "prior: set generator.prior and cell.lattice: amorphous, or seed by melt_quench"
+            )
         if (refine := self.generator.refine) is not None:
             md = [o.name for o in self.oracles if o.type == "md"]
             if refine.oracle not in md:

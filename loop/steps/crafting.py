@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from amloop.loop.steps.calls import EvaluationTask, TaskRunner
@@ -19,10 +20,11 @@ CRAFT_KEY = "local_search"
 
 def craft(run: CampaignRun, index: int, run_tasks: TaskRunner) -> dict[str, Any] | None:
     """Run ``generator.local_search`` after iteration ``index``'s calls: from each of the
-    ``starts`` best cells for the first objective that no earlier iteration searched from (a
-    search that improved goes on from its better child, one that did not leaves its cell to
-    the next best; chosen once and kept in the iteration's metadata, so a resumed step
-    searches from the same cells), ``steps`` steps of
+    ``starts`` best cells for the first objective that fewer than ``patience`` earlier searches
+    left unimproved (a search that improved goes on from its better child, the campaign's new
+    best; a cell ``patience`` searches could not improve is left for the next best; chosen once
+    and kept in the iteration's metadata, so a resumed step searches from the same cells),
+    ``steps`` steps of
     ``swaps_per_step`` unlike-atom swaps. Each child is stored as a ``local_search``
     candidate of iteration ``index`` (``parent_hash``: the cell it was swapped from); a step's
     children are scored together by the objective's oracle through ``run_tasks`` (here, or on
@@ -40,13 +42,12 @@ def craft(run: CampaignRun, index: int, run_tasks: TaskRunner) -> dict[str, Any]
     objective = run.config.objectives[0]
     oracle_cfg = _objective_oracle(run)
     if "starts" not in summary:
-        searched = {
-            start
-            for r in run.store.iterations()
-            if r.index < index
-            for start in r.metadata.get(CRAFT_KEY, {}).get("starts", [])
-        }
-        starts = best_structures(run, settings.starts, before_iteration=index + 1, exclude=searched)
+        exhausted = exhausted_starts(
+            [r.metadata for r in run.store.iterations() if r.index < index], settings.patience
+        )
+        starts = best_structures(
+            run, settings.starts, before_iteration=index + 1, exclude=exhausted
+        )
         summary = {"starts": [start_hash for start_hash, _ in starts]}
         run.store.update_iteration(index, metadata={CRAFT_KEY: summary})
     oracle = oracle_instance(oracle_cfg)
@@ -118,6 +119,19 @@ def craft(run: CampaignRun, index: int, run_tasks: TaskRunner) -> dict[str, Any]
     summary = {**summary, "searches": searches}
     run.store.update_iteration(index, metadata={CRAFT_KEY: summary})
     return summary
+
+
+def exhausted_starts(metadata: list[dict[str, Any]], patience: int) -> set[str]:
+    """Content hashes of the cells that at least ``patience`` crafting searches (in the
+    iterations' ``metadata``) left unimproved, or that a search could not start from."""
+    unimproved: Counter[str] = Counter()
+    for record in metadata:
+        for search in record.get(CRAFT_KEY, {}).get("searches", []):
+            if "error" in search:  # no value to start from: passed over at once
+                unimproved[search["start"]] += patience
+            elif search["best_value"] == search["start_value"]:
+                unimproved[search["start"]] += 1
+    return {start for start, n in unimproved.items() if n >= patience}
 
 
 def _objective_oracle(run: CampaignRun) -> OracleConfig:

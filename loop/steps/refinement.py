@@ -54,15 +54,20 @@ def refine(run: CampaignRun, index: int, candidates: Sequence[Candidate]) -> lis
     return refined
 
 
-def _refine_one(run: CampaignRun, index: int, raw: Candidate, settings: RefineConfig) -> Evaluation:
-    md = oracle_instance(oracle_config(run.config, settings.oracle))
-    assert isinstance(md, MDOracle)  # the config checks the oracle's type
-    protocol = RefineProtocol(
+def refine_protocol(settings: RefineConfig) -> RefineProtocol:
+    """The refinement protocol of the campaign's ``generator.refine`` settings."""
+    return RefineProtocol(
         fmax_eV_A=settings.fmax_eV_A,
         max_relax_steps=settings.max_relax_steps,
         anneal_ps=settings.anneal_ps,
         anneal_temperature_K=settings.anneal_temperature_K,
     )
+
+
+def _refine_one(run: CampaignRun, index: int, raw: Candidate, settings: RefineConfig) -> Evaluation:
+    md = oracle_instance(oracle_config(run.config, settings.oracle))
+    assert isinstance(md, MDOracle)  # the config checks the oracle's type
+    protocol = refine_protocol(settings)
     cpu0 = time.process_time()
     common = {
         "candidate_hash": raw.content_hash,

@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 
-from amloop.loop.seeding import ProgressCallback, SeedReport, build_seed_set, seed_plan
-from amloop.loop.steps.run import CHEAP_CORE_S, CampaignRun, is_cheap, oracle_instance
+from amloop.generator.cdvae import CondCDVAE
+from amloop.loop.seeding import (
+    PriorSampler,
+    ProgressCallback,
+    SeedReport,
+    build_seed_set,
+    seed_plan,
+)
+from amloop.loop.steps.refinement import refine_protocol
+from amloop.loop.steps.run import (
+    CHEAP_CORE_S,
+    CampaignRun,
+    is_cheap,
+    oracle_config,
+    oracle_instance,
+)
 from amloop.oracles.base import Oracle
 from amloop.oracles.campaign_potential import committee_missing
 from amloop.oracles.md import MDOracle
@@ -59,6 +75,7 @@ def seed(run: CampaignRun, progress: ProgressCallback | None = None) -> SeedRepo
     the same way. Returns the last build's report with the failures of every round."""
     n = run.config.acquisition.n_initial
     oracles, md = seed_sources(run.config)
+    prior = prior_sampler(run.config)
     names = {oracle_config.name for oracle_config, _ in oracles}
     failed = [str(e.payload["recipe"]) for e in run.store.events(kind="seed_failed")]
     failures: list[str] = []
@@ -66,7 +83,14 @@ def seed(run: CampaignRun, progress: ProgressCallback | None = None) -> SeedRepo
     while True:
         plan = seed_plan(run.config, size, orderings=max(1, n // 8))
         report = build_seed_set(
-            run.store, run.config, plan, oracles, md=md, progress=progress, skip=failed
+            run.store,
+            run.config,
+            plan,
+            oracles,
+            md=md,
+            prior=prior,
+            progress=progress,
+            skip=failed,
         )
         failed += report.failed_recipes
         failures += report.failures
@@ -79,6 +103,28 @@ def seed(run: CampaignRun, progress: ProgressCallback | None = None) -> SeedRepo
         )
     report.failures, report.failed_recipes = failures, failed
     return report
+
+
+def prior_sampler(config: CampaignConfig) -> PriorSampler | None:
+    """What samples amorphous seed cells from ``generator.prior`` and refines them with the
+    ``generator.refine`` settings (``acquisition.seed_from: prior``), else ``None``."""
+    if config.acquisition.seed_from != "prior":
+        return None
+    assert config.generator.prior is not None  # the config checks it
+    model = CondCDVAE.load(Path(config.generator.prior))
+    model.config = replace(model.config, min_distance=config.quality.min_distance)
+    settings = config.generator.refine
+    if settings is None:
+        return PriorSampler(model)
+    md = oracle_instance(oracle_config(config, settings.oracle))
+    assert isinstance(md, MDOracle)  # the config checks the oracle's type
+    return PriorSampler(
+        model,
+        md.make_engine,
+        refine_protocol(settings),
+        settings.reject_crystallised,
+        md.timeout_s,
+    )
 
 
 def scored_seed_count(store: CampaignStore, oracles: set[str]) -> int:

@@ -183,3 +183,55 @@ def test_a_campaign_fine_tunes_its_prior_and_charges_its_share(tmp_path, monkeyp
     assert activities["generator prior (share)"] == pytest.approx(whole / 4)
     assert activities["generator prior (whole)"] == pytest.approx(whole)
     assert run.store.spent().core_s == pytest.approx(2.0 + record.training_cost.core_s)
+
+
+def test_a_campaign_seeds_from_its_prior_at_a_fraction_of_a_melt_quench(tmp_path, monkeypatch):
+    """``acquisition.seed_from: prior``: the seed cells are the committed Cu-Zr prior's
+    samples, refined with the campaign's EAM; each is charged as a prior seed (no
+    melt-quench), is a relaxed glass near the corpus's energies, and costs far less than one of
+    the prior's melt-quenches."""
+    from amloop.loop.budget import spent_by_activity
+    from amloop.loop.campaigns import init_campaign
+    from amloop.loop.seeding import MELT_QUENCH, PRIOR_SEED
+    from amloop.loop.steps import CampaignRun, seed
+    from amloop.state.settings import Settings
+
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["generator"]["prior"] = str(EXAMPLE.parent / "priors" / "cuzr-glass")
+    data["generator"]["refine"] = {"oracle": "md", "anneal_ps": 0.5}
+    data["acquisition"] |= {"n_initial": 3, "seed_from": "prior"}
+    path = tmp_path / "campaign.yaml"
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("AMLOOP_HOME", str(tmp_path / "home"))
+    handle = init_campaign(path, Settings())
+    run = CampaignRun(handle.store(), handle.config, handle.directory)
+    seed(run)
+    seeds = run.store.candidates(origin="seed")
+    assert 3 <= len(seeds) <= 5  # a cell whose elastic tensor is unstable: the next recipe
+    assert all(c.provenance["builder"].startswith("generator prior") for c in seeds)
+    made = run.store.evaluations(oracle=PRIOR_SEED, structures=False)
+    assert {e.candidate_hash for e in made} == {c.content_hash for c in seeds}
+    assert not run.store.evaluations(oracle=MELT_QUENCH, structures=False)
+    card = json.loads((EXAMPLE.parent / "priors" / "cuzr-glass" / "card.json").read_text())
+    per_melt_quench = card["cost_core_s"]["corpus"] / card["melt_quenches"]["done"]
+    assert 0 < max(e.cost.core_s for e in made) < per_melt_quench / 2
+    assert spent_by_activity(run.store)["seed cells from the generator prior"] == pytest.approx(
+        sum(e.cost.core_s for e in made)
+    )
+    scored = run.store.evaluations(oracle="lammps_eam", status="done", structures=False)
+    assert len(scored) == 3
+    for evaluation in scored:  # relaxed glasses: just above the Cu/Zr mixture line (see above)
+        candidate = run.store.candidate(evaluation.candidate_hash)
+        assert candidate is not None and len(candidate.structure) == 54
+        x = candidate.structure.composition.fractional_composition
+        mixture = -3.28 * x["Cu"] - 6.47 * x["Zr"]
+        assert 0.0 < evaluation.properties["energy_per_atom"].value - mixture < 0.2
+        assert 60 < evaluation.properties["bulk_modulus"].value < 160  # GPa, Cu-Zr glasses
+
+
+def test_seeding_from_a_prior_needs_a_prior():
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["generator"].pop("prior")
+    data["acquisition"]["seed_from"] = "prior"
+    with pytest.raises(ValueError, match="seed_from: prior draws amorphous seed cells"):
+        parse_config(data)

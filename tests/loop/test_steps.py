@@ -32,6 +32,7 @@ from amloop.loop.steps import (
     stop_reason,
     training_pairs,
 )
+from amloop.loop.steps.crafting import exhausted_starts
 from amloop.state.schema import Candidate, Cost, Evaluation, PropertyValue
 from amloop.state.settings import Settings
 
@@ -278,3 +279,18 @@ def test_a_finetuning_keeps_the_newest_half_and_samples_the_older_structures():
     assert finetuning_subset(data, 6, seed=3) == subset  # seeded
     assert finetuning_subset(data, None, seed=3) == data
     assert finetuning_subset(data, 10, seed=3) == data
+
+
+def test_crafting_passes_a_cell_over_after_patience_unimproved_searches():
+    def search(start: str, improved: bool) -> dict:
+        return {"start": start, "start_value": 1.0, "best_value": 2.0 if improved else 1.0}
+
+    metadata = [
+        {"local_search": {"searches": [search("a", False), search("b", True)]}},
+        {"local_search": {"searches": [search("a", False), {"start": "c", "error": "no value"}]}},
+        {"proposals": []},  # an iteration without crafting
+        {"local_search": {"searches": [search("a", False), search("d", False)]}},
+    ]
+    assert exhausted_starts(metadata[:2], patience=3) == {"c"}  # an error: at once
+    assert exhausted_starts(metadata, patience=3) == {"a", "c"}  # improved "b" stays eligible
+    assert exhausted_starts(metadata, patience=1) == {"a", "c", "d"}
