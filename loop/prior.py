@@ -139,7 +139,11 @@ def _melt_quench_run(
                 engine, md.protocol, np.random.default_rng(seed), Deadline(md.timeout_s), snapshots
             )
         for snapshot in report.snapshots:
-            relaxed = refine_cell(snapshot.structure, md.make_engine, RefineProtocol(anneal_ps=0))
+            relaxed = refine_cell(
+                snapshot.structure,
+                md.make_engine,
+                RefineProtocol(anneal_ps=0, pressure_tolerance_GPa=None),
+            )
             atoms = AseAtomsAdaptor.get_atoms(relaxed.structure)
             atoms.info.update(
                 {

@@ -216,6 +216,12 @@ class RefineConfig(BaseModel):
     max_relax_steps: int = Field(500, ge=1, description="FIRE steps per relaxation at most")
     anneal_ps: float = Field(2.0, ge=0, description="NVT between the relaxations (ps); 0: none")
     anneal_temperature_K: float = Field(300.0, gt=0, description="anneal temperature (K)")
+    pressure_tolerance_GPa: float | None = Field(
+        0.5,
+        gt=0,
+        description="each relaxation rescales the cell until |P| is below this (GPa): decoded "
+        "volumes are pulled towards the family's mean; null keeps the decoded cell",
+    )
     reject_crystallised: bool = Field(
         True, description="the gate rejects a cell that crystallised (FCC/BCC/HCP) on the way"
     )

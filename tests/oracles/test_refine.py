@@ -47,7 +47,9 @@ def test_a_rattled_crystal_is_recognised_as_crystallised():
 
 def test_relaxing_only_keeps_the_cell_and_lowers_the_energy_with_an_ase_calculator():
     start = random_packing({"Cu": 0.5, "Ni": 0.5}, 32, seed=2)
-    protocol = RefineProtocol(anneal_ps=0.0, fmax_eV_A=0.05, max_relax_steps=2000)
+    protocol = RefineProtocol(
+        anneal_ps=0.0, fmax_eV_A=0.05, max_relax_steps=2000, pressure_tolerance_GPa=None
+    )
     refinement = refine_cell(start, AseEngine.factory(EMT()), protocol)
     assert refinement.anneal_ps == 0.0
     assert refinement.energy_after < refinement.energy_before
@@ -55,3 +57,20 @@ def test_relaxing_only_keeps_the_cell_and_lowers_the_energy_with_an_ase_calculat
     engine = AseEngine(refinement.structure, EMT())
     forces = engine.atoms.get_forces()
     assert np.abs(forces).max() < 0.06  # eV/Å: relaxed to fmax
+
+
+def test_a_strained_glass_is_refined_to_zero_pressure_and_a_lower_energy():
+    """A Cu50Zr50 glass stretched by 15 % in volume (a decoded cell's volume is pulled towards
+    its family's mean): refined at fixed cell it stays under tension; refined with the volume
+    steps it ends within the tolerance of zero pressure, near its own volume, lower in
+    energy."""
+    glass = refine_cell(random_packing({"Cu": 0.5, "Zr": 0.5}, 54, seed=1), CUZR, seed=0)
+    assert abs(glass.pressure_GPa) <= 0.5
+    stretched = glass.structure.copy()
+    stretched.scale_lattice(1.15 * glass.structure.volume)
+    fixed = refine_cell(stretched, CUZR, RefineProtocol(pressure_tolerance_GPa=None), seed=0)
+    rescaled = refine_cell(stretched, CUZR, seed=0)
+    assert fixed.pressure_GPa < -3.0 and fixed.volume_change == pytest.approx(0.0, abs=1e-9)
+    assert abs(rescaled.pressure_GPa) <= 0.5
+    assert rescaled.volume_change == pytest.approx(1 / 1.15 - 1, abs=0.04)
+    assert rescaled.energy_after < fixed.energy_after - 0.02  # eV/atom
