@@ -108,8 +108,10 @@ TIMED = ("acquisition", "generator")
 #: Seed of the reference pool (independent of the strategies' seeds).
 REFERENCE_SEED = 12345
 #: The loop's local-search crafting in task A (seed 001): from the best cell after each
-#: iteration, two steps of 10 swaps; a cell 3 searches could not improve is left for the next.
-CRAFTING = LocalSearchConfig(starts=1, steps=2, swaps_per_step=10, patience=3)
+#: iteration, one step of 10 swaps; a cell that step could not improve is left for the next
+#: (two steps and a patience of 3 ended at 190.58 GPa after 792 calls on seed 0, against
+#: 195.25 GPa and 99 % at call 692 with this setting).
+CRAFTING = LocalSearchConfig(starts=1, steps=1, swaps_per_step=10, patience=1)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ the prior's corpus), three ways to make ``--cells`` glass cells each:
 - ``melt-quench``: the prior's own protocol (the card's ``quench_protocol``, 100 K/ps), relaxed:
   the reference;
 - ``generated+refined``: sampled from the prior (conditioned on the composition, the training
-  set's mean PDM) and refined (:func:`oracles.md.refine.refine_cell`: relax, 2 ps at 300 K,
-  relax) with the same potential;
+  set's mean PDM) and refined (:func:`oracles.md.refine.refine_cell`: relax to zero pressure, 2 ps
+  at 300 K, relax to zero pressure) with the same potential;
 - ``fast quench``: the same protocol with its times cut (melt, volume runs, anneal) and the
   quench rate raised until one cell costs about what one generated + refined cell costs.
 

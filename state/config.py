@@ -199,10 +199,10 @@ class LocalSearchConfig(BaseModel):
         10, ge=1, description="children per step: random swaps of two unlike atoms"
     )
     patience: int = Field(
-        3,
+        1,
         ge=1,
         description="searches from one cell that find no better child before it is passed over "
-        "for the next best (a cell has hundreds of swaps; one search tries a few)",
+        "for the next best (1: every search from a new cell, wide; more: deeper from the best)",
     )
 
 
