@@ -198,8 +198,10 @@ def main() -> None:
         rows.append(json.loads(done.read_text()))
         print(f"{k + 1}/{len(compositions)} {rows[-1]['composition']}", flush=True)
     table = summary(rows)
+    prior_path = args.prior.resolve()
+    shown = prior_path.relative_to(REPO) if prior_path.is_relative_to(REPO) else prior_path
     header = (
-        f"Structure fidelity of the prior `{args.prior}` ({card['structures']} "
+        f"Structure fidelity of the prior `{shown}` ({card['structures']} "
         f"structures, {card['cost_core_s']['total'] / 3600:.2f} core-h to build), "
         f"{len(rows)} held-out compositions x {args.cells} cells of {config.cell.n_atoms} atoms; "
         f"`python -m benchmarks.structure_fidelity --compositions {args.compositions} --cells "
