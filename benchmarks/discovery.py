@@ -261,16 +261,18 @@ def campaign_config(
     example: Path = EXAMPLE,
     overlap: bool = False,
 ) -> CampaignConfig:
-    """``example`` at the benchmark's size: ``size.n_atoms`` atoms on :data:`LATTICES`,
-    budget = ``size.budget`` calls of the objective's oracle (the example's other caps kept), no
+    """``example`` at the benchmark's size: ``size.n_atoms`` atoms on :data:`LATTICES` (an
+    amorphous example's cells stay amorphous), budget = ``size.budget`` calls of the objective's oracle (the example's other caps kept), no
     stop on stalling (the budget is spent), tiny generator, ``execution.overlap`` (with a due
     fine-tuning spread over iterations, one epoch each)."""
     data = yaml.safe_load(example.read_text())
     oracle = data["objectives"][0]["oracle"]
+    amorphous = data["cell"].get("lattice", "amorphous") == "amorphous"
     data |= {
         "name": f"discovery-{example.stem}-{seed}",
         "seed": seed,
-        "cell": data["cell"] | {"n_atoms": size.n_atoms, "lattice": list(LATTICES)},
+        "cell": data["cell"]
+        | {"n_atoms": size.n_atoms, "lattice": "amorphous" if amorphous else list(LATTICES)},
         "budget": {
             "core_hours": 1e4,
             "evaluations": data["budget"].get("evaluations", {}) | {oracle: size.budget},

@@ -143,3 +143,15 @@ def test_table_3_groups_the_loops_calls_by_where_their_cells_came_from(discovery
     assert loop["latent-optimised mean / best (GPa)"] == "196.0 / 196.00 (call 5)"
     assert loop["crafted (local search) mean / best (GPa)"] == "191.0 / 191.00 (call 6)"
     assert (loop["best (GPa)"], loop["calls to the best"]) == ("196.00", "5")
+
+
+def test_task_a_cells_are_fcc_and_bcc_and_task_b_cells_stay_amorphous(discovery, load_benchmark):
+    """Task A puts its cells on both of seed 001's lattices; task B (an amorphous example
+    seeded by melt-quench or, amloop_prior, from its prior) must not inherit them."""
+    task_a = discovery.campaign_config(discovery.CI, 0)
+    assert list(task_a.cell.lattices) == ["fcc", "bcc"]
+    module = load_benchmark("discovery_amorphous")
+    task_b = module.campaign_config(module.CI, 0)
+    assert task_b.cell.amorphous and task_b.generator.refine is not None
+    task_b.generator.prior, task_b.acquisition.seed_from = "prior", "prior"
+    type(task_b).model_validate(task_b.model_dump())  # as a worker re-reads it from the store
