@@ -262,8 +262,8 @@ def campaign_config(
     overlap: bool = False,
 ) -> CampaignConfig:
     """``example`` at the benchmark's size: ``size.n_atoms`` atoms on :data:`LATTICES` (an
-    amorphous example's cells stay amorphous), budget = ``size.budget`` calls of the objective's oracle (the example's other caps kept), no
-    stop on stalling (the budget is spent), tiny generator, ``execution.overlap`` (with a due
+    amorphous example's cells stay amorphous), budget = ``size.budget`` calls of the
+    objective's oracle (the example's other caps kept), no stop on stalling (the budget is spent), tiny generator, ``execution.overlap`` (with a due
     fine-tuning spread over iterations, one epoch each)."""
     data = yaml.safe_load(example.read_text())
     oracle = data["objectives"][0]["oracle"]
@@ -652,16 +652,13 @@ def cached_reference(
     ``size``'s pool settings, else taken from the committed results' ``runs.json`` at
     ``committed`` when that one was (a fresh clone need not rebuild a pool of hours), else (or
     with ``refresh``) ``build(size)``; written to ``path``."""
-    sources = [path.read_text()] if path.is_file() else []
-    if committed.is_file():
-        sources.append(json.dumps(json.loads(committed.read_text())["reference"]))
-    for text in sources if not refresh else []:
-        cached = kind(**json.loads(text))
-        if cached.pool == pool_settings(size):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(asdict(cached), indent=2))
-            return cached, path
-    result = build(size)
+    candidates = []
+    if not refresh and path.is_file():
+        candidates.append(json.loads(path.read_text()))
+    if not refresh and committed.is_file():
+        candidates.append(json.loads(committed.read_text())["reference"])
+    matching = [kind(**c) for c in candidates if c["pool"] == pool_settings(size)]
+    result = matching[0] if matching else build(size)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(asdict(result), indent=2))
     return result, path
