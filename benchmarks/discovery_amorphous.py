@@ -55,6 +55,7 @@ import json
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -305,16 +306,32 @@ def melt_quenched_candidate(
     return candidate
 
 
+#: Kinds of quality-gate rejection, by a phrase of the gate's reason (the first that matches).
+REJECTION_KINDS = {
+    "push-apart failed": "push_apart_failed",
+    "crystallised": "rejected_crystallised",
+    "energy oracle": "rejected_energy_call_failed",
+    "eV/atom above": "rejected_energy",
+    "closest pair": "rejected_distance",
+}
+
+
 def gate_counts(run: CampaignRun) -> dict[str, int]:
-    """Generated cells judged by the quality gate, passed, and rejected because push-apart
-    failed (the run adds ``charged_core_s``: what the campaign's budget counted, acquisition
-    aside)."""
+    """Generated cells judged by the quality gate, passed, and rejected by kind
+    (:data:`REJECTION_KINDS`; anything else ``rejected_other``; the run adds
+    ``charged_core_s``: what the campaign's budget counted, acquisition aside)."""
     verdicts = run.store.evaluations(oracle=steps.GATE_ORACLE, structures=False)
-    return {
-        "gate_judged": len(verdicts),
-        "gate_passed": sum(e.status == "done" for e in verdicts),
-        "push_apart_failed": sum("push-apart failed" in (e.error or "") for e in verdicts),
-    }
+    counts = {"gate_judged": len(verdicts), "gate_passed": 0, "push_apart_failed": 0}
+    for verdict in verdicts:
+        if verdict.status == "done":
+            counts["gate_passed"] += 1
+            continue
+        kind = next(
+            (k for phrase, k in REJECTION_KINDS.items() if phrase in (verdict.error or "")),
+            "rejected_other",
+        )
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
 
 
 # ----------------------------------------------------------------------------- campaigns
@@ -490,6 +507,13 @@ def summary_rows(
         judged = sum(r.counts.get("gate_judged", 0) for r in mine)
         passed = sum(r.counts.get("gate_passed", 0) for r in mine)
         row["gate pass"] = f"{passed}/{judged}" if judged else "-"
+        rejected: Counter[str] = Counter()
+        for r in mine:
+            rejected.update({k: n for k, n in r.counts.items() if k.startswith("rejected_")})
+        row["gate rejections"] = (
+            ", ".join(f"{k.removeprefix('rejected_')} {n}" for k, n in sorted(rejected.items()))
+            or "-"
+        )
         row["wall (s)"] = f"{sum(r.wall_s for r in mine):.0f}"
         rows[strategy] = row
     return rows, reached
@@ -558,7 +582,9 @@ def write_summary(
         "`core-h to x`: core-hours spent when the hypervolume first reached x of the"
         " reference's (`n.r.`: not within the budget); `HV@h`: hypervolume share after h"
         " core-hours; `gate pass`: generated cells that passed the quality gate / judged (all"
-        " seeds); `amloop_prior* (full prior)`: the same runs charged the prior's whole cost"
+        " seeds); `gate rejections`: the rejected ones by reason (energy: above the seed rule;"
+        " crystallised: during refinement; distance: a pair closer than min_distance; runs"
+        " before the breakdown was kept show `-`); `amloop_prior* (full prior)`: the same runs charged the prior's whole cost"
         " instead of one campaign's share.",
         "",
         "## Ratios and targets",

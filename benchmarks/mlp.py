@@ -25,7 +25,9 @@ the committee's curve says it needs.
 
 Usage: ``python -m benchmarks.mlp`` (CI size, ~5 min on 2 cores) or ``--full --resume``
 (every finished round is kept in ``benchmarks/results/mlp-full/rounds``; an interrupted run
-goes on where it stopped); ``--truth gpaw [--full]``.
+goes on where it stopped; ``--strategy random`` and ``--strategy committee`` run one strategy
+each, one process per core, and a last ``--full --resume`` writes the summary);
+``--truth gpaw [--full]``.
 """
 
 from __future__ import annotations
@@ -466,6 +468,12 @@ def main() -> None:
     parser.add_argument(
         "--truth", choices=("eam", "gpaw"), default="eam", help="(a) EAM or (b) GPAW labels"
     )
+    parser.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        help="run only this strategy's rounds (one process per core), then stop; a later "
+        "--resume run without it writes the summary",
+    )
     args = parser.parse_args()
     size = FULL if args.full else CI
     if args.truth == "gpaw":
@@ -482,6 +490,9 @@ def main() -> None:
     started = time.perf_counter()
     pool, held_out = labelled_sets(size)
     print(f"{len(pool)} pool and {len(held_out)} held-out labels", flush=True)
+    if args.strategy:
+        run_strategy(args.strategy, size, pool, held_out, out)
+        return
     runs = {strategy: run_strategy(strategy, size, pool, held_out, out) for strategy in STRATEGIES}
     last = CACHE / size.name / "committee" / f"round-{size.rounds}"
     speeds = md_ms_per_step(size, held_out[-1], last)

@@ -7,8 +7,8 @@ the prior's corpus), three ways to make ``--cells`` glass cells each:
 - ``melt-quench``: the prior's own protocol (the card's ``quench_protocol``, 100 K/ps), relaxed:
   the reference;
 - ``generated+refined``: sampled from the prior (conditioned on the composition, the training
-  set's mean PDM) and refined (:func:`oracles.md.refine.refine_cell`: relax to zero pressure, 2 ps
-  at 300 K, relax to zero pressure) with the same potential;
+  set's mean PDM) and refined (:func:`oracles.md.refine.refine_cell`) with the same potential,
+  as the campaign's ``generator.refine`` says (the config's; defaults without it);
 - ``fast quench``: the same protocol with its times cut (melt, volume runs, anneal) and the
   quench rate raised until one cell costs about what one generated + refined cell costs.
 
@@ -22,6 +22,11 @@ cheaper). Every finished composition is kept in ``build/bench/fidelity/`` (resum
 Usage: ``python -m benchmarks.structure_fidelity --prior examples/priors/cuzr-glass
 --config examples/cuzr-glass.yaml [--compositions 10 --cells 3]``; results in
 ``benchmarks/results/structure-fidelity.md``.
+
+``--sweep`` (after a run of the same size): the refinement protocols of :data:`SWEEP` (hotter
+anneals, anneals near the glass transition followed by a cooling at the melt-quench's rate) on
+the same generated cells, against the kept melt-quench energies: how far a longer refinement
+closes the energy gap and what it costs (``benchmarks/results/structure-fidelity-sweep.md``).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
 import contextlib
+import hashlib
 import json
 import time
 from dataclasses import replace
@@ -43,6 +49,7 @@ from amloop.generator.cdvae import CondCDVAE
 from amloop.generator.quality import describe, set_distance
 from amloop.generator.sample import Condition
 from amloop.loop.prior import CARD_JSON, prior_compositions
+from amloop.loop.steps.refinement import refine_protocol
 from amloop.oracles.base import Oracle, OracleFailed
 from amloop.oracles.md import MDOracle, MeltQuench, melt_quench
 from amloop.oracles.md.refine import RefineProtocol, refine_cell
@@ -110,8 +117,10 @@ def one_composition(
     quench("melt-quench", md.protocol, 100 * k)
     cpu0 = time.process_time()
     sampled = prior.sample([Condition(composition=composition, n_atoms=n_atoms)], n_cells, seed=k)
+    protocol = refine_protocol(config.generator.refine) if config.generator.refine else None
     made["generated+refined"] = [
-        refine_cell(candidate.structure, md.make_engine, seed=k).structure for candidate in sampled
+        refine_cell(candidate.structure, md.make_engine, protocol, seed=k).structure
+        for candidate in sampled
     ]
     cost["generated+refined"] = time.process_time() - cpu0
     per_cell = cost["generated+refined"] / max(n_cells, 1)
@@ -172,6 +181,75 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Refinement protocols of ``--sweep``: name -> protocol (the first is the default's).
+SWEEP = {
+    "300 K, 2 ps (default)": RefineProtocol(),
+    "600 K, 2 ps": RefineProtocol(anneal_temperature_K=600.0),
+    "700 K 1 ps, cool 100 K/ps": RefineProtocol(
+        anneal_ps=1.0, anneal_temperature_K=700.0, cooling_rate_K_per_ps=100.0
+    ),
+    "800 K 1 ps, cool 100 K/ps": RefineProtocol(
+        anneal_ps=1.0, anneal_temperature_K=800.0, cooling_rate_K_per_ps=100.0
+    ),
+    "750 K 4 ps, cool 100 K/ps": RefineProtocol(
+        anneal_ps=4.0, anneal_temperature_K=750.0, cooling_rate_K_per_ps=100.0
+    ),
+    "700 K 2 ps, cool 50 K/ps": RefineProtocol(
+        anneal_ps=2.0, anneal_temperature_K=700.0, cooling_rate_K_per_ps=50.0
+    ),
+}
+
+
+def sweep(
+    rows: list[dict],
+    compositions: list[dict[str, float]],
+    prior: CondCDVAE,
+    config: CampaignConfig,
+    md: MDOracle,
+    lammps: Oracle,
+    n_cells: int,
+    folder: Path,
+) -> str:
+    """The :data:`SWEEP` table: per refinement protocol, the generated cells' mean energy
+    shift from the kept melt-quench cells (eV/atom), its size in their standard deviations,
+    the same for B, and the cost per cell (sampling + refinement, core-s) against theirs."""
+    lines = [
+        "| refinement | ΔE (eV/atom) | abs ΔE / σ_E | abs ΔB / σ_B | core-s per cell "
+        "| cheaper than melt-quench |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    reference_cost = np.mean([r["methods"]["melt-quench"]["core_s_per_cell"] for r in rows])
+    for name, protocol in SWEEP.items():
+        shift, dev_e, dev_b, cost = [], [], [], []
+        for k, (row, composition) in enumerate(zip(rows, compositions, strict=True)):
+            key = hashlib.sha256(repr(protocol).encode()).hexdigest()[:10]
+            path = folder / f"sweep-{key}-{k:02d}.json"
+            if not path.is_file():
+                cpu0 = time.process_time()
+                condition = Condition(composition=composition, n_atoms=config.cell.n_atoms)
+                cells = [
+                    refine_cell(c.structure, md.make_engine, protocol, seed=k).structure
+                    for c in prior.sample([condition], n_cells, seed=k)
+                ]
+                per_cell = (time.process_time() - cpu0) / n_cells
+                scores = [score(cell, md, lammps) for cell in cells]
+                path.write_text(json.dumps({"core_s_per_cell": per_cell, "scores": scores}))
+            got = json.loads(path.read_text())
+            ref = row["methods"]["melt-quench"]
+            energies = [x["energy_per_atom"] for x in got["scores"]]
+            shift.append(np.mean(energies) - np.mean(ref["energy"]))
+            dev_e.append(abs(shift[-1]) / np.std(ref["energy"], ddof=1))
+            bulk = np.nanmean([x["bulk_modulus"] for x in got["scores"]])
+            dev_b.append(abs(bulk - np.nanmean(ref["bulk"])) / np.nanstd(ref["bulk"], ddof=1))
+            cost.append(got["core_s_per_cell"])
+        lines.append(
+            f"| {name} | {np.mean(shift):+.3f} | {np.mean(dev_e):.2f} | {np.nanmean(dev_b):.2f} "
+            f"| {np.mean(cost):.1f} | {reference_cost / np.mean(cost):.1f}x |"
+        )
+        print(lines[-1], flush=True)
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prior", type=Path, default=REPO / "examples/priors/cuzr-glass")
@@ -179,6 +257,9 @@ def main() -> None:
     parser.add_argument("--compositions", type=int, default=10)
     parser.add_argument("--cells", type=int, default=3)
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--sweep", action="store_true", help="compare the refinement protocols of SWEEP"
+    )
     args = parser.parse_args()
     config = load_config(args.config)
     md = next(oracle_from_config(o) for o in config.oracles if o.type == "md")
@@ -197,9 +278,21 @@ def main() -> None:
             done.write_text(json.dumps(row))
         rows.append(json.loads(done.read_text()))
         print(f"{k + 1}/{len(compositions)} {rows[-1]['composition']}", flush=True)
-    table = summary(rows)
     prior_path = args.prior.resolve()
     shown = prior_path.relative_to(REPO) if prior_path.is_relative_to(REPO) else prior_path
+    if args.sweep:
+        table = sweep(rows, compositions, prior, config, md, lammps, args.cells, folder)
+        text = (
+            f"Refinement protocols on the generated cells of the prior `{shown}`, "
+            f"{len(rows)} held-out compositions x {args.cells} cells, against the melt-quenched "
+            f"cells of `benchmarks/results/structure-fidelity.md`; `python -m "
+            f"benchmarks.structure_fidelity --compositions {args.compositions} --cells "
+            f"{args.cells} --sweep` (2 cores)\n\n" + table
+        )
+        print(text)
+        (args.output.parent / "structure-fidelity-sweep.md").write_text(text)
+        return
+    table = summary(rows)
     header = (
         f"Structure fidelity of the prior `{shown}` ({card['structures']} "
         f"structures, {card['cost_core_s']['total'] / 3600:.2f} core-h to build), "

@@ -216,6 +216,14 @@ class RefineConfig(BaseModel):
     max_relax_steps: int = Field(500, ge=1, description="FIRE steps per relaxation at most")
     anneal_ps: float = Field(2.0, ge=0, description="NVT between the relaxations (ps); 0: none")
     anneal_temperature_K: float = Field(300.0, gt=0, description="anneal temperature (K)")
+    cooling_rate_K_per_ps: float | None = Field(
+        None,
+        gt=0,
+        description="after the anneal, cool to final_temperature_K at this rate (K/ps; a "
+        "melt-quench's is 100): an anneal near the glass transition then this cooling lowers "
+        "a generated glass's energy to a melt-quenched one's; null relaxes from the anneal",
+    )
+    final_temperature_K: float = Field(300.0, gt=0, description="where the cooling ends (K)")
     pressure_tolerance_GPa: float | None = Field(
         0.5,
         gt=0,

@@ -61,6 +61,8 @@ def refine_protocol(settings: RefineConfig) -> RefineProtocol:
         max_relax_steps=settings.max_relax_steps,
         anneal_ps=settings.anneal_ps,
         anneal_temperature_K=settings.anneal_temperature_K,
+        cooling_rate_K_per_ps=settings.cooling_rate_K_per_ps,
+        final_temperature_K=settings.final_temperature_K,
         pressure_tolerance_GPa=settings.pressure_tolerance_GPa,
     )
 

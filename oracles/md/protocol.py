@@ -383,20 +383,30 @@ START_FMAX_EV_A = 0.5
 START_MIN_STEPS = 100
 
 
-def quench_schedule(protocol: MeltQuench) -> list[tuple[float, float]]:
-    """Thermostat target (K) and duration (ps) of each quench stage, from the melt down.
+def cooling_stages(
+    start_K: float, end_K: float, rate_K_per_ps: float, damping_fs: float
+) -> list[tuple[float, float]]:
+    """Thermostat target (K) and duration (ps) of each stage of a cooling from ``start_K`` to
+    ``end_K`` at ``rate_K_per_ps``.
 
-    Steps of 25 K at the protocol's rate, or fewer, larger steps where 25 K would last less than
-    :data:`QUENCH_STAGE_DAMPINGS` thermostat relaxation times; the stages take
-    ``(T_melt - T_final) / rate`` in all.
+    Steps of 25 K at that rate, or fewer, larger steps where 25 K would last less than
+    :data:`QUENCH_STAGE_DAMPINGS` thermostat relaxation times (``damping_fs``); the stages take
+    ``(start_K - end_K) / rate_K_per_ps`` in all.
     """
-    p = protocol
-    drop = p.melt_temperature_K - p.final_temperature_K
-    shortest_ps = QUENCH_STAGE_DAMPINGS * p.thermostat_damping_fs / 1000.0
-    step_K = max(QUENCH_STAGE_K, p.quench_rate_K_per_ps * shortest_ps)
+    drop = start_K - end_K
+    shortest_ps = QUENCH_STAGE_DAMPINGS * damping_fs / 1000.0
+    step_K = max(QUENCH_STAGE_K, rate_K_per_ps * shortest_ps)
     n_stages = max(1, math.floor(drop / step_K + 1e-9))
-    stage_ps = drop / n_stages / p.quench_rate_K_per_ps
-    return [(p.melt_temperature_K - (k + 1) * drop / n_stages, stage_ps) for k in range(n_stages)]
+    stage_ps = drop / n_stages / rate_K_per_ps
+    return [(start_K - (k + 1) * drop / n_stages, stage_ps) for k in range(n_stages)]
+
+
+def quench_schedule(protocol: MeltQuench) -> list[tuple[float, float]]:
+    """The quench stages of ``protocol`` (:func:`cooling_stages` from the melt down)."""
+    p = protocol
+    return cooling_stages(
+        p.melt_temperature_K, p.final_temperature_K, p.quench_rate_K_per_ps, p.thermostat_damping_fs
+    )
 
 
 def run_melt_quench(

@@ -1,11 +1,13 @@
-"""Refinement of a generated amorphous cell: relax, anneal briefly at a low temperature, relax.
+"""Refinement of a generated amorphous cell: relax, anneal briefly (optionally cooling down to
+room temperature at a melt-quench's rate), relax.
 
 A denoised glass from the generator tends to have the right pair distances on average but
 strained local environments, and a volume pulled towards its family's mean (a Cu-rich Cu-Zr
 cell decoded at -9 GPa, a Zr-rich one at +7 GPa), so its energy lies well above a
 melt-quenched cell's. A short relaxation (FIRE) removes the close contacts and rescales the
-cell to zero pressure, a short NVT anneal lets strained clusters rearrange, and a final
-relaxation (again to zero pressure) brings the cell to its local minimum: what a melt-quench's
+cell to zero pressure, a short NVT anneal lets strained clusters rearrange (an anneal near the
+glass transition followed by a cooling at the melt-quench's rate repeats the part of the quench
+that sets a glass's energy), and a final relaxation (again to zero pressure) brings the cell to its local minimum: what a melt-quench's
 last stages and volume search do, for a fraction of its cost. Whether the cell crystallised on the
 way is checked by its bond-angle phase (:func:`generator.phase.classify_phase`).
 
@@ -29,7 +31,7 @@ from amloop.oracles.md.engines import (
     maxwell_boltzmann,
     steps_for,
 )
-from amloop.oracles.md.protocol import sample_every, simulate
+from amloop.oracles.md.protocol import cooling_stages, sample_every, simulate
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,11 @@ class RefineProtocol:
         max_relax_steps: ... or after this many FIRE steps each.
         anneal_ps: NVT between the relaxations (ps); 0 relaxes once only.
         anneal_temperature_K: Thermostat target of the anneal (K).
+        cooling_rate_K_per_ps: After the anneal, cool from ``anneal_temperature_K`` to
+            ``final_temperature_K`` at this rate (K/ps, in stages as a melt-quench's,
+            :func:`oracles.md.protocol.cooling_stages`); ``None`` relaxes straight from the
+            anneal.
+        final_temperature_K: Where the cooling ends (K).
         thermostat_damping_fs: Relaxation time of the thermostat (fs).
         pressure_tolerance_GPa: Each relaxation rescales the cell (isotropically) until the
             relaxed cell's |pressure| is below this (GPa); ``None`` keeps the cell as given.
@@ -51,9 +58,28 @@ class RefineProtocol:
     max_relax_steps: int = 500
     anneal_ps: float = 2.0
     anneal_temperature_K: float = 300.0
+    cooling_rate_K_per_ps: float | None = None
+    final_temperature_K: float = 300.0
     thermostat_damping_fs: float = 100.0
     pressure_tolerance_GPa: float | None = 0.5
     max_volume_steps: int = 8
+
+    def schedule(self) -> list[tuple[float, float]]:
+        """Thermostat target (K) and duration (ps) of every NVT stage: the anneal, then the
+        cooling stages (if any)."""
+        stages = [(self.anneal_temperature_K, self.anneal_ps)] if self.anneal_ps > 0 else []
+        if (
+            stages
+            and self.cooling_rate_K_per_ps
+            and self.anneal_temperature_K > (self.final_temperature_K)
+        ):
+            stages += cooling_stages(
+                self.anneal_temperature_K,
+                self.final_temperature_K,
+                self.cooling_rate_K_per_ps,
+                self.thermostat_damping_fs,
+            )
+        return stages
 
 
 @dataclass(frozen=True)
@@ -65,7 +91,7 @@ class Refinement:
         energy_before: Energy per atom of the cell as given (eV/atom).
         energy_after: Energy per atom of the refined cell (eV/atom).
         relax_steps: FIRE steps of both relaxations.
-        anneal_ps: Simulated anneal time (ps).
+        anneal_ps: Simulated anneal and cooling time (ps).
         pressure_GPa: Pressure of the refined cell (GPa).
         volume_change: Relative volume change of the cell, refined over given.
         phase: Phase of the refined cell (``"amorphous"`` unless it crystallised).
@@ -111,7 +137,8 @@ def refine_cell(
     seed: int = 0,
     timeout_s: float = math.inf,
 ) -> Refinement:
-    """Relax ``structure``, anneal it at a low temperature and relax it again.
+    """Relax ``structure``, anneal it (and cool it, with ``protocol.cooling_rate_K_per_ps``)
+    and relax it again.
 
     Args:
         structure: A generated cell (periodic, ordered).
@@ -133,23 +160,25 @@ def refine_cell(
         before = engine.get_potential_energy() / n
         volume = engine.get_volume()
         steps = relax(engine, p)
+        stages = p.schedule()
         annealed_ps = 0.0
-        if p.anneal_ps > 0:
+        if stages:
             engine.set_velocities(
                 maxwell_boltzmann(
                     engine.masses, p.anneal_temperature_K, np.random.default_rng(seed)
                 )
             )
-            engine.set_thermostat(p.anneal_temperature_K, p.thermostat_damping_fs)
-            n_steps = steps_for(p.anneal_ps, engine)
-            simulate(
-                engine,
-                n_steps,
-                every=sample_every(engine, 50.0),
-                temperature_K=p.anneal_temperature_K,
-                deadline=deadline,
-            )
-            annealed_ps = n_steps * engine.timestep_fs / 1000.0
+            for temperature_K, duration_ps in stages:
+                engine.set_thermostat(temperature_K, p.thermostat_damping_fs)
+                n_steps = steps_for(duration_ps, engine)
+                simulate(
+                    engine,
+                    n_steps,
+                    every=sample_every(engine, 50.0),
+                    temperature_K=temperature_K,
+                    deadline=deadline,
+                )
+                annealed_ps += n_steps * engine.timestep_fs / 1000.0
             engine.set_velocities(np.zeros((n, 3)))
             steps += relax(engine, p)
         deadline.check()
