@@ -311,7 +311,10 @@ REJECTION_KINDS = {
     "push-apart failed": "push_apart_failed",
     "crystallised": "rejected_crystallised",
     "energy oracle": "rejected_energy_call_failed",
+    "relaxed energy": "rejected_energy",
+    "raw (unrelaxed) energy": "rejected_raw_energy",
     "eV/atom above": "rejected_energy",
+    "non-finite energy": "rejected_energy",
     "closest pair": "rejected_distance",
 }
 
@@ -582,8 +585,10 @@ def write_summary(
         "`core-h to x`: core-hours spent when the hypervolume first reached x of the"
         " reference's (`n.r.`: not within the budget); `HV@h`: hypervolume share after h"
         " core-hours; `gate pass`: generated cells that passed the quality gate / judged (all"
-        " seeds); `gate rejections`: the rejected ones by reason (energy: above the seed rule;"
-        " crystallised: during refinement; distance: a pair closer than min_distance; runs"
+        " seeds); `gate rejections`: the rejected ones by reason (energy: relaxed energy above the"
+        " seed rule; raw_energy: unrelaxed energy above it by more than the margin;"
+        " energy_call_failed: the energy oracle failed on the cell; crystallised: during"
+        " refinement; distance: a pair closer than min_distance; runs"
         " before the breakdown was kept show `-`); `amloop_prior* (full prior)`: the same runs charged the prior's whole cost"
         " instead of one campaign's share.",
         "",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from amloop.oracles.gates import energy_gate
 from amloop.state.schema import Evaluation, PropertyValue
 
 
@@ -155,3 +157,41 @@ def test_task_a_cells_are_fcc_and_bcc_and_task_b_cells_stay_amorphous(discovery,
     assert task_b.cell.amorphous and task_b.generator.refine is not None
     task_b.generator.prior, task_b.acquisition.seed_from = "prior", "prior"
     type(task_b).model_validate(task_b.model_dump())  # as a worker re-reads it from the store
+
+
+def test_task_b_counts_gate_rejections_by_the_gates_own_reasons(load_benchmark):
+    task_b = load_benchmark("discovery_amorphous")
+    _, relaxed = energy_gate(-3.0, -3.0, training_max_energy_per_atom=-3.1, natoms=64)
+    _, raw = energy_gate(-3.2, 0.0, training_max_energy_per_atom=-3.1, natoms=64)
+    reasons = [
+        None,
+        None,
+        relaxed,
+        raw,
+        "energy oracle lammps_meam failed: timeout after 600 s",
+        "crystallised (fcc) during refinement: 80% of the atoms in a crystal environment",
+        "push-apart failed: no room",
+        "something new",
+    ]
+    verdicts = [
+        Evaluation(
+            candidate_hash=str(k),
+            oracle="quality_gate",
+            fidelity=0.0,
+            status="failed" if reason else "done",
+            error=reason,
+        )
+        for k, reason in enumerate(reasons)
+    ]
+    store = SimpleNamespace(evaluations=lambda **_: verdicts)
+    counts = task_b.gate_counts(SimpleNamespace(store=store))
+    assert counts == {
+        "gate_judged": 8,
+        "gate_passed": 2,
+        "push_apart_failed": 1,
+        "rejected_energy": 1,
+        "rejected_raw_energy": 1,
+        "rejected_energy_call_failed": 1,
+        "rejected_crystallised": 1,
+        "rejected_other": 1,
+    }
