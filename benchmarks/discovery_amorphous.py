@@ -363,10 +363,12 @@ def seeded_campaign(config: CampaignConfig, size: SizeB) -> Iterator[CampaignRun
     with tempfile.TemporaryDirectory(dir=CACHE, prefix="run-") as folder:
         path = Path(folder) / "store.sqlite"
         shutil.copy(template, path)
+        store = CampaignStore.open(f"sqlite:///{path}", config.name)
+        # the template holds the config of the strategy that built it; a worker process opens
+        # the campaign with the stored one (quality gate, oracles), so it must be this run's
+        store.set_config(config.model_dump(mode="json"))
         try:
-            yield CampaignRun(
-                CampaignStore.open(f"sqlite:///{path}", config.name), config, Path(folder)
-            )
+            yield CampaignRun(store, config, Path(folder))
         finally:
             dispose_engines()
 

@@ -163,6 +163,15 @@ class CampaignStore(CampaignLock, LabRequests):
             )
             self._event(session, "status", f"campaign status -> {status}")
 
+    def set_config(self, config: dict[str, Any]) -> None:
+        """Replace the campaign's stored config, which every task and worker process opens the
+        campaign with (logged): e.g. a copied seed set run under another strategy's settings."""
+        with self.transaction() as session:
+            session.execute(
+                update(CampaignRow).where(CampaignRow.id == self.campaign_id).values(config=config)
+            )
+            self._event(session, "config", "campaign config replaced")
+
     # ----------------------------------------------------------------- candidates
     def add_candidate(self, candidate: Candidate) -> Candidate:
         """Store ``candidate`` unless one with the same content hash exists; return the stored one."""

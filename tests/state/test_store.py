@@ -71,7 +71,9 @@ def test_campaign_exists_and_not_found(db_url: str, store: CampaignStore) -> Non
     assert (info.name, info.config, info.status, info.lock) == ("test", CONFIG, "created", None)
     store.set_status("running")
     assert reopened.info().status == "running"
-    assert [e.kind for e in store.events()] == ["created", "status"]
+    store.set_config(CONFIG | {"seed": 7})
+    assert reopened.info().config == CONFIG | {"seed": 7}
+    assert [e.kind for e in store.events()] == ["created", "status", "config"]
 
 
 # ------------------------------------------------------------------ candidates
