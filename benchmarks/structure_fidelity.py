@@ -221,8 +221,8 @@ def sweep(
     reference_cost = np.mean([r["methods"]["melt-quench"]["core_s_per_cell"] for r in rows])
     for name, protocol in SWEEP.items():
         shift, dev_e, dev_b, cost = [], [], [], []
+        key = hashlib.sha256(repr(protocol).encode()).hexdigest()[:10]
         for k, (row, composition) in enumerate(zip(rows, compositions, strict=True)):
-            key = hashlib.sha256(repr(protocol).encode()).hexdigest()[:10]
             path = folder / f"sweep-{key}-{k:02d}.json"
             if not path.is_file():
                 cpu0 = time.process_time()
