@@ -50,6 +50,7 @@ from amloop.oracles.md.protocol import (
     simulate,
     volume_search,
 )
+from amloop.oracles.mlp.committee import CommitteeCalculator
 from amloop.state.schema import PropertyValue
 
 
@@ -88,6 +89,12 @@ class MDOptions(OracleOptions):
         description="`engine: ase`: `chgnet`, `7net-0` (the MLPs), `emt`, `campaign` (the "
         "campaign's own committee, `amloop mlp fit`) or `committee:/path`; more through "
         "`amloop.calculators` entry points (§6)",
+    )
+    committee_md: Literal["mean", "one_member"] = Field(
+        "mean",
+        description="with a committee calculator (`campaign`, `committee:/path`): integrate "
+        "with the members' mean (one force call per member and step) or with its first member "
+        "alone (as many times faster; benchmarks/mlp.py measures both)",
     )
     temperatures: Numbers = Field(
         (1500.0,), description='diffusion temperatures (K): a number, a list or `"1000,1500,2000"`'
@@ -255,6 +262,8 @@ class MDOracle(Oracle):
             self._engine_provenance = self.potential.potential_provenance()
         else:
             calc = self._calculator(o.calculator)
+            if isinstance(calc, CommitteeCalculator) and o.committee_md == "one_member":
+                calc = calc.members[0]
             self.make_engine = AseEngine.factory(calc, timestep_fs=o.timestep_fs)
             self._engine_provenance = {
                 "code": "ase",
@@ -262,6 +271,7 @@ class MDOracle(Oracle):
                 "calculator": f"{type(calc).__module__}.{type(calc).__qualname__}",
                 **({"calculator_name": o.calculator} if isinstance(o.calculator, str) else {}),
                 "calculator_package": _calculator_package(calc),
+                "committee_md": o.committee_md,
             }
 
     @staticmethod

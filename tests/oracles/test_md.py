@@ -27,6 +27,7 @@ import math
 import ase
 import numpy as np
 import pytest
+from ase.calculators.emt import EMT
 from ase.calculators.lammpslib import LAMMPSlib
 from ase.geometry.rdf import get_rdf
 from pymatgen.core import Lattice, Structure
@@ -58,6 +59,7 @@ from amloop.oracles.md import (
     simulate,
     volume_search,
 )
+from amloop.oracles.mlp.committee import CommitteeCalculator
 from amloop.oracles.registry import create_oracle, oracle_types
 from amloop.state.composition import atom_counts
 from amloop.state.schema import Candidate
@@ -607,6 +609,21 @@ def test_md_oracle_runs_on_a_registered_ase_calculator() -> None:
     assert oracle.provenance()["calculator"] == "ase.calculators.emt.EMT"
     assert oracle.provenance()["calculator_package"] == f"ase {ase.__version__}"
     assert result.provenance["runs"][0]["mean_temperature_K"] == pytest.approx(300, abs=100)
+
+
+def test_md_on_a_committee_integrates_with_its_mean_or_with_one_member() -> None:
+    cell = fcc_copper(repeat=2, a=3.5)  # compressed: a non-zero EMT energy
+    energies = []
+    for choice, expected in (("mean", CommitteeCalculator), ("one_member", EMT)):
+        committee = CommitteeCalculator([EMT(), EMT()])
+        oracle = create_oracle("md", engine="ase", calculator=committee, committee_md=choice)
+        with oracle.make_engine(cell) as engine:
+            assert isinstance(engine.atoms.calc, expected)
+            energies.append(engine.get_potential_energy())
+        assert oracle.provenance()["committee_md"] == choice
+        assert oracle.provenance()["calculator"].endswith(expected.__name__)
+    assert energies[0] > 0.01 * len(cell)  # compressed FCC copper lies above its minimum
+    assert energies[0] == pytest.approx(energies[1])  # identical members: mean = one member
 
 
 # ------------------------------------------------------------------ options and failures
