@@ -146,6 +146,28 @@ def one_composition(
     return row
 
 
+Deviation = tuple[float, float, float]
+
+
+def deviation(reference: dict, energies: list[float], bulks: list[float]) -> Deviation:
+    """``(ΔE, abs ΔE / σ_E, abs ΔB / σ_B)`` of cells with these energies (eV/atom) and bulk
+    moduli (GPa) from the melt-quenched ``reference`` cells (σ: their standard deviation)."""
+    scaled = []
+    for key, values in (("energy", energies), ("bulk", bulks)):
+        ref = np.array(reference[key], float)
+        sigma = np.nanstd(ref, ddof=1)
+        gap = abs(np.nanmean(np.array(values, float)) - np.nanmean(ref))
+        scaled.append(float(gap / sigma) if sigma > 0 else float("nan"))
+    shift = float(np.nanmean(energies) - np.nanmean(reference["energy"]))
+    return shift, scaled[0], scaled[1]
+
+
+def deviation_cells(deviations: list[Deviation]) -> str:
+    """Table cells of the mean ΔE, abs ΔE / σ_E and abs ΔB / σ_B over compositions."""
+    shift, energy, bulk = np.array(deviations, float).T
+    return f"{np.mean(shift):+.3f} | {np.nanmean(energy):.2f} | {np.nanmean(bulk):.2f}"
+
+
 def summary(rows: list[dict]) -> str:
     """The Markdown table: per method, means over compositions of the energy shift from the
     melt-quench (eV/atom), of the deviations from it in its standard deviations, of the
@@ -157,24 +179,20 @@ def summary(rows: list[dict]) -> str:
     ]
     reference_cost = np.mean([r["methods"]["melt-quench"]["core_s_per_cell"] for r in rows])
     for method in METHODS:
-        shift, dev_e, dev_b, rdf, angle, cost, cells = [], [], [], [], [], [], 0
+        deviations: list[Deviation] = []
+        rdf, angle, cost, cells = [], [], [], 0
         for row in rows:
             ref, got = row["methods"]["melt-quench"], row["methods"][method]
             cells += got["n"]
             if not got["n"] or ref["n"] < 2:
                 continue
-            shift.append(np.nanmean(got["energy"]) - np.nanmean(ref["energy"]))
-            for key, out in (("energy", dev_e), ("bulk", dev_b)):
-                r, g = np.array(ref[key], float), np.array(got[key], float)
-                sigma = np.nanstd(r, ddof=1)
-                out.append(abs(np.nanmean(g) - np.nanmean(r)) / sigma if sigma > 0 else np.nan)
+            deviations.append(deviation(ref, got["energy"], got["bulk"]))
             rdf.append(got["d_rdf"])
             angle.append(got["d_angle"])
             cost.append(got["core_s_per_cell"])
         mean_cost = float(np.mean(cost)) if cost else float("nan")
         lines.append(
-            f"| {method} | {cells} | {np.mean(shift):+.3f} | {np.nanmean(dev_e):.2f} "
-            f"| {np.nanmean(dev_b):.2f} "
+            f"| {method} | {cells} | {deviation_cells(deviations)} "
             f"| {np.mean(rdf):.2f} | {np.mean(angle):.4f} | {mean_cost:.1f} "
             f"| {reference_cost / mean_cost:.1f}x |"
         )
@@ -220,7 +238,8 @@ def sweep(
     ]
     reference_cost = np.mean([r["methods"]["melt-quench"]["core_s_per_cell"] for r in rows])
     for name, protocol in SWEEP.items():
-        shift, dev_e, dev_b, cost = [], [], [], []
+        deviations: list[Deviation] = []
+        cost = []
         key = hashlib.sha256(repr(protocol).encode()).hexdigest()[:10]
         for k, (row, composition) in enumerate(zip(rows, compositions, strict=True)):
             path = folder / f"sweep-{key}-{k:02d}.json"
@@ -235,16 +254,12 @@ def sweep(
                 scores = [score(cell, md, lammps) for cell in cells]
                 path.write_text(json.dumps({"core_s_per_cell": per_cell, "scores": scores}))
             got = json.loads(path.read_text())
-            ref = row["methods"]["melt-quench"]
             energies = [x["energy_per_atom"] for x in got["scores"]]
-            shift.append(np.mean(energies) - np.mean(ref["energy"]))
-            dev_e.append(abs(shift[-1]) / np.std(ref["energy"], ddof=1))
-            bulk = np.nanmean([x["bulk_modulus"] for x in got["scores"]])
-            dev_b.append(abs(bulk - np.nanmean(ref["bulk"])) / np.nanstd(ref["bulk"], ddof=1))
+            bulks = [x["bulk_modulus"] for x in got["scores"]]
+            deviations.append(deviation(row["methods"]["melt-quench"], energies, bulks))
             cost.append(got["core_s_per_cell"])
         lines.append(
-            f"| {name} | {np.mean(shift):+.3f} | {np.mean(dev_e):.2f} | {np.nanmean(dev_b):.2f} "
-            f"| {np.mean(cost):.1f} | {reference_cost / np.mean(cost):.1f}x |"
+            f"| {name} | {deviation_cells(deviations)} | {np.mean(cost):.1f} | {reference_cost / np.mean(cost):.1f}x |"
         )
         print(lines[-1], flush=True)
     return "\n".join(lines) + "\n"
