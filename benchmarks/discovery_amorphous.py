@@ -321,10 +321,15 @@ REJECTION_KINDS = {
 
 def gate_counts(run: CampaignRun) -> dict[str, int]:
     """Generated cells judged by the quality gate, passed, and rejected by kind
-    (:data:`REJECTION_KINDS`; anything else ``rejected_other``; the run adds
-    ``charged_core_s``: what the campaign's budget counted, acquisition aside)."""
+    (:data:`REJECTION_KINDS`; anything else ``rejected_other``), and judged and passed in the
+    first iteration that judged any (``*_first_iteration``); the run adds ``charged_core_s``:
+    what the campaign's budget counted, acquisition aside."""
     verdicts = run.store.evaluations(oracle=steps.GATE_ORACLE, structures=False)
     counts = {"gate_judged": len(verdicts), "gate_passed": 0, "push_apart_failed": 0}
+    first = min((v.iteration for v in verdicts if v.iteration is not None), default=None)
+    in_first = [v for v in verdicts if v.iteration is not None and v.iteration == first]
+    counts["gate_judged_first_iteration"] = len(in_first)
+    counts["gate_passed_first_iteration"] = sum(v.status == "done" for v in in_first)
     for verdict in verdicts:
         if verdict.status == "done":
             counts["gate_passed"] += 1
@@ -512,6 +517,9 @@ def summary_rows(
         judged = sum(r.counts.get("gate_judged", 0) for r in mine)
         passed = sum(r.counts.get("gate_passed", 0) for r in mine)
         row["gate pass"] = f"{passed}/{judged}" if judged else "-"
+        judged = sum(r.counts.get("gate_judged_first_iteration", 0) for r in mine)
+        passed = sum(r.counts.get("gate_passed_first_iteration", 0) for r in mine)
+        row["gate pass, first iteration"] = f"{passed}/{judged}" if judged else "-"
         rejected: Counter[str] = Counter()
         for r in mine:
             rejected.update({k: n for k, n in r.counts.items() if k.startswith("rejected_")})
@@ -587,7 +595,8 @@ def write_summary(
         "`core-h to x`: core-hours spent when the hypervolume first reached x of the"
         " reference's (`n.r.`: not within the budget); `HV@h`: hypervolume share after h"
         " core-hours; `gate pass`: generated cells that passed the quality gate / judged (all"
-        " seeds); `gate rejections`: the rejected ones by reason (energy: relaxed energy above the"
+        " seeds); `gate pass, first iteration`: the same in the first iteration that generated"
+        " any (`-`: runs made before it was kept); `gate rejections`: the rejected ones by reason (energy: relaxed energy above the"
         " seed rule; raw_energy: unrelaxed energy above it by more than the margin;"
         " energy_call_failed: the energy oracle failed on the cell; crystallised: during"
         " refinement; distance: a pair closer than min_distance; runs"

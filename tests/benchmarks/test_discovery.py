@@ -180,6 +180,7 @@ def test_task_b_counts_gate_rejections_by_the_gates_own_reasons(load_benchmark):
             fidelity=0.0,
             status="failed" if reason else "done",
             error=reason,
+            iteration=1 + k // 3,  # three in the first iteration (two passed), five later
         )
         for k, reason in enumerate(reasons)
     ]
@@ -188,6 +189,8 @@ def test_task_b_counts_gate_rejections_by_the_gates_own_reasons(load_benchmark):
     assert counts == {
         "gate_judged": 8,
         "gate_passed": 2,
+        "gate_judged_first_iteration": 3,
+        "gate_passed_first_iteration": 2,
         "push_apart_failed": 1,
         "rejected_energy": 1,
         "rejected_raw_energy": 1,
