@@ -8,6 +8,7 @@ The schema is created and upgraded by alembic (``state/migrations``) from the fi
 from __future__ import annotations
 
 import fcntl
+import functools
 import sqlite3
 import threading
 import time
@@ -188,8 +189,10 @@ def _alembic_config(engine: Engine) -> Config:
     return config
 
 
+@functools.cache
 def head_revision() -> str:
-    """The newest schema revision this version of amloop knows."""
+    """The newest schema revision this version of amloop knows (read from the migration scripts
+    once per process: every store opened by a worker task asks)."""
     head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
     assert head is not None
     return head
