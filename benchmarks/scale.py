@@ -175,7 +175,7 @@ def database(url: str | None, work_dir: Path) -> Iterator[str]:
 
 
 # --------------------------------------------------------------------------- the campaign
-def campaign_config(wait_s: float, calls_per_task: int) -> dict[str, Any]:
+def campaign_config(wait_s: float, calls_per_task: int | str) -> dict[str, Any]:
     """The campaign: Cu-Zr, both oracles, energy per atom minimised (multi-fidelity)."""
     return {
         "name": CAMPAIGN,
@@ -244,7 +244,7 @@ class StageResult:
 
     oracle: str
     workers: int
-    calls_per_task: int
+    calls_per_task: int | str  # execution.calls_per_task: a number or "auto"
     calls: int  # timed calls (warm-up calls excluded)
     warmup_calls: int  # one per worker, one call per task
     wall_s: float
@@ -258,6 +258,7 @@ class StageResult:
     acquisition_s: float
     wait_s: float
     started: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    chunk: int | None = None  # calls per task the timed calls were mapped in (kept since "auto")
 
     @property
     def calls_per_s(self) -> float:
@@ -277,7 +278,7 @@ class StageResult:
         return f"{self.oracle}-w{self.workers:02d}-k{self.calls_per_task}"
 
 
-def stage_key(oracle: str, workers: int, calls_per_task: int) -> str:
+def stage_key(oracle: str, workers: int, calls_per_task: int | str) -> str:
     return f"{oracle}-w{workers:02d}-k{calls_per_task}"
 
 
@@ -461,7 +462,7 @@ class Settings:
     oracles: list[str]  # short names, keys of ORACLES
     calls_per_worker: int  # timed calls per stage = calls_per_worker x W
     wait_s: float
-    calls_per_task: int
+    calls_per_task: int | str
     probe_writes: int  # record_evaluation calls per writer process
     out: Path
     work_dir: Path
@@ -493,6 +494,7 @@ def run_stage(
 ) -> StageResult:
     """One oracle at one worker count: candidates stored, calls mapped and timed, writes
     checked, the store's write latency probed, acquisition timed."""
+    from amloop.loop.flows import chunk_size
     from amloop.state.config import CampaignConfig
 
     config = campaign_config(settings.wait_s, settings.calls_per_task)
@@ -526,6 +528,7 @@ def run_stage(
         campaign_evaluations=sum(store.evaluation_counts().values()),
         acquisition_s=time_acquisition(store),
         wait_s=settings.wait_s,
+        chunk=chunk_size(settings.calls_per_task, calls, workers),
     )
 
 
@@ -554,7 +557,12 @@ def load_stages(folder: Path) -> list[StageResult]:
         data = json.loads(path.read_text())
         stages.append(StageResult(**data))
     order = {name: i for i, name in enumerate(ORACLES)}
-    return sorted(stages, key=lambda s: (s.calls_per_task, order[s.oracle], s.workers))
+    return sorted(stages, key=lambda s: (chunk_order(s.calls_per_task), order[s.oracle], s.workers))
+
+
+def chunk_order(calls_per_task: int | str) -> tuple[int, int]:
+    """Sort key of a ``calls_per_task`` setting: the numbers in order, then ``auto``."""
+    return (1, 0) if isinstance(calls_per_task, str) else (0, calls_per_task)
 
 
 def run_benchmark(settings: Settings) -> list[StageResult]:
@@ -578,7 +586,9 @@ def run_benchmark(settings: Settings) -> list[StageResult]:
         references = {o: serial_call_s(o, settings.wait_s) for o in settings.oracles}
         with database(settings.database_url, settings.work_dir) as url, prefect_server():
             for oracle, workers in todo:
-                index = plan.index((oracle, workers)) + 100 * settings.calls_per_task
+                index = plan.index((oracle, workers)) + 100 * sum(
+                    chunk_order(settings.calls_per_task)
+                )
                 print(f"stage {oracle} x {workers} worker(s) ...", flush=True)
                 result = run_stage(settings, url, oracle, workers, index, references[oracle])
                 (folder / f"{result.key}.json").write_text(json.dumps(asdict(result), indent=1))
@@ -599,9 +609,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def row(s: StageResult) -> str:
-    """The stage as a markdown table row."""
+    """The stage as a markdown table row (``auto`` with the chunk it chose)."""
+    per_task = f"auto ({s.chunk})" if s.calls_per_task == "auto" else s.calls_per_task
     return (
-        f"| {s.oracle} | {s.workers} | {s.calls_per_task} | {s.calls} | {s.wall_s:.1f} "
+        f"| {s.oracle} | {s.workers} | {per_task} | {s.calls} | {s.wall_s:.1f} "
         f"| {s.calls_per_s:.2f} | {s.ideal_calls_per_s:.2f} | {100 * s.efficiency:.0f} % "
         f"| {1000 * s.oracle_s:.0f} | {s.overhead_ms:.0f} "
         f"| {percentile(s.write_ms, 50):.1f} / {percentile(s.write_ms, 95):.1f} "
@@ -621,7 +632,7 @@ def verdicts(stages: list[StageResult], acquisition_10k_s: float | None) -> list
         f"- 0 lost or doubled writes at every size: {mark(not bad)}"
         + (f" ({', '.join(bad)})" if bad else "")
     )
-    for k in sorted({s.calls_per_task for s in stages}):
+    for k in sorted({s.calls_per_task for s in stages}, key=chunk_order):
         remote = [s for s in stages if s.oracle == "remote" and s.calls_per_task == k]
         if remote:
             worst = min(remote, key=lambda s: s.efficiency)
@@ -723,7 +734,12 @@ def main() -> None:
     parser.add_argument("--oracles", default="remote,lammps", help="remote and/or lammps")
     parser.add_argument("--calls-per-worker", type=int, help="timed calls per stage / W")
     parser.add_argument("--wait-s", type=float, help="the waiting oracle's wait (s)")
-    parser.add_argument("--calls-per-task", type=int, default=1, help="execution.calls_per_task")
+    parser.add_argument(
+        "--calls-per-task",
+        type=lambda value: value if value == "auto" else int(value),
+        default=1,
+        help="execution.calls_per_task: a number or auto",
+    )
     parser.add_argument("--probe-writes", type=int, help="record_evaluation calls per writer")
     parser.add_argument("--resume", action="store_true", help="skip the stages already kept")
     parser.add_argument("--database-url", help="an existing PostgreSQL database to use")

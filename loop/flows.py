@@ -4,7 +4,8 @@ is spent, the iteration limit is reached or the objective stalls.
 Iterations follow :mod:`loop.schedule` (one after another, or overlapped with
 ``execution.overlap``: the next one is prepared while the oracle calls of the current one run
 as one task in the runner's worker). Every step is a Prefect task; oracle calls are fanned out
-with ``.map`` (one task per call, or per chunk of ``execution.calls_per_task`` calls)
+with ``.map`` (one task per call, or per chunk of ``execution.calls_per_task`` calls; ``auto``:
+about four chunks per worker)
 on the task runner the config's ``execution`` section picks: a one-worker thread
 pool (``local``; oracles such as LAMMPS run their own threads, and one call at a time keeps the
 measured core-seconds honest; with ``execution.overlap`` a one-worker process pool, so that the
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task, unmapped
+from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, State
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
@@ -179,6 +181,31 @@ def evaluate_chunk_task(
     return statuses
 
 
+#: ``execution.calls_per_task: auto`` maps about this many chunks to each worker: few enough to
+#: spread Prefect's per-task cost over many calls (prefect-dask serialises the run's settings at
+#: every submission: 0.1-0.2 s of the flow process's time a task, measured on 2 cores), enough
+#: to balance calls of unequal length.
+CHUNKS_PER_WORKER = 4
+
+
+def chunk_size(calls_per_task: int | str, n_calls: int, workers: int) -> int:
+    """Calls per Prefect task: ``calls_per_task``, or for ``auto`` ``n_calls`` spread over
+    :data:`CHUNKS_PER_WORKER` chunks per worker (at least 1)."""
+    if isinstance(calls_per_task, int):
+        return calls_per_task
+    return max(1, -(-n_calls // (CHUNKS_PER_WORKER * max(1, workers))))
+
+
+def runner_workers() -> int:
+    """Workers of the running flow's task runner: a Dask cluster's, else 1 (the local runners
+    have one worker)."""
+    context = FlowRunContext.get()
+    client = getattr(context.task_runner, "client", None) if context else None
+    if client is None:
+        return 1
+    return max(1, len(client.scheduler_info()["workers"]))
+
+
 def chunked(items: list[Any], size: int) -> list[list[Any]]:
     """``items`` in consecutive chunks of ``size`` (the last one may be shorter)."""
     return [items[start : start + size] for start in range(0, len(items), size)]
@@ -207,7 +234,7 @@ def fan_out(
     if not tasks:
         return {}
     configs = {o.name: o.model_dump(mode="json") for o in run.config.oracles}
-    size = run.config.execution.calls_per_task
+    size = chunk_size(run.config.execution.calls_per_task, len(tasks), runner_workers())
     if size > 1:  # one task per chunk of calls: less Prefect bookkeeping per call
         calls = [(configs[t.oracle], t.candidate_hash) for t in tasks]
         chunks = evaluate_chunk_task.map(

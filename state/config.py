@@ -446,13 +446,13 @@ class ExecutionConfig(BaseModel):
         description="times one oracle call may be started; a call whose process died that often "
         "(a crash or a kill while it ran) is stored as failed instead of tried again",
     )
-    calls_per_task: int = Field(
+    calls_per_task: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         1,
-        ge=1,
         description="oracle calls per Prefect task: above 1 the calls of an iteration are "
         "mapped in chunks of this many, each chunk run one call after another in one worker; "
         "fewer tasks means less of Prefect's per-task bookkeeping for many cheap or short calls, "
-        "at the price of coarser load balancing (keep it well below calls per worker)",
+        "at the price of coarser load balancing (keep it well below calls per worker); `auto`: "
+        "about four chunks per worker of the task runner",
     )
 
 

@@ -8,12 +8,13 @@ import importlib
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from amloop.loop.flows import chunked
+from amloop.loop.flows import chunk_size, chunked
 from amloop.state.config import ExecutionConfig
 
 
@@ -32,6 +33,15 @@ def test_calls_per_task_defaults_to_one_and_chunks_keep_every_call_once() -> Non
     assert chunked(list(range(7)), 3) == [[0, 1, 2], [3, 4, 5], [6]]
     assert chunked([1, 2], 1) == [[1], [2]]
     assert chunked([], 4) == []
+
+
+def test_auto_chunks_give_each_worker_about_four_tasks() -> None:
+    assert ExecutionConfig(calls_per_task="auto").calls_per_task == "auto"
+    assert chunk_size(3, 100, 16) == 3  # a number is kept
+    assert chunk_size("auto", 960, 16) == 15  # 64 tasks: 4 per worker
+    assert chunk_size("auto", 10, 4) == 1  # few calls: one per task
+    assert chunk_size("auto", 7, 0) == 2  # no worker known yet: as for one
+    assert len(chunked(list(range(960)), chunk_size("auto", 960, 16))) == 4 * 16
 
 
 def test_stage_arithmetic(scale) -> None:
@@ -57,6 +67,10 @@ def test_stage_arithmetic(scale) -> None:
     assert stage.overhead_ms == pytest.approx(100.0)  # 4 x 11 s / 40 calls - 1 s
     assert stage.key == "remote-w04-k1"
     assert "| remote | 4 | 1 | 40 |" in scale.row(stage)
+    auto = replace(stage, calls_per_task="auto", chunk=3)
+    assert auto.key == "remote-w04-kauto"
+    assert "| remote | 4 | auto (3) | 40 |" in scale.row(auto)
+    assert sorted([4, "auto", 1], key=scale.chunk_order) == [1, 4, "auto"]
 
 
 @pytest.mark.postgres

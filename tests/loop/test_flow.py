@@ -308,7 +308,12 @@ def test_multi_host_set_up_dask_workers_and_postgresql(
 
     data = yaml.safe_load(CONFIG.read_text())
     data["name"] = "loop-dask"
-    data["execution"] = {"executor": "dask", "n_workers": 2, "max_iterations": 1}
+    data["execution"] = {
+        "executor": "dask",
+        "n_workers": 2,
+        "max_iterations": 1,
+        "calls_per_task": "auto",  # chunks sized from the cluster's workers
+    }
     config = tmp_path / "dask.yaml"
     config.write_text(yaml.safe_dump(data))
     monkeypatch.setenv("AMLOOP_HOME", str(tmp_path / "home"))
