@@ -354,7 +354,7 @@ def md_lines(size: Size, runs: dict[str, MdRun], n_atoms: int) -> list[str]:
         mae = "-" if run.force_mae_eV_per_A is None else f"{run.force_mae_eV_per_A:.3f}"
         lines.append(
             f"| {name} | {run.ms_per_step:.2f} | {chgnet / run.ms_per_step:.1f}x | "
-            f"{run.drift_meV_per_atom_per_ps:+.2f} | {run.fluctuation_meV_per_atom:.2f} | {mae} |"
+            f"{run.drift_meV_per_atom_per_ps:+.3f} | {run.fluctuation_meV_per_atom:.3f} | {mae} |"
         )
     lines.append("")
     for name in (f"committee of {size.committee}", "one member"):

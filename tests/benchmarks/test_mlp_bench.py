@@ -35,5 +35,5 @@ def test_md_target_lines_compare_each_campaign_engine_with_chgnet(mlp) -> None:
         "EAM (LAMMPS, the truth)": mlp.MdRun(1.0, 0.0, 0.0, None),
     }
     lines = mlp.md_lines(size, runs, 64)
-    assert "| one member | 20.00 | 6.0x | -0.10 | 0.01 | 0.095 |" in lines
+    assert "| one member | 20.00 | 6.0x | -0.100 | 0.010 | 0.095 |" in lines
     assert lines[-2].endswith("3.0x, not met") and lines[-1].endswith("6.0x, met")
