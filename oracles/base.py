@@ -13,7 +13,7 @@ import time
 import traceback
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -153,7 +153,9 @@ class Oracle(FidelitySource, ABC):
     def evaluate(self, candidate: Candidate) -> Evaluation:
         """Score ``candidate``; failures come back as ``status="failed"`` with their reason.
 
-        Cost is the process CPU time of the call in core-seconds (all threads of this process).
+        Cost is the process CPU time of the call in core-seconds (all threads of this process);
+        ``finished_at`` is ``started_at`` plus the call's monotonic duration, so a step of the
+        system clock during the call does not change its recorded length.
         """
         wall0, cpu0 = time.perf_counter(), time.process_time()
         started = datetime.now(UTC)
@@ -194,5 +196,5 @@ class Oracle(FidelitySource, ABC):
             traceback=tb,
             attempts=1,
             started_at=started,
-            finished_at=datetime.now(UTC),
+            finished_at=started + timedelta(seconds=time.perf_counter() - wall0),
         )

@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +176,27 @@ def test_timeout_is_a_failed_evaluation() -> None:
     evaluation = oracle.evaluate(Candidate(structure=random_nifecr(), origin="seed"))
     assert evaluation.status == "failed"
     assert "timeout" in evaluation.error
+
+
+def test_a_clock_step_during_a_call_does_not_change_its_recorded_length(monkeypatch) -> None:
+    """Timestamps of an evaluation: its start, plus the monotonic duration of the call (the
+    scale benchmark once saw 2-s calls recorded as 15 s when the system clock stepped)."""
+    import amloop.oracles.base as base
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    readings = iter([start, start + timedelta(hours=1)])  # the clock steps an hour mid-call
+
+    class SteppingClock:
+        @staticmethod
+        def now(tz: object = None) -> datetime:
+            return next(readings)
+
+    monkeypatch.setattr(base, "datetime", SteppingClock)
+    oracle = LammpsOracle(potential="Ni_u3.eam")
+    evaluation = oracle.evaluate(Candidate(structure=fcc("Ni", 3.52), origin="seed"))
+    assert evaluation.status == "done" and evaluation.started_at == start
+    assert evaluation.finished_at is not None
+    assert timedelta(0) < evaluation.finished_at - start < timedelta(seconds=60)
 
 
 def test_unstable_phase_is_a_failed_evaluation() -> None:
