@@ -315,10 +315,15 @@ def nve_run(engine: MDEngine, steps: int, force_mae: float | None, every: int = 
 
 
 def md_runs(
-    size: Size, cell: ForceLabel, held_out: list[ForceLabel], committee_folder: Path
+    size: Size,
+    cell: ForceLabel,
+    held_out: list[ForceLabel],
+    committee_folder: Path,
+    committee_mae: float,
 ) -> dict[str, MdRun]:
     """:func:`nve_run` (1 fs steps) on ``cell`` made :data:`MD_SUPERCELL` larger with the
-    committee, one member, CHGNet and the EAM truth."""
+    committee (its held-out force MAE ``committee_mae``, eV/Å, measured by its round), one
+    member, CHGNet and the EAM truth."""
     structure = cell.structure.copy()
     structure.make_supercell(list(MD_SUPERCELL))
     committee = committee_of(committee_folder)
@@ -328,8 +333,12 @@ def md_runs(
         "CHGNet 0.3.0": load_chgnet("cpu").calculator,
     }
     runs = {}
+    maes = {
+        f"committee of {size.committee}": committee_mae,
+        "one member": errors(committee.members[0], held_out).force_eV_per_A,
+    }  # CHGNet: trained on another truth
     for name, calculator in calculators.items():
-        mae = None if name.startswith("CHGNet") else errors(calculator, held_out).force_eV_per_A
+        mae = maes.get(name)
         with AseEngine(structure, calculator, timestep_fs=1.0) as engine:
             runs[name] = nve_run(engine, size.md_steps, mae)
     eam = LammpsOracle(potential=POTENTIAL)
@@ -562,7 +571,9 @@ def main() -> None:
     runs = {strategy: run_strategy(strategy, size, pool, held_out, out) for strategy in STRATEGIES}
     last = CACHE / size.name / "committee" / f"round-{size.rounds}"
     md = md_lines(
-        size, md_runs(size, held_out[-1], held_out, last), size.n_atoms * math.prod(MD_SUPERCELL)
+        size,
+        md_runs(size, held_out[-1], held_out, last, runs["committee"][-1].force_mae_eV_per_A),
+        size.n_atoms * math.prod(MD_SUPERCELL),
     )
     lines = write_summary(size, runs, len(pool), len(held_out), md, out)
     plot(runs, out / "learning_curve.png")

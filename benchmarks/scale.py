@@ -560,6 +560,12 @@ def load_stages(folder: Path) -> list[StageResult]:
     return sorted(stages, key=lambda s: (chunk_order(s.calls_per_task), order[s.oracle], s.workers))
 
 
+def seed_offset(calls_per_task: int | str) -> int:
+    """Offset of a stage's candidate seed per ``calls_per_task`` setting (``auto``: 9900), so
+    that runs of different settings in one campaign draw different cells."""
+    return 100 * (calls_per_task if isinstance(calls_per_task, int) else 99)
+
+
 def chunk_order(calls_per_task: int | str) -> tuple[int, int]:
     """Sort key of a ``calls_per_task`` setting: the numbers in order, then ``auto``."""
     return (1, 0) if isinstance(calls_per_task, str) else (0, calls_per_task)
@@ -586,9 +592,7 @@ def run_benchmark(settings: Settings) -> list[StageResult]:
         references = {o: serial_call_s(o, settings.wait_s) for o in settings.oracles}
         with database(settings.database_url, settings.work_dir) as url, prefect_server():
             for oracle, workers in todo:
-                index = plan.index((oracle, workers)) + 100 * sum(
-                    chunk_order(settings.calls_per_task)
-                )
+                index = plan.index((oracle, workers)) + seed_offset(settings.calls_per_task)
                 print(f"stage {oracle} x {workers} worker(s) ...", flush=True)
                 result = run_stage(settings, url, oracle, workers, index, references[oracle])
                 (folder / f"{result.key}.json").write_text(json.dumps(asdict(result), indent=1))
