@@ -19,7 +19,8 @@
    sequential greedy (each point with the pending and earlier ones as ``X_pending``). When
    ``max_elements`` binds, each point is optimised on the support of the best raw sample
    (itself a sparse projection), the other elements and their PDM pairs fixed at 0 (as the
-   ``fixed_features_list`` of :func:`botorch.optim.optimize_acqf_mixed`); every point is
+   ``fixed_features_list`` of :func:`botorch.optim.optimize_acqf_mixed`); in a campaign of
+   several lattices, on the lattice of the best raw sample (valued on each); every point is
    finally projected onto the feasible set (:meth:`SearchSpace.project`);
 4. the oracle of each proposal by value per cost (:mod:`acquisition.fidelity`).
 
@@ -390,8 +391,10 @@ def _optimise(
     (:meth:`SearchSpace.sample_features`, each on its own sparse support). When the
     cardinality binds, the point is optimised on the support of the best raw sample (the other
     elements and their PDM pairs fixed at 0), with the raw samples projected onto it. In a
-    campaign of several lattices each point is optimised on each lattice (its one-hot fixed)
-    and the best kept."""
+    campaign of several lattices the raw samples are valued on each lattice and the point is
+    optimised on the lattice of the best (its one-hot fixed): one search instead of one per
+    lattice, the lattice chosen like the support (measured on task A, FCC + BCC: a search per
+    lattice made the acquisition the loop's critical path, 14 % of its wall time)."""
     restarts = NUM_RESTARTS_MO if multi else NUM_RESTARTS
     raw = torch.tensor(
         space.sample_features(RAW_SAMPLES_MO if multi else RAW_SAMPLES, seed), dtype=DTYPE
@@ -402,13 +405,16 @@ def _optimise(
         with torch.no_grad():
             return torch.cat([acqf(chunk) for chunk in X.split(RAW_BATCH)])
 
-    def optimise_on(lattice: int | None) -> np.ndarray:
+    def starts_on(lattice: int | None) -> tuple[Tensor, Tensor]:
+        """The raw samples (on lattice number ``lattice``) and their acquisition values."""
         start = (
             raw
             if lattice is None
             else torch.tensor(space.with_lattice(raw[:, 0].numpy(), lattice)).unsqueeze(1)
         )
-        start_values = values(start)
+        return start, values(start)
+
+    def optimise_on(lattice: int | None, start: Tensor, start_values: Tensor) -> np.ndarray:
         support = None
         if space.max_elements < space.n_elements:
             best = start[int(torch.argmax(start_values)), 0, : space.n_elements].numpy()
@@ -430,12 +436,13 @@ def _optimise(
         return space.project(candidates.detach().numpy())[0]
 
     def optimise() -> np.ndarray:
-        """The best point; over every lattice (a categorical dimension: one search each)."""
+        """The best point, optimised on the lattice of the best raw sample (a categorical
+        dimension: the raw samples are valued on every lattice, one search on the best)."""
         if not space.lattices:
-            return optimise_on(None)
-        points = np.array([optimise_on(k) for k in range(len(space.lattices))])
-        scores = values(torch.tensor(points, dtype=DTYPE).unsqueeze(1))
-        return points[int(torch.argmax(scores))]
+            return optimise_on(None, *starts_on(None))
+        starts = [starts_on(k) for k in range(len(space.lattices))]
+        best = int(np.argmax([float(start_values.max()) for _, start_values in starts]))
+        return optimise_on(best, *starts[best])
 
     chosen: list[np.ndarray] = []
     for _ in range(q):

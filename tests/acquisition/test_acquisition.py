@@ -263,6 +263,42 @@ def test_composition_only_baseline_from_config(tmp_path: Path, frames: list) -> 
     assert all(p.pdm_target is None and p.reason.startswith("qLogNEI") for p in proposals)
 
 
+@pytest.mark.parametrize("stiffer", ["fcc", "bcc"])
+def test_each_point_goes_to_the_lattice_the_surrogate_prefers(
+    tmp_path: Path, frames: list, stiffer: str
+) -> None:
+    """`cell.lattice: [fcc, bcc]`: the lattice is a categorical input, and each point is
+    optimised on the lattice of its best raw sample. The same cells on both lattices (the
+    other one 2 % larger), 30 GPa apart: every proposal is on the stiffer lattice."""
+    config = config_dict([BULK]) | {"cell": {"n_atoms": 32, "lattice": ["fcc", "bcc"]}}
+    store = CampaignStore.create(f"sqlite:///{tmp_path}/c.db", "t", config)
+    for structure, values in frames[:8]:
+        for lattice in ("fcc", "bcc"):
+            cell = structure.copy()
+            if lattice != stiffer:
+                cell.scale_lattice(cell.volume * 1.02**3)
+            candidate = store.add_candidate(
+                Candidate(structure=cell, origin="seed", provenance={"lattice": lattice})
+            )
+            shift = 0.0 if lattice == stiffer else -30.0
+            store.record_evaluation(
+                Evaluation(
+                    candidate_hash=candidate.content_hash,
+                    oracle="lammps",
+                    fidelity=0.6,
+                    status="done",
+                    properties={
+                        "bulk_modulus": PropertyValue(
+                            value=values["bulk_modulus"] + shift, unit="GPa"
+                        )
+                    },
+                )
+            )
+    proposals = propose(store, CampaignConfig.model_validate(config), seed=0)
+    check_feasible(proposals)
+    assert [p.lattice for p in proposals] == [stiffer] * 3
+
+
 def test_training_set_reads_each_finished_evaluation_once_and_again_when_it_changes(
     tmp_path: Path, frames: list, monkeypatch: pytest.MonkeyPatch
 ) -> None:
