@@ -60,19 +60,29 @@ def make_store(
     store = CampaignStore.create(f"sqlite:///{tmp_path}/c.db", "t", config)
     for structure, values in frames:
         candidate = store.add_candidate(Candidate(structure=structure, origin="seed"))
-        store.record_evaluation(
-            Evaluation(
-                candidate_hash=candidate.content_hash,
-                oracle="lammps",
-                fidelity=0.6,
-                status="done",
-                properties={
-                    name: PropertyValue(value=values[name], unit="GPa")
-                    for name in ("bulk_modulus", "shear_modulus")
-                },
-            )
-        )
+        record_moduli(store, candidate, {n: values[n] for n in ("bulk_modulus", "shear_modulus")})
     return store, CampaignConfig.model_validate(config)
+
+
+def record_moduli(
+    store: CampaignStore,
+    candidate: Candidate,
+    moduli: dict[str, float],
+    uncertainty: float | None = None,
+) -> None:
+    """A finished ``lammps`` call of ``candidate`` with ``moduli`` (GPa, by property)."""
+    store.record_evaluation(
+        Evaluation(
+            candidate_hash=candidate.content_hash,
+            oracle="lammps",
+            fidelity=0.6,
+            status="done",
+            properties={
+                name: PropertyValue(value=value, unit="GPa", uncertainty=uncertainty)
+                for name, value in moduli.items()
+            },
+        )
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -224,19 +234,7 @@ def test_failures_and_uncertainties(tmp_path: Path, frames: list) -> None:
     store, config = make_store(tmp_path, [], config_dict([BULK]))
     for structure, values in frames[:6]:
         candidate = store.add_candidate(Candidate(structure=structure, origin="seed"))
-        store.record_evaluation(
-            Evaluation(
-                candidate_hash=candidate.content_hash,
-                oracle="lammps",
-                fidelity=0.6,
-                status="done",
-                properties={
-                    "bulk_modulus": PropertyValue(
-                        value=values["bulk_modulus"], unit="GPa", uncertainty=2.0
-                    )
-                },
-            )
-        )
+        record_moduli(store, candidate, {"bulk_modulus": values["bulk_modulus"]}, 2.0)
     failed = store.add_candidate(Candidate(structure=frames[7][0], origin="seed"))
     store.record_evaluation(
         Evaluation(
@@ -281,19 +279,7 @@ def test_each_point_goes_to_the_lattice_the_surrogate_prefers(
                 Candidate(structure=cell, origin="seed", provenance={"lattice": lattice})
             )
             shift = 0.0 if lattice == stiffer else -30.0
-            store.record_evaluation(
-                Evaluation(
-                    candidate_hash=candidate.content_hash,
-                    oracle="lammps",
-                    fidelity=0.6,
-                    status="done",
-                    properties={
-                        "bulk_modulus": PropertyValue(
-                            value=values["bulk_modulus"] + shift, unit="GPa"
-                        )
-                    },
-                )
-            )
+            record_moduli(store, candidate, {"bulk_modulus": values["bulk_modulus"] + shift})
     proposals = propose(store, CampaignConfig.model_validate(config), seed=0)
     check_feasible(proposals)
     assert [p.lattice for p in proposals] == [stiffer] * 3

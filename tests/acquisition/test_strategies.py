@@ -17,7 +17,7 @@ from pymatgen.core import Lattice, Structure
 from amloop.acquisition.constraints import SearchSpace
 from amloop.acquisition.features import ObjectiveData, TrainingSet
 from amloop.acquisition.fidelity import choose_oracles, oracle_sources
-from amloop.acquisition.propose import propose_from_training
+from amloop.acquisition.propose import Proposal, propose_from_training
 from amloop.acquisition.surrogate import fit_surrogate, subsample
 from amloop.generator.pdm import pair_indices, pair_labels
 from amloop.state.config import CampaignConfig, ConstraintConfig
@@ -188,8 +188,14 @@ def test_failures_steer_away() -> None:
         training_set(X, Y, feasibility=(feature, labels)), config, q=3, seed=0
     )
     assert all("P(feasible)" in p.reason for p in careful)
-    assert max(p.composition["Cr"] for p in careful) < 0.55
-    assert max(p.composition["Cr"] for p in naive) > max(p.composition["Cr"] for p in careful)
+    # the best point leaves the failed region; a later one of the batch (its predecessors
+    # pending) may still try the far corner the failures do not reach (pure Cr)
+    assert careful[0].composition["Cr"] < 0.55 < naive[0].composition["Cr"]
+
+    def in_failed_region(proposals: list[Proposal]) -> int:
+        return sum(p.composition["Cr"] > 0.55 for p in proposals)
+
+    assert in_failed_region(careful) < in_failed_region(naive)
 
 
 def test_outcome_constraint_keeps_proposals_where_it_holds() -> None:
