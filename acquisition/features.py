@@ -8,7 +8,13 @@ lattice block only in a campaign of several lattices, ``cell.lattice: [fcc, bcc]
 
 - composition: atomic fractions on the campaign's elements, summing to 1;
 - PDM: :func:`generator.pdm.pdm` of the evaluated structure (the oracle's relaxed structure when
-  it returned one, else the candidate's), with per-structure cutoffs. A measurement without a
+  it returned one, else the candidate's), with per-structure cutoffs. In a lattice campaign
+  whose cells go onto the lattice's sites (``generator.snap_to_lattice``, :func:`site_lattices`)
+  it is the ordering on those sites instead: the candidate's cell with the lattice's own first
+  shell (:func:`generator.pdm.site_shell_cutoffs`), the convention in which the generator
+  matches a PDM target there (a relaxed BCC cell's first two shells, 8 and 6 neighbours 15 %
+  apart, merge in some cells and not in others, so per-structure cutoffs count 8 to 14
+  neighbours and a target meant nothing to the swaps that realise it). A measurement without a
   structure has no PDM; it gets the **mean PDM of the points that have one** (zeros when none
   has), a neutral imputation that keeps the matrix NaN-free and lets the composition dimensions
   carry the measurement;
@@ -26,15 +32,17 @@ feasibility labels (``1`` = the oracle succeeded).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 from pymatgen.core import Structure
 
 from amloop.generator.data import composition_vector
-from amloop.generator.pdm import pdm, pdm_labels
+from amloop.generator.pdm import pdm, pdm_labels, site_shell_cutoffs
 from amloop.generator.phase import classify_phase
+from amloop.generator.solid_solution import LatticeKind
 from amloop.state.config import CampaignConfig
 from amloop.state.memo import BoundedMemo
 from amloop.state.schema import Candidate, Evaluation
@@ -162,12 +170,39 @@ PDM_CACHE_SIZE = 200_000
 _pdm_cache: BoundedMemo[np.ndarray] = BoundedMemo(PDM_CACHE_SIZE)
 
 
-def structure_pdm(structure: Structure, elements: Sequence[str]) -> np.ndarray:
-    """:func:`generator.pdm.pdm` of ``structure`` (shape ``(n (n + 1) / 2,)``, neighbours),
-    remembered by the structure's content (lattice, species, fractional coordinates), since
-    every acquisition reads all stored structures again (2-3 ms each at 54 atoms)."""
-    key = structure_digest(structure, *elements)
-    return _pdm_cache.get(key, lambda: np.asarray(pdm(structure, elements), dtype=float)).copy()
+def structure_pdm(
+    structure: Structure, elements: Sequence[str], lattice: LatticeKind | None = None
+) -> np.ndarray:
+    """:func:`generator.pdm.pdm` of ``structure`` (shape ``(n (n + 1) / 2,)``, neighbours), with
+    its own cutoffs or, for a cell on the sites of ``lattice``, that lattice's first shell
+    (:func:`generator.pdm.site_shell_cutoffs`); remembered by the structure's content (lattice,
+    species, fractional coordinates), since every acquisition reads all stored structures again
+    (2-3 ms each at 54 atoms)."""
+
+    def compute() -> np.ndarray:
+        cutoffs = None if lattice is None else site_shell_cutoffs(structure, lattice, len(elements))
+        return np.asarray(pdm(structure, elements, cutoffs=cutoffs), dtype=float)
+
+    key = structure_digest(structure, *elements, *([lattice] if lattice else []))
+    return _pdm_cache.get(key, compute).copy()
+
+
+def site_lattices(store: CampaignStore, config: CampaignConfig) -> dict[str, LatticeKind] | None:
+    """The lattice whose sites each candidate of a lattice campaign sits on (content hash to
+    lattice; :func:`candidate_lattice`), or ``None`` where cells keep their own positions (an
+    amorphous campaign, or ``generator.snap_to_lattice`` off)."""
+    if config.cell.amorphous or not config.generator.snap_to_lattice:
+        return None
+    lattices = list(config.cell.lattices)
+    if len(lattices) == 1:
+        return {
+            content_hash: cast(LatticeKind, lattices[0])
+            for content_hash in store.candidate_compositions()
+        }
+    return {
+        c.content_hash: cast(LatticeKind, candidate_lattice(c, lattices))
+        for c in store.candidates()
+    }
 
 
 #: PDMs of finished evaluations kept by :func:`build_training_set`, by the evaluation's identity
@@ -181,13 +216,17 @@ _evaluation_pdms: BoundedMemo[np.ndarray] = BoundedMemo(EVALUATION_PDM_CACHE_SIZ
 
 
 def evaluation_pdms(
-    store: CampaignStore, evaluations: Sequence[Evaluation], elements: Sequence[str]
+    store: CampaignStore,
+    evaluations: Sequence[Evaluation],
+    elements: Sequence[str],
+    sites: Mapping[str, LatticeKind] | None = None,
 ) -> dict[int | None, np.ndarray]:
     """PDM (shape ``(n (n + 1) / 2,)``, neighbours) of the structure each finished evaluation's
     features describe: its relaxed structure when it is done and returned one, else its
-    candidate's; by evaluation id. Remembered by the evaluation's identity (see
+    candidate's; with ``sites`` (:func:`site_lattices`), the candidate's cell on its lattice's
+    sites; by evaluation id. Remembered by the evaluation's identity (see
     :data:`EVALUATION_PDM_CACHE_SIZE`); the others' structures are read in two queries."""
-    scope = f"{store.engine.url}|{store.campaign_id}|{','.join(elements)}"
+    scope = f"{store.engine.url}|{store.campaign_id}|{','.join(elements)}|{sites is not None}"
     keys = {e.id: f"{scope}|{e.id}|{e.status}|{e.finished_at}" for e in evaluations}
     missing = [e for e in evaluations if keys[e.id] not in _evaluation_pdms]
     relaxed: dict[int | None, Structure] = {}
@@ -195,11 +234,15 @@ def evaluation_pdms(
     if missing:
         hashes = {e.candidate_hash for e in missing}
         wanted = hashes if len(hashes) <= MAX_LISTED_HASHES else None  # else all: one scan
-        relaxed = {
-            e.id: e.relaxed_structure
-            for e in store.evaluations(candidates=wanted, status="done")
-            if e.relaxed_structure is not None and e.candidate_hash in hashes
-        }
+        relaxed = (
+            {
+                e.id: e.relaxed_structure
+                for e in store.evaluations(candidates=wanted, status="done")
+                if e.relaxed_structure is not None and e.candidate_hash in hashes
+            }
+            if sites is None
+            else {}
+        )
         originals = {
             c.content_hash: c.structure
             for c in store.candidates(hashes=wanted)
@@ -208,7 +251,10 @@ def evaluation_pdms(
 
     def described_pdm(evaluation: Evaluation) -> Callable[[], np.ndarray]:
         structure = relaxed.get(evaluation.id) if evaluation.status == "done" else None
-        return lambda: structure_pdm(structure or originals[evaluation.candidate_hash], elements)
+        lattice = None if sites is None else sites[evaluation.candidate_hash]
+        return lambda: structure_pdm(
+            structure or originals[evaluation.candidate_hash], elements, lattice
+        )
 
     return {e.id: _evaluation_pdms.get(keys[e.id], described_pdm(e)).copy() for e in evaluations}
 
@@ -239,11 +285,13 @@ def build_training_set(
     lattices = list(config.cell.lattices) if len(config.cell.lattices) > 1 else []
     one_hot = {name: np.eye(len(lattices))[k] for k, name in enumerate(lattices)}
     neutral = np.full(len(lattices), 1.0 / len(lattices)) if lattices else np.zeros(0)
+    sites = site_lattices(store, config) if use_pdm or lattices else None
     lattice_of: dict[str, np.ndarray] = {}
     if lattices:
-        lattice_of = {
-            c.content_hash: one_hot[candidate_lattice(c, lattices)] for c in store.candidates()
+        kinds: Mapping[str, str] = sites or {
+            c.content_hash: candidate_lattice(c, lattices) for c in store.candidates()
         }
+        lattice_of = {content_hash: one_hot[kind] for content_hash, kind in kinds.items()}
 
     def pdm_of(structure: Structure | None) -> np.ndarray | None:
         if not use_pdm or structure is None:
@@ -264,7 +312,7 @@ def build_training_set(
         ),
         key=lambda e: (rank[e.candidate_hash], e.oracle, e.fidelity),
     )
-    pdms = evaluation_pdms(store, finished, elements) if use_pdm else {}
+    pdms = evaluation_pdms(store, finished, elements, sites) if use_pdm else {}
     for evaluation in finished:
         composition = composition_vector(compositions[evaluation.candidate_hash], elements)
         lattice = lattice_of.get(evaluation.candidate_hash, neutral)

@@ -25,7 +25,10 @@ Cutoffs ``r_c(a, b)`` (Å), symmetric in ``a, b``:
 
 A campaign fixes its cutoffs once with :func:`shell_cutoffs` over a reference set of structures
 (their pooled partial RDFs) and passes them to :func:`pdm`; without them each structure's own
-RDF is used. Neighbours come from pymatgen's ``Structure.get_neighbor_list`` (periodic images
+RDF is used. A cell on the sites of an ideal lattice has its first shell by construction:
+:func:`site_shell_cutoffs` puts the cutoff halfway between the lattice's first and second
+neighbour shells (8 neighbours in BCC, whose second shell is only 15 % further out, 12 in FCC
+and HCP). Neighbours come from pymatgen's ``Structure.get_neighbor_list`` (periodic images
 included).
 """
 
@@ -38,7 +41,7 @@ import numpy as np
 from pymatgen.core import Structure
 from scipy.ndimage import gaussian_filter1d
 
-from amloop.generator.solid_solution import element_radius
+from amloop.generator.solid_solution import LatticeKind, element_radius
 
 #: Largest distance of the partial RDFs the cutoffs are searched in (Å).
 DEFAULT_R_MAX = 6.0
@@ -52,6 +55,18 @@ RADII_SHELL_FACTOR = (1.0 + math.sqrt(2.0)) / 2.0
 MAX_MINIMUM_DEPTH = 0.5
 #: Points within this fraction of the peak height above the lowest value form the minimum.
 MINIMUM_TOLERANCE = 0.02
+#: Second- to first-neighbour distance of each ideal lattice (HCP with ideal c/a).
+#: First-neighbour distance of each ideal lattice over the cube root of its volume per atom.
+NEAREST_PER_SPACING: dict[str, float] = {
+    "fcc": 2.0 ** (1.0 / 6.0),
+    "bcc": math.sqrt(3.0) / 2.0 * 2.0 ** (1.0 / 3.0),
+    "hcp": 2.0 ** (1.0 / 6.0),
+}
+SHELL_RATIO: dict[str, float] = {
+    "fcc": math.sqrt(2.0),
+    "bcc": 2.0 / math.sqrt(3.0),
+    "hcp": math.sqrt(2.0),
+}
 
 
 def pair_indices(n_elements: int) -> list[tuple[int, int]]:
@@ -187,6 +202,17 @@ def shell_cutoffs(
         if found is not None:
             cutoffs[a, b] = cutoffs[b, a] = found
     return cutoffs
+
+
+def site_shell_cutoffs(structure: Structure, kind: LatticeKind, n_elements: int) -> np.ndarray:
+    """First-shell cutoffs (Å), shape ``(n_elements, n_elements)``, of a cell on the sites of the
+    lattice ``kind``: halfway between the first and second neighbour distances of the ideal
+    lattice of the cell's volume per atom (:data:`NEAREST_PER_SPACING`, :data:`SHELL_RATIO`),
+    the same for every pair, so the PDM counts the lattice's first shell whatever the ordering
+    (and whatever small displacements a relaxation made)."""
+    spacing = (structure.volume / len(structure)) ** (1.0 / 3.0)
+    nearest = NEAREST_PER_SPACING[kind] * spacing
+    return np.full((n_elements, n_elements), 0.5 * nearest * (1.0 + SHELL_RATIO[kind]))
 
 
 def closest_pair_distances(

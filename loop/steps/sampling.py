@@ -7,13 +7,13 @@ from collections.abc import Collection, Sequence
 from dataclasses import asdict, replace
 from typing import Literal, cast
 
-import numpy as np
 from pymatgen.core import Structure
 
 from amloop.acquisition.features import candidate_lattice
 from amloop.acquisition.propose import Proposal
 from amloop.generator.cdvae import CondCDVAE
 from amloop.generator.data import DataSpec
+from amloop.generator.pdm import site_shell_cutoffs
 from amloop.generator.pdm_ordering import match_pdm
 from amloop.generator.sample import Condition
 from amloop.generator.solid_solution import snap_to_lattice
@@ -168,9 +168,12 @@ def on_lattice(
     (:func:`generator.solid_solution.snap_to_lattice`) in a lattice campaign with
     ``generator.snap_to_lattice``; unchanged otherwise. The snap moves atoms, so their
     neighbours change: with a ``pdm_target`` and ``sweeps > 0`` the elements are exchanged
-    between the sites towards it (:func:`generator.pdm_ordering.match_pdm` with the generator's
-    cutoffs ``spec.pdm_cutoffs``; the ideal sites need no contact limit), the only PDM matching
-    such a candidate gets (:func:`generate` skips the decoder-side one). The snap's RMS
+    between the sites towards it (:func:`generator.pdm_ordering.match_pdm` counting the
+    lattice's first shell, :func:`generator.pdm.site_shell_cutoffs`: the convention of the
+    acquisition's PDM features in such a campaign, :func:`acquisition.features.site_lattices`,
+    so a target means the ordering the surrogate learnt it from; the ideal sites need no
+    contact limit), the only PDM matching such a candidate gets (:func:`generate` skips the
+    decoder-side one). The snap's RMS
     displacement (Å) and the PDM error on the lattice (neighbours) go into the provenance."""
     kind = snap_lattice(config, lattice)
     if kind is None:
@@ -182,7 +185,7 @@ def on_lattice(
             snapped,
             pdm_target,
             spec.elements,
-            np.array(spec.pdm_cutoffs),
+            site_shell_cutoffs(snapped, kind, len(spec.elements)),
             sweeps=sweeps,
             seed=int(candidate.provenance.get("seed", 0)),
         )

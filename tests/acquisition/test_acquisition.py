@@ -16,8 +16,12 @@ from amloop.acquisition.features import build_training_set, structure_pdm
 from amloop.acquisition.propose import propose
 from amloop.acquisition.surrogate import HyperparameterReuse, fit_surrogate
 from amloop.generator.data import read_training_data
-from amloop.generator.pdm import pdm
-from amloop.generator.solid_solution import random_solid_solution
+from amloop.generator.pdm import pdm, site_shell_cutoffs
+from amloop.generator.solid_solution import (
+    mean_metallic_radius,
+    random_solid_solution,
+    two_atom_cell,
+)
 from amloop.loop.history import best_per_objective
 from amloop.loop.steps.run import CampaignRun
 from amloop.loop.steps.sampling import best_structures
@@ -326,6 +330,40 @@ def test_training_set_reads_each_finished_evaluation_once_and_again_when_it_chan
     (row,) = bulk.X[bulk.Y == 190.0]
     assert row[training.pdm_slice] == pytest.approx(pdm(relaxed, ELEMENTS))
     assert not np.allclose(pdm(relaxed, ELEMENTS), pdm(structure, ELEMENTS))
+
+
+def test_a_lattice_campaign_reads_the_ordering_on_the_sites_not_the_relaxed_cell(
+    tmp_path: Path,
+) -> None:
+    """In a BCC campaign the PDM features of a cell are its ordering on the lattice's first shell
+    (B2 NiFe: 8 unlike neighbours), the convention the generator matches targets in: the relaxed
+    cell the oracle returned (displaced 0.08 Å, its own RDF minimum past the second shell: 6
+    like neighbours more) is not read."""
+    config = config_dict([BULK]) | {"cell": {"lattice": "bcc", "n_atoms": 54}}
+    store = CampaignStore.create(f"sqlite:///{tmp_path}/c.db", "t", config)
+    cell = two_atom_cell("bcc", mean_metallic_radius({"Ni": 0.5, "Fe": 0.5}))
+    cell.replace_species({"H": "Ni"})
+    cell.replace(1, "Fe")
+    cell.make_supercell((3, 3, 3))
+    candidate = store.add_candidate(Candidate(structure=cell, origin="seed"))
+    relaxed = cell.copy()
+    relaxed.perturb(0.08)
+    store.record_evaluation(
+        Evaluation(
+            candidate_hash=candidate.content_hash,
+            oracle="lammps",
+            fidelity=0.6,
+            status="done",
+            relaxed_structure=relaxed,
+            properties={"bulk_modulus": PropertyValue(value=190.0, unit="GPa")},
+        )
+    )
+    training = build_training_set(store, CampaignConfig.model_validate(config))
+    (row,) = training.objectives["bulk_modulus"].X
+    on_sites = pdm(cell, ELEMENTS, cutoffs=site_shell_cutoffs(cell, "bcc", len(ELEMENTS)))
+    assert row[training.pdm_slice] == pytest.approx(on_sites)
+    assert row[training.pdm_slice][:3] == pytest.approx([0.0, 8.0, 0.0])  # Ni-Ni, Ni-Fe, Ni-Cr
+    assert pdm(relaxed, ELEMENTS)[:3] == pytest.approx([6.0, 8.0, 0.0])
 
 
 def test_remembered_pdms_follow_the_structure_content():

@@ -18,6 +18,7 @@ from amloop.generator.pdm import (
     pdm_labels,
     radii_cutoffs,
     shell_cutoffs,
+    site_shell_cutoffs,
 )
 from amloop.generator.solid_solution import random_solid_solution
 
@@ -50,6 +51,35 @@ def test_l12_ni3fe_partial_coordinations() -> None:
     assert matrix[1, 1] == pytest.approx(0.0)  # Fe around Fe: no Fe in the first shell
     assert pair_labels(elements) == ["Ni-Ni", "Ni-Fe", "Fe-Fe"]
     assert pdm(l12_ni3fe(), elements) == pytest.approx([8.0, 4.0, 0.0])
+
+
+def b2_crni(a: float = 2.87) -> Structure:
+    """Ordered B2 CrNi (CsCl type) as a 3x3x3 supercell of the cubic cell, 54 atoms."""
+    cell = Structure(Lattice.cubic(a), ["Cr", "Ni"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return cell * (3, 3, 3)
+
+
+@pytest.mark.parametrize(
+    ("cell", "elements", "kind", "expected"),
+    [
+        (b2_crni(), ["Cr", "Ni"], "bcc", [0.0, 8.0, 0.0]),  # every first neighbour unlike
+        (l12_ni3fe() * (2, 2, 2), ["Ni", "Fe"], "fcc", [8.0, 4.0, 0.0]),
+    ],
+)
+def test_site_cutoffs_count_the_lattice_first_shell_of_a_displaced_cell(
+    cell: Structure, elements: list[str], kind: str, expected: list[float]
+) -> None:
+    """A relaxation's displacements (0.08 Å here) blur BCC's first two shells (8 unlike and 6
+    like neighbours, 15 % apart) into one peak, so the cell's own RDF minimum moves past the
+    second (B2 CrNi then shows 6 Cr-Cr neighbours); the lattice's first shell counts the
+    ordering exactly, before and after."""
+    displaced = cell.copy()
+    displaced.perturb(0.08)
+    for structure in (cell, displaced):
+        cutoffs = site_shell_cutoffs(structure, kind, len(elements))  # type: ignore[arg-type]
+        assert pdm(structure, elements, cutoffs=cutoffs) == pytest.approx(expected)
+    if kind == "bcc":
+        assert pdm(displaced, elements) == pytest.approx([6.0, 8.0, 6.0])
 
 
 def test_unresolvable_pair_falls_back_to_the_radii_rule() -> None:

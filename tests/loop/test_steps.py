@@ -13,6 +13,7 @@ from pymatgen.core import Structure
 from amloop.acquisition.propose import Proposal
 from amloop.generator.cdvae import CondCDVAE
 from amloop.generator.data import DataSpec
+from amloop.generator.pdm import pdm, site_shell_cutoffs
 from amloop.generator.solid_solution import (
     mean_metallic_radius,
     random_solid_solution,
@@ -239,33 +240,44 @@ def test_seed_oracles_of_the_config_score_the_seed_set(run):
     assert [c.name for c, _ in seed_sources(config, cheap)[0]] == cheap
 
 
-def test_a_generated_cell_put_on_fcc_sites_is_reordered_towards_its_pdm_target(run):
-    """L1_0 NiFe (alternate (001) layers: 4 like and 8 unlike first neighbours) as the target; a
-    displaced, re-numbered random Ni16Fe16 cell snaps onto the FCC sites and its elements are
-    exchanged there until the PDM is L1_0's."""
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [("fcc", [4.0, 8.0, 0.0]), ("bcc", [0.0, 8.0, 0.0])],  # Ni-Ni, Ni-Fe, Ni-Cr
+)
+def test_a_generated_cell_put_on_lattice_sites_is_reordered_towards_its_pdm_target(
+    run, kind, expected
+):
+    """The ordered NiFe of the lattice as the target (FCC: L1_0, alternate (001) layers, 4 like
+    and 8 unlike first neighbours; BCC: B2, 8 unlike), counted in the lattice's first shell as
+    the acquisition's features are: a displaced, re-numbered random Ni16Fe16 cell snaps onto
+    the sites and its elements are exchanged there until its PDM is the target's."""
     elements = run.config.elements
     rng = np.random.default_rng(5)
-    references = [random_solid_solution({"Ni": 0.5, "Fe": 0.5}, "fcc", 32, rng) for _ in range(3)]
+    references = [random_solid_solution({"Ni": 0.5, "Fe": 0.5}, kind, 32, rng) for _ in range(3)]
     spec = DataSpec.from_data(references, [{}] * 3, elements=elements)
-    l10 = two_atom_cell("fcc", mean_metallic_radius({"Ni": 0.5, "Fe": 0.5}))
-    l10.replace_species({"H": "Ni"})
-    l10.replace(1, "Fe")
-    l10.make_supercell(supercell_shape(32))
-    target = spec.pdm_of(l10)
-    assert target[: len(elements)] == pytest.approx([4.0, 8.0, 0.0])  # Ni-Ni, Ni-Fe, Ni-Cr
+    ordered = two_atom_cell(kind, mean_metallic_radius({"Ni": 0.5, "Fe": 0.5}))
+    ordered.replace_species({"H": "Ni"})
+    ordered.replace(1, "Fe")
+    ordered.make_supercell(supercell_shape(32))
+
+    def on_sites(structure: Structure) -> np.ndarray:
+        return pdm(structure, elements, cutoffs=site_shell_cutoffs(structure, kind, len(elements)))
+
+    target = on_sites(ordered)
+    assert target[: len(elements)] == pytest.approx(expected)
     generated = references[0].copy()
     generated.perturb(0.2)
     order = rng.permutation(len(generated))
     generated = Structure.from_sites([generated[int(k)] for k in order])
     candidate = Candidate(structure=generated, origin="generated", provenance={"seed": 1})
-    snapped_only = on_lattice(run.config, candidate, spec)
-    reordered = on_lattice(run.config, candidate, spec, list(target), sweeps=20)
+    snapped_only = on_lattice(run.config, candidate, spec, lattice=kind)
+    reordered = on_lattice(run.config, candidate, spec, list(target), sweeps=20, lattice=kind)
     assert reordered.structure.composition == generated.composition
     assert np.array_equal(reordered.structure.frac_coords, snapped_only.structure.frac_coords)
-    assert np.abs(spec.pdm_of(snapped_only.structure) - target).mean() > 0.5
-    assert spec.pdm_of(reordered.structure) == pytest.approx(target, abs=1e-9)
+    assert np.abs(on_sites(snapped_only.structure) - target).mean() > 0.5
+    assert on_sites(reordered.structure) == pytest.approx(target, abs=1e-9)
     assert reordered.provenance["pdm_error_on_lattice"] == pytest.approx(0.0, abs=1e-9)
-    assert reordered.provenance["snapped_to"] == "fcc"
+    assert reordered.provenance["snapped_to"] == kind
 
 
 def test_a_finetuning_keeps_the_newest_half_and_samples_the_older_structures():
