@@ -23,6 +23,14 @@ PDM target (entries ``C_ab``, ``a ≤ b``: mean number of ``b`` neighbours of an
   PDMs (in those coordinates), is linear in ``(x, C)`` (BoTorch ``inequality_constraints``) and
   makes ``C_ab`` vanish with ``x_b``. Pairs never observed with both elements present use the
   range over all pairs.
+- coordination (a lattice campaign whose PDM is read on the sites,
+  :func:`acquisition.features.pdm_on_sites`): an ``a`` atom has ``Z`` first neighbours (8 in
+  BCC, 12 in FCC and HCP; :data:`generator.pdm.FIRST_SHELL`; more where evaluated cells off
+  the ideal sites show more), so the entries of its row that are features obey
+  ``Σ_{b ≥ a} C_ab ≤ Z`` (with several lattices ``Z = Σ_L Z_L l_L`` over the lattice one-hot
+  ``l``, still linear). The per-pair box alone admits targets no ordering
+  reaches (a Ni atom with 10 Cr neighbours in BCC), where the GP extrapolates freely and the
+  acquisition's optimum, composition included, follows that extrapolation.
 """
 
 from __future__ import annotations
@@ -34,8 +42,8 @@ import torch
 from botorch.utils.sampling import get_polytope_samples
 from torch import Tensor
 
-from amloop.acquisition.features import TrainingSet
-from amloop.generator.pdm import pair_indices
+from amloop.acquisition.features import TrainingSet, pdm_on_sites
+from amloop.generator.pdm import FIRST_SHELL, pair_indices
 from amloop.state.config import CampaignConfig
 
 DTYPE = torch.float64
@@ -48,6 +56,8 @@ HIT_AND_RUN_BURNIN = 500
 HIT_AND_RUN_THINNING = 4
 #: Tolerance of the constraint checks (fractions, coordination numbers).
 TOLERANCE = 1e-9
+#: Row totals up to this far above the first shell count as the first shell (rounding).
+COORDINATION_SLACK = 1e-6
 
 Constraint = tuple[Tensor, Tensor, float]
 
@@ -65,6 +75,8 @@ class SearchSpace:
         ratio: ``[r_lo, r_hi]`` of ``C_ab / x_b`` per PDM entry, shape ``(2, p)``.
         dim: Number of feature dimensions ``d`` (the last one is the fidelity).
         lattices: The lattices of the one-hot block before the fidelity (empty: one lattice).
+        coordination: First-shell coordination ``Z`` of each of the campaign's lattices (one
+            value with one lattice), or empty where the PDM is not read on lattice sites.
     """
 
     lower: np.ndarray
@@ -75,6 +87,7 @@ class SearchSpace:
     ratio: np.ndarray
     dim: int
     lattices: tuple[str, ...] = ()
+    coordination: tuple[float, ...] = ()
 
     @classmethod
     def build(cls, training: TrainingSet, config: CampaignConfig) -> SearchSpace:
@@ -105,6 +118,7 @@ class SearchSpace:
             ratio=_ratio_range(training, pairs, config.acquisition.pdm_margin),
             dim=training.dim,
             lattices=tuple(training.lattices),
+            coordination=_coordination(training, config, pairs),
         )
 
     @property
@@ -179,7 +193,36 @@ class SearchSpace:
                 constraints.append(
                     (index, torch.tensor([1.0, -self.ratio[0, j]], dtype=DTYPE), 0.0)
                 )
+        for columns in self._coordination_rows(support):
+            # Z - Σ_b C_ab ≥ 0, Z = Σ_L Z_L l_L with several lattices
+            lattice = list(range(self.lattice_slice.start, self.lattice_slice.stop))
+            coefficients = [-1.0] * len(columns) + list(self.coordination if lattice else [])
+            rhs = 0.0 if lattice else -self.coordination[0]
+            constraints.append(
+                (
+                    torch.tensor(columns + lattice),
+                    torch.tensor(coefficients, dtype=DTYPE),
+                    rhs,
+                )
+            )
         return constraints
+
+    def _coordination_rows(self, support: np.ndarray | None = None) -> list[list[int]]:
+        """Feature columns of each element's PDM row (pairs ``a ≤ b`` both in ``support``)
+        under the coordination bound; empty without one."""
+        if not self.coordination or not self.pairs:
+            return []
+        rows: dict[int, list[int]] = {}
+        for j, (a, b) in enumerate(self.pairs):
+            if support is None or (support[a] and support[b]):
+                rows.setdefault(a, []).append(self.n_elements + j)
+        return list(rows.values())
+
+    def _coordination_of(self, X: np.ndarray) -> np.ndarray:
+        """``Z`` of each row of ``X`` (shape ``(m, d)``): its lattice's, shape ``(m,)``."""
+        if len(self.coordination) == 1:
+            return np.full(len(X), self.coordination[0])
+        return X[:, self.lattice_slice] @ np.array(self.coordination)
 
     def fixed_features(
         self, support: np.ndarray | None = None, lattice: int | None = None
@@ -218,10 +261,22 @@ class SearchSpace:
             X[:, :n], keep, np.where(keep, self.present_lower, 0.0), np.where(keep, self.upper, 0.0)
         )
         if X.shape[1] > n:
+            low, high = np.zeros((2, len(X), len(self.pairs)))
+            present = np.zeros((len(X), len(self.pairs)), dtype=bool)
             for j, (a, b) in enumerate(self.pairs):
-                low, high = self.ratio[:, j, None] * X[:, b]
-                present = keep[:, a] & keep[:, b]
-                X[:, n + j] = np.where(present, np.clip(X[:, n + j], low, high), 0.0)
+                low[:, j], high[:, j] = self.ratio[:, j, None] * X[:, b]
+                present[:, j] = keep[:, a] & keep[:, b]
+            C = np.where(present, np.clip(X[:, n:][:, : len(self.pairs)], low, high), 0.0)
+            if self.coordination:  # a row above Z: the closest point of its face Σ C = Z
+                limit = self._coordination_of(X)[:, None]
+                for columns in self._coordination_rows():
+                    row = np.array(columns) - n
+                    over = C[:, row].sum(axis=1, keepdims=True) > limit
+                    on_face = _project_simplex(
+                        C[:, row], present[:, row], low[:, row], high[:, row], limit
+                    )
+                    C[:, row] = np.where(over, on_face, C[:, row])
+            X[:, n : n + len(self.pairs)] = C
         return X
 
     def violations(self, X: np.ndarray) -> list[str]:
@@ -249,6 +304,11 @@ class SearchSpace:
                 low, high = self.ratio[:, j] * x[b]
                 if not absent and not low - 1e-6 <= c <= high + 1e-6:
                     problems.append(f"row {i}: PDM entry {j} = {c} outside [{low}, {high}]")
+            if self.coordination:
+                limit = float(self._coordination_of(row[None, :])[0])
+                for columns in self._coordination_rows():
+                    if row[columns].sum() > limit + 1e-6:
+                        problems.append(f"row {i}: PDM row {columns} sums above Z = {limit}")
         return problems
 
     def sample(self, count: int, seed: int) -> np.ndarray:
@@ -301,6 +361,29 @@ class SearchSpace:
         return self.project(np.hstack([compositions, np.tile(pdm_mean, (m, 1)), lattice, fidelity]))
 
 
+def _coordination(
+    training: TrainingSet, config: CampaignConfig, pairs: list[tuple[int, int]]
+) -> tuple[float, ...]:
+    """``Z`` of each of the campaign's lattices for the coordination bound: its first shell
+    (:data:`generator.pdm.FIRST_SHELL`) or, where evaluated cells of that lattice hold a larger
+    row total (cells not quite on the sites), that total, so the bound keeps every observed
+    PDM; ``()`` without PDM or where the PDM is not read on lattice sites."""
+    if not pairs or not pdm_on_sites(config):
+        return ()
+    X = training.feasibility_X if len(training.feasibility_X) else training.all_X()
+    n = training.n_elements
+    totals = np.zeros((len(X), n))
+    for j, (a, _) in enumerate(pairs):
+        totals[:, a] += X[:, n + j]
+    largest = totals.max(axis=1) if len(X) else np.zeros(0)
+    lattices = config.cell.lattices
+    on = X[:, training.lattice_slice] if training.lattices else np.ones((len(X), 1))
+    return tuple(
+        max([FIRST_SHELL[kind], *(largest[on[:, k] > 0.5] - COORDINATION_SLACK)])
+        for k, kind in enumerate(lattices)
+    )
+
+
 def _ratio_range(training: TrainingSet, pairs: list[tuple[int, int]], margin: float) -> np.ndarray:
     """``[r_lo, r_hi]`` of ``C_ab / x_b`` per pair over the evaluated structures (see module)."""
     ratio = np.zeros((2, len(pairs)))
@@ -323,17 +406,22 @@ def _ratio_range(training: TrainingSet, pairs: list[tuple[int, int]], margin: fl
 
 
 def _project_simplex(
-    y: np.ndarray, keep: np.ndarray, low: np.ndarray, high: np.ndarray
+    y: np.ndarray,
+    keep: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    total: np.ndarray | float = 1.0,
 ) -> np.ndarray:
     """Euclidean projections of the rows of ``y`` (shape ``(m, n)``) onto
-    ``{Σ x = 1, low ≤ x ≤ high}`` with ``x = 0`` off ``keep``: ``x = clip(y - τ, low, high)``
-    with one ``τ`` per row from bisection."""
+    ``{Σ x = total, low ≤ x ≤ high}`` (``total`` per row, shape ``(m, 1)``, or one value) with
+    ``x = 0`` off ``keep``: ``x = clip(y - τ, low, high)`` with one ``τ`` per row from
+    bisection."""
     y = np.where(keep, y, 0.0)
     left = np.min(y - high, axis=1, keepdims=True) - 1.0
     right = np.max(y - low, axis=1, keepdims=True) + 1.0
     for _ in range(BISECTION_STEPS):
         tau = 0.5 * (left + right)
-        over = np.clip(y - tau, low, high).sum(axis=1, keepdims=True) > 1.0
+        over = np.clip(y - tau, low, high).sum(axis=1, keepdims=True) > total
         left = np.where(over, tau, left)
         right = np.where(over, right, tau)
     return np.where(keep, np.clip(y - 0.5 * (left + right), low, high), 0.0)

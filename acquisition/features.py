@@ -187,11 +187,17 @@ def structure_pdm(
     return _pdm_cache.get(key, compute).copy()
 
 
+def pdm_on_sites(config: CampaignConfig) -> bool:
+    """Whether ``config``'s cells sit on lattice sites, so their PDM is read there (a lattice
+    campaign with ``generator.snap_to_lattice``)."""
+    return not config.cell.amorphous and config.generator.snap_to_lattice
+
+
 def site_lattices(store: CampaignStore, config: CampaignConfig) -> dict[str, LatticeKind] | None:
     """The lattice whose sites each candidate of a lattice campaign sits on (content hash to
     lattice; :func:`candidate_lattice`), or ``None`` where cells keep their own positions (an
     amorphous campaign, or ``generator.snap_to_lattice`` off)."""
-    if config.cell.amorphous or not config.generator.snap_to_lattice:
+    if not pdm_on_sites(config):
         return None
     lattices = list(config.cell.lattices)
     if len(lattices) == 1:

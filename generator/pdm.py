@@ -62,6 +62,8 @@ NEAREST_PER_SPACING: dict[str, float] = {
     "bcc": math.sqrt(3.0) / 2.0 * 2.0 ** (1.0 / 3.0),
     "hcp": 2.0 ** (1.0 / 6.0),
 }
+#: First-shell coordination number of each ideal lattice.
+FIRST_SHELL: dict[str, float] = {"fcc": 12.0, "bcc": 8.0, "hcp": 12.0}
 SHELL_RATIO: dict[str, float] = {
     "fcc": math.sqrt(2.0),
     "bcc": 2.0 / math.sqrt(3.0),

@@ -251,7 +251,9 @@ def campaigns(draw: st.DrawFn) -> tuple[CampaignConfig, TrainingSet]:
         "name": "t",
         "elements": elements,
         "bounds": bounds,
-        "cell": {"n_atoms": draw(st.sampled_from([8, 54]))},
+        # on FCC sites the PDM rows obey Σ_b C_ab <= 12 (synthetic_pdm's rows reach 14.4)
+        "cell": {"n_atoms": draw(st.sampled_from([8, 54])),
+                 "lattice": draw(st.sampled_from(["amorphous", "fcc"]))},
         "objectives": [{"property": "bulk_modulus", "direction": "maximize"}],
         "oracles": [{"name": "lammps", "type": "lammps", "fidelity": 0.6}],
         "budget": {"evaluations": {"lammps": 10}},
@@ -356,6 +358,53 @@ def test_pdm_targets_follow_composition() -> None:
         assert p.pdm_target is not None
         row = np.array([[p.composition[el] for el in ELEMENTS] + p.pdm_target])
         assert space.violations(row) == []
+
+
+def bcc_site_pdm(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """PDMs of BCC cells with short-range order: bonds per atom ``N_ab = x_a C_ab`` start at the
+    random alloy's ``8 x_a x_b``; each unlike pair trades up to half its bonds with the two like
+    pairs (``N_ab + δ``, ``N_aa - δ``, ``N_bb - δ``), so every atom keeps 8 neighbours."""
+    pairs = pair_indices(x.shape[1])
+    rows = []
+    for fractions in x:
+        bonds = 8.0 * np.outer(fractions, fractions)
+        for a, b in pairs:
+            if a != b:
+                room = min(bonds[a, a], bonds[b, b], 0.5 * bonds[a, b])
+                delta = rng.uniform(-0.5, 1.0) * room
+                bonds[a, b] += delta
+                bonds[b, a] += delta
+                bonds[a, a] -= delta
+                bonds[b, b] -= delta
+        C = np.divide(
+            bonds, fractions[:, None], out=np.zeros_like(bonds), where=fractions[:, None] > 0
+        )
+        rows.append([C[a, b] for a, b in pairs])
+    return np.array(rows)
+
+
+def test_pdm_targets_keep_to_the_bcc_first_shell() -> None:
+    """A BCC campaign (PDM read on the sites: 8 first neighbours) whose objective rises with the
+    unlike neighbours of Ni: the targets go to the bound, never past it (the per-pair box
+    alone admits a Ni atom with more than 8 neighbours, each pair's largest ratio at once)."""
+    rng = np.random.default_rng(6)
+    X = rng.dirichlet(np.ones(3), size=16)
+    pdm = bcc_site_pdm(X, rng)
+    ni_row = [j for j, (a, _) in enumerate(pair_indices(3)) if a == 0]  # Ni-Ni, Ni-Fe, Ni-Cr
+    assert pdm[:, ni_row].sum(axis=1) == pytest.approx(8.0)
+    data = make_config().model_dump() | {"bounds": {"Ni": [0.2, 1.0]}}
+    config = CampaignConfig.model_validate(data | {"cell": {"lattice": "bcc", "n_atoms": 54}})
+    training = training_set(X, pdm[:, ni_row[1:]].sum(axis=1), pdm=pdm)
+    space = SearchSpace.build(training, config)
+    assert space.coordination == (8.0,)
+    assert space.ratio[1, ni_row[1:]].min() > 8.0  # Ni-Fe + Ni-Cr alone could exceed the shell
+    totals = []
+    for p in propose_from_training(training, config, q=3):
+        assert p.pdm_target is not None
+        row = np.array([[p.composition[el] for el in ELEMENTS] + p.pdm_target])
+        assert space.violations(row) == []
+        totals.append(sum(p.pdm_target[j] for j in ni_row))
+    assert max(totals) <= 8.0 + 1e-6
 
 
 # ------------------------------------------------------------------- cost-aware fidelity
