@@ -73,14 +73,17 @@ def record_moduli(
     candidate: Candidate,
     moduli: dict[str, float],
     uncertainty: float | None = None,
+    relaxed: Structure | None = None,
 ) -> None:
-    """A finished ``lammps`` call of ``candidate`` with ``moduli`` (GPa, by property)."""
+    """A finished ``lammps`` call of ``candidate`` with ``moduli`` (GPa, by property) and the
+    ``relaxed`` cell it returned, if any."""
     store.record_evaluation(
         Evaluation(
             candidate_hash=candidate.content_hash,
             oracle="lammps",
             fidelity=0.6,
             status="done",
+            relaxed_structure=relaxed,
             properties={
                 name: PropertyValue(value=value, unit="GPa", uncertainty=uncertainty)
                 for name, value in moduli.items()
@@ -348,16 +351,7 @@ def test_a_lattice_campaign_reads_the_ordering_on_the_sites_not_the_relaxed_cell
     candidate = store.add_candidate(Candidate(structure=cell, origin="seed"))
     relaxed = cell.copy()
     relaxed.perturb(0.08)
-    store.record_evaluation(
-        Evaluation(
-            candidate_hash=candidate.content_hash,
-            oracle="lammps",
-            fidelity=0.6,
-            status="done",
-            relaxed_structure=relaxed,
-            properties={"bulk_modulus": PropertyValue(value=190.0, unit="GPa")},
-        )
-    )
+    record_moduli(store, candidate, {"bulk_modulus": 190.0}, relaxed=relaxed)
     training = build_training_set(store, CampaignConfig.model_validate(config))
     (row,) = training.objectives["bulk_modulus"].X
     on_sites = pdm(cell, ELEMENTS, cutoffs=site_shell_cutoffs(cell, "bcc", len(ELEMENTS)))
