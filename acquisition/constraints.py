@@ -193,9 +193,9 @@ class SearchSpace:
                 constraints.append(
                     (index, torch.tensor([1.0, -self.ratio[0, j]], dtype=DTYPE), 0.0)
                 )
+        lattice = list(range(self.lattice_slice.start, self.lattice_slice.stop))
         for columns in self._coordination_rows(support):
             # Z - Σ_b C_ab ≥ 0, Z = Σ_L Z_L l_L with several lattices
-            lattice = list(range(self.lattice_slice.start, self.lattice_slice.stop))
             coefficients = [-1.0] * len(columns) + list(self.coordination if lattice else [])
             rhs = 0.0 if lattice else -self.coordination[0]
             constraints.append(
@@ -375,7 +375,7 @@ def _coordination(
     totals = np.zeros((len(X), n))
     for j, (a, _) in enumerate(pairs):
         totals[:, a] += X[:, n + j]
-    largest = totals.max(axis=1) if len(X) else np.zeros(0)
+    largest = totals.max(axis=1)
     lattices = config.cell.lattices
     on = X[:, training.lattice_slice] if training.lattices else np.ones((len(X), 1))
     return tuple(

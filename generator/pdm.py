@@ -55,7 +55,6 @@ RADII_SHELL_FACTOR = (1.0 + math.sqrt(2.0)) / 2.0
 MAX_MINIMUM_DEPTH = 0.5
 #: Points within this fraction of the peak height above the lowest value form the minimum.
 MINIMUM_TOLERANCE = 0.02
-#: Second- to first-neighbour distance of each ideal lattice (HCP with ideal c/a).
 #: First-neighbour distance of each ideal lattice over the cube root of its volume per atom.
 NEAREST_PER_SPACING: dict[str, float] = {
     "fcc": 2.0 ** (1.0 / 6.0),
@@ -64,6 +63,7 @@ NEAREST_PER_SPACING: dict[str, float] = {
 }
 #: First-shell coordination number of each ideal lattice.
 FIRST_SHELL: dict[str, float] = {"fcc": 12.0, "bcc": 8.0, "hcp": 12.0}
+#: Second- to first-neighbour distance of each ideal lattice (HCP with ideal c/a).
 SHELL_RATIO: dict[str, float] = {
     "fcc": math.sqrt(2.0),
     "bcc": 2.0 / math.sqrt(3.0),
