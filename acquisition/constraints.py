@@ -30,7 +30,11 @@ PDM target (entries ``C_ab``, ``a ≤ b``: mean number of ``b`` neighbours of an
   ``Σ_{b ≥ a} C_ab ≤ Z`` (with several lattices ``Z = Σ_L Z_L l_L`` over the lattice one-hot
   ``l``, still linear). The per-pair box alone admits targets no ordering
   reaches (a Ni atom with 10 Cr neighbours in BCC), where the GP extrapolates freely and the
-  acquisition's optimum, composition included, follows that extrapolation.
+  acquisition's optimum, composition included, follows that extrapolation. The acquisition is
+  evaluated, and its targets returned, at :meth:`SearchSpace.realise` of each point: the
+  unlike pairs as chosen (scaled into the shell), the like pairs the rest of the shell, so
+  every row of the full matrix sums to ``Z`` as on a filled lattice; the like pairs are then
+  derived, not boxed.
 """
 
 from __future__ import annotations
@@ -279,6 +283,51 @@ class SearchSpace:
             X[:, n : n + len(self.pairs)] = C
         return X
 
+    def realise(self, X: Tensor) -> Tensor:
+        """``X`` (shape ``(..., d)``) with each PDM target made that of a filled lattice:
+        every row of the full matrix sums to ``Z`` (``x_a C_ab = x_b C_ba``), as it does for
+        every ordering on the sites (necessary, not sufficient: FCC frustration is not modelled).
+
+        The unlike pairs are the free variables: their bond fractions ``p_ab = x_a C_ab / Z``
+        are kept, scaled by ``min(s_a, s_b)`` with ``s_a = min(1, x_a / Σ_b p_ab)`` where an
+        element's unlike contacts overfill its shell; the like pair is the rest of the shell,
+        ``C_aa = Z (x_a - Σ_b p_ab) / x_a``. Differentiable, so the acquisition is optimised
+        over what the generator can realise (the box and the bound ``Σ_{b ≥ a} C_ab ≤ Z``
+        alone let the optimiser pick e.g. FCC Ni0.39Fe0.02Cr0.59 with 10.1 Cr neighbours per Ni
+        atom and 3.1 per Cr atom, where the Cr atoms' shells leave 5.0 to Cr, and the GP's
+        extrapolation there led the campaign). Unchanged without the coordination bound
+        (amorphous or off-site PDMs)."""
+        if not self.coordination or not self.pairs:
+            return X
+        n = self.n_elements
+        x = X[..., :n]
+        if len(self.coordination) == 1:
+            shell = torch.full_like(X[..., 0], self.coordination[0])
+        else:
+            shell = X[..., self.lattice_slice] @ X.new_tensor(self.coordination)
+        present = x > 0
+        safe_x = torch.where(present, x, torch.ones_like(x))
+        unlike = [(j, a, b) for j, (a, b) in enumerate(self.pairs) if a != b]
+        bonds = {j: x[..., a] * X[..., n + j] / shell for j, a, _ in unlike}
+        contacts = [
+            sum((bonds[j] for j, a, b in unlike if e in (a, b)), torch.zeros_like(shell))
+            for e in range(n)
+        ]
+        scale = [
+            torch.clamp(x[..., e] / contacts[e].clamp_min(TOLERANCE), max=1.0) for e in range(n)
+        ]
+        kept = {j: bonds[j] * torch.minimum(scale[a], scale[b]) for j, a, b in unlike}
+        columns = []
+        for j, (a, b) in enumerate(self.pairs):
+            if a != b:
+                value = shell * kept[j] / safe_x[..., a]
+            else:
+                own = sum((kept[k] for k, c, d in unlike if a in (c, d)), torch.zeros_like(shell))
+                value = shell * (x[..., a] - own) / safe_x[..., a]
+            columns.append(torch.where(present[..., a], value, torch.zeros_like(value)))
+        start = n + len(self.pairs)
+        return torch.cat([x, torch.stack(columns, dim=-1), X[..., start:]], dim=-1)
+
     def violations(self, X: np.ndarray) -> list[str]:
         """Constraints that rows of ``X`` (shape ``(m, d)`` or ``(m, n)``) break, in words."""
         problems = []
@@ -302,7 +351,8 @@ class SearchSpace:
                 if absent and c != 0.0:
                     problems.append(f"row {i}: PDM entry {j} of an absent element is {c}")
                 low, high = self.ratio[:, j] * x[b]
-                if not absent and not low - 1e-6 <= c <= high + 1e-6:
+                derived = a == b and bool(self.coordination)  # the rest of the shell (realise)
+                if not absent and not derived and not low - 1e-6 <= c <= high + 1e-6:
                     problems.append(f"row {i}: PDM entry {j} = {c} outside [{low}, {high}]")
             if self.coordination:
                 limit = float(self._coordination_of(row[None, :])[0])

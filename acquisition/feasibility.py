@@ -1,7 +1,8 @@
 """Feasibility model: where generation or the oracles fail.
 
-A ``SingleTaskGP`` on the success indicator ``s ∈ {0, 1}`` of every finished oracle call
-(:attr:`TrainingSet.feasibility_X` / ``feasibility_y``), a GP classifier in the least-squares
+A ``SingleTaskGP`` on the success indicator ``s ∈ {0, 1}`` of every finished oracle call and
+quality-gate verdict (a call that scored a structure the gate rejected counts as a failure;
+:attr:`TrainingSet.feasibility_X` / ``feasibility_y``), a GP classifier in the least-squares
 sense. Failures of any oracle count against their region: the fidelity column is set to 1.0,
 so the model is one map over composition (+ PDM).
 

@@ -274,7 +274,7 @@ def build_training_set(
 ) -> TrainingSet:
     """Training set of ``config``'s objectives from ``store``'s done evaluations (but not of
     candidates the quality gate rejected) and measurements; every finished call and gate
-    verdict trains the feasibility model.
+    verdict trains the feasibility model (a call on a rejected candidate as a failure).
 
     Args:
         store: The campaign's store.
@@ -333,9 +333,12 @@ def build_training_set(
             if prop in units and math.isfinite(pv.value)
         }
         point = _Point(composition, pdms.get(evaluation.id), evaluation.fidelity, values, lattice)
-        if evaluation.candidate_hash not in rejected:  # an invalid structure's value misleads
+        valid = evaluation.candidate_hash not in rejected  # an invalid structure's value misleads
+        if valid:
             points.append(point)
-        feasibility.append((composition, point.pdm, lattice, evaluation.fidelity, 1.0))
+        # a call that scored a rejected structure is no success: labelled 1 beside its verdict's
+        # 0 it left P(feasible) ~ 1/2 there, and the loop kept proposing gate-rejected regions
+        feasibility.append((composition, point.pdm, lattice, evaluation.fidelity, float(valid)))
     for measurement in store.measurements():
         if measurement.property not in units or not math.isfinite(measurement.value):
             continue

@@ -252,8 +252,13 @@ def propose_from_training(
         X_pending = None
         if len(pending_comp):
             X_pending = torch.tensor(space.pending_features(pending_comp, mean_pdm), dtype=DTYPE)
+        if X_pending is not None:
+            X_pending = space.realise(X_pending)
         acqf, name = _acquisition(surrogate, outcome_constraints, training, config, seed, X_pending)
+        if space.coordination:
+            acqf = _OnRealisedTargets(acqf, space)
         X = _optimise(acqf, space, q, seed, X_pending, multi=len(config.objectives) > 1)
+        X = space.realise(torch.tensor(X, dtype=DTYPE)).numpy()
         with torch.no_grad():
             scores = acqf(torch.tensor(X, dtype=DTYPE).unsqueeze(1)).numpy()
         order = np.argsort(-scores, kind="stable")
@@ -385,6 +390,22 @@ def _acquisition(
         prune_baseline=False,
     )
     return acqf, "qLogNEI"
+
+
+class _OnRealisedTargets(AcquisitionFunction):
+    """``acqf`` at :meth:`SearchSpace.realise` of its inputs (and pending points): the PDM
+    targets an ordering on the lattice can have, which is what the generator will make."""
+
+    def __init__(self, acqf: AcquisitionFunction, space: SearchSpace) -> None:
+        super().__init__(model=acqf.model)
+        self.acqf = acqf
+        self.space = space
+
+    def forward(self, X: Tensor) -> Tensor:
+        return self.acqf(self.space.realise(X))
+
+    def set_X_pending(self, X_pending: Tensor | None = None) -> None:
+        self.acqf.set_X_pending(None if X_pending is None else self.space.realise(X_pending))
 
 
 def _optimise(

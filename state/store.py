@@ -368,7 +368,8 @@ class CampaignStore(CampaignLock, LabRequests):
     def gate_rejected(self) -> set[str]:
         """Content hashes of the candidates the quality gate rejected: their structures are not
         valid members of the campaign, so their oracle values are no best, no start and no
-        training value of an objective (the rejection itself trains the feasibility model)."""
+        training value of an objective (the rejection, and any call on them, train the feasibility
+        model as failures)."""
         query = (
             select(CandidateRow.content_hash)
             .join(EvaluationRow, CandidateRow.id == EvaluationRow.candidate_id)

@@ -385,7 +385,7 @@ def test_a_cell_the_gate_rejected_is_no_best_no_start_and_no_training_value(
 ) -> None:
     """The energy gate rejects a scored cell (its oracle call is done, its verdict failed):
     its value must not become the campaign's best, a crafting start, a surrogate target or a
-    generator training example; the rejection still trains the feasibility model."""
+    generator training example; the rejection, and the call on it, train the feasibility model."""
     store, config = make_store(tmp_path, frames[:12], config_dict([BULK]))
     best_value = max(v["bulk_modulus"] for _, v in frames[:12])
     invalid = store.add_candidate(Candidate(structure=frames[12][0], origin="generated"))
@@ -418,5 +418,8 @@ def test_a_cell_the_gate_rejected_is_no_best_no_start_and_no_training_value(
     after = build_training_set(store, config)
     assert len(after.objectives["bulk_modulus"].Y) == len(before.objectives["bulk_modulus"].Y) - 1
     assert after.objectives["bulk_modulus"].Y.max() == pytest.approx(best_value)
-    assert (after.feasibility_y == 0.0).sum() == 1  # the verdict: one infeasible point
+    # the verdict and the call that scored the rejected cell: both infeasible (a success label
+    # beside the verdict's failure would leave P(feasible) ~ 1/2 in the rejected region)
+    assert (before.feasibility_y == 0.0).sum() == 0
+    assert (after.feasibility_y == 0.0).sum() == 2
     assert scored_count(store) == len(training_pairs(store)) == len(store.candidates()) - 1

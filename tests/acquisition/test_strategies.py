@@ -315,6 +315,24 @@ def test_proposals_never_violate_constraints(campaign: tuple[CampaignConfig, Tra
         if proposal.pdm_target is not None:
             row += proposal.pdm_target
         assert space.violations(np.array([row])) == []
+        if space.coordination and proposal.pdm_target is not None:  # realisable on the sites
+            x = np.array(row[: space.n_elements])
+            shell = dict(zip(config.cell.lattices, space.coordination, strict=True))
+            totals = shell_totals(x, np.array(proposal.pdm_target))
+            assert totals[x > 0] == pytest.approx(
+                shell[proposal.lattice or config.cell.lattices[0]]
+            )
+
+
+def shell_totals(x: np.ndarray, pdm: np.ndarray) -> np.ndarray:
+    """Neighbours per atom of each element, shape ``(n,)``: the rows of the full matrix of the
+    PDM vector ``pdm`` (pairs ``a <= b``), ``C_ba = x_a C_ab / x_b``."""
+    totals = np.zeros(len(x))
+    for (a, b), c in zip(pair_indices(len(x)), pdm, strict=True):
+        totals[a] += c
+        if a != b and x[b] > 0:
+            totals[b] += x[a] * c / x[b]
+    return totals
 
 
 @settings(max_examples=60, deadline=None)
@@ -403,8 +421,36 @@ def test_pdm_targets_keep_to_the_bcc_first_shell() -> None:
         assert p.pdm_target is not None
         row = np.array([[p.composition[el] for el in ELEMENTS] + p.pdm_target])
         assert space.violations(row) == []
+        present = row[0, :3] > 0
+        assert shell_totals(row[0, :3], row[0, 3:])[present] == pytest.approx(8.0)  # filled
         totals.append(sum(p.pdm_target[j] for j in ni_row))
     assert max(totals) <= 8.0 + 1e-6
+
+
+def test_a_target_is_realised_as_an_ordering_on_the_lattice_has_it() -> None:
+    """FCC Ni0.39Fe0.02Cr0.59 with 3.1 Cr neighbours per Cr atom (an optimum the loop chose):
+    no FCC ordering at 59 % Cr has that; realised, the unlike contacts are kept and Cr keeps the
+    rest of its 12, 5.0; unlike contacts that overfill a shell are scaled into it."""
+    space = SearchSpace(
+        lower=np.zeros(3),
+        upper=np.ones(3),
+        max_elements=3,
+        min_fraction=0.01,
+        pairs=pair_indices(3),
+        ratio=np.array([[0.0] * 6, [20.0] * 6]),
+        dim=3 + 6 + 2 + 1,
+        lattices=("fcc", "bcc"),
+        coordination=(12.0, 8.0),
+    )
+    chosen = [0.39, 0.02, 0.59, 0.4, 0.1, 10.1, 0.6, 9.1, 3.1, 1.0, 0.0, 1.0]
+    overfilled = [0.5, 0.0, 0.5, 0.0, 0.0, 11.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0]  # bcc: 11 > 8
+    realised = space.realise(torch.tensor([chosen, overfilled], dtype=torch.float64)).numpy()
+    assert realised[0, [4, 5, 7]] == pytest.approx([0.1, 10.1, 9.1])  # unlike pairs kept
+    assert realised[0, 8] == pytest.approx(12 * (0.59 - 0.39 * 10.1 / 12 - 0.02 * 9.1 / 12) / 0.59)
+    assert realised[0, 8] == pytest.approx(5.02, abs=0.01)
+    assert shell_totals(realised[0, :3], realised[0, 3:9]) == pytest.approx(12.0)
+    assert realised[1, 3:9] == pytest.approx([0.0, 0.0, 8.0, 0.0, 0.0, 0.0])  # B2
+    assert realised[:, 9:] == pytest.approx(np.array(chosen[9:] + overfilled[9:]).reshape(2, 3))
 
 
 # ------------------------------------------------------------------- cost-aware fidelity
