@@ -28,13 +28,13 @@ PDM target (entries ``C_ab``, ``a ≤ b``: mean number of ``b`` neighbours of an
   BCC, 12 in FCC and HCP; :data:`generator.pdm.FIRST_SHELL`; more where evaluated cells off
   the ideal sites show more), so the entries of its row that are features obey
   ``Σ_{b ≥ a} C_ab ≤ Z`` (with several lattices ``Z = Σ_L Z_L l_L`` over the lattice one-hot
-  ``l``, still linear). The per-pair box alone admits targets no ordering
-  reaches (a Ni atom with 10 Cr neighbours in BCC), where the GP extrapolates freely and the
-  acquisition's optimum, composition included, follows that extrapolation. The acquisition is
-  evaluated, and its targets returned, at :meth:`SearchSpace.realise` of each point: the
-  unlike pairs as chosen (scaled into the shell), the like pairs the rest of the shell, so
-  every row of the full matrix sums to ``Z`` as on a filled lattice; the like pairs are then
-  derived, not boxed.
+  ``l``, still linear). The per-pair box alone admits targets no ordering reaches (a Ni atom
+  with 10 Cr neighbours in BCC), where the GP extrapolates freely and the acquisition's
+  optimum, composition included, follows that extrapolation. The acquisition is evaluated,
+  and its targets returned, at :meth:`SearchSpace.realise` of each point: the unlike pairs as
+  chosen (capped where FCC and HCP triangles forbid more, scaled into the shell), the like
+  pairs the rest of the shell, so every row of the full matrix sums to ``Z`` as on a filled
+  lattice; the like pairs are then derived, not boxed.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from botorch.utils.sampling import get_polytope_samples
 from torch import Tensor
 
 from amloop.acquisition.features import TrainingSet, pdm_on_sites
-from amloop.generator.pdm import FIRST_SHELL, pair_indices
+from amloop.generator.pdm import FIRST_SHELL, MOST_UNLIKE_BONDS, pair_indices
 from amloop.state.config import CampaignConfig
 
 DTYPE = torch.float64
@@ -81,6 +81,8 @@ class SearchSpace:
         lattices: The lattices of the one-hot block before the fidelity (empty: one lattice).
         coordination: First-shell coordination ``Z`` of each of the campaign's lattices (one
             value with one lattice), or empty where the PDM is not read on lattice sites.
+        unlike_bonds: Largest ``x_a C_ab / Z`` of an unlike pair on each of those lattices
+            (:data:`generator.pdm.MOST_UNLIKE_BONDS`), empty with ``coordination``.
     """
 
     lower: np.ndarray
@@ -92,6 +94,7 @@ class SearchSpace:
     dim: int
     lattices: tuple[str, ...] = ()
     coordination: tuple[float, ...] = ()
+    unlike_bonds: tuple[float, ...] = ()
 
     @classmethod
     def build(cls, training: TrainingSet, config: CampaignConfig) -> SearchSpace:
@@ -113,6 +116,7 @@ class SearchSpace:
                 f"elements satisfies the bounds {config.bounds}; raise it or loosen the bounds"
             )
         pairs = pair_indices(n) if training.use_pdm else []
+        coordination = _coordination(training, config, pairs)
         return cls(
             lower=bounds[:, 0],
             upper=bounds[:, 1],
@@ -122,7 +126,10 @@ class SearchSpace:
             ratio=_ratio_range(training, pairs, config.acquisition.pdm_margin),
             dim=training.dim,
             lattices=tuple(training.lattices),
-            coordination=_coordination(training, config, pairs),
+            coordination=coordination,
+            unlike_bonds=tuple(MOST_UNLIKE_BONDS[kind] for kind in config.cell.lattices)
+            if coordination
+            else (),
         )
 
     @property
@@ -289,7 +296,8 @@ class SearchSpace:
         every ordering on the sites (necessary, not sufficient: FCC frustration is not modelled).
 
         The unlike pairs are the free variables: their bond fractions ``p_ab = x_a C_ab / Z``
-        are kept, scaled by ``min(s_a, s_b)`` with ``s_a = min(1, x_a / Σ_b p_ab)`` where an
+        are kept, capped at the lattice's :attr:`unlike_bonds` (FCC and HCP triangles: at most
+        1/3), and scaled by ``min(s_a, s_b)`` with ``s_a = min(1, x_a / Σ_b p_ab)`` where an
         element's unlike contacts overfill its shell; the like pair is the rest of the shell,
         ``C_aa = Z (x_a - Σ_b p_ab) / x_a``. Differentiable, so the acquisition is optimised
         over what the generator can realise (the box and the bound ``Σ_{b ≥ a} C_ab ≤ Z``
@@ -303,12 +311,14 @@ class SearchSpace:
         x = X[..., :n]
         if len(self.coordination) == 1:
             shell = torch.full_like(X[..., 0], self.coordination[0])
+            most = torch.full_like(X[..., 0], self.unlike_bonds[0])
         else:
             shell = X[..., self.lattice_slice] @ X.new_tensor(self.coordination)
+            most = X[..., self.lattice_slice] @ X.new_tensor(self.unlike_bonds)
         present = x > 0
         safe_x = torch.where(present, x, torch.ones_like(x))
         unlike = [(j, a, b) for j, (a, b) in enumerate(self.pairs) if a != b]
-        bonds = {j: x[..., a] * X[..., n + j] / shell for j, a, _ in unlike}
+        bonds = {j: torch.minimum(x[..., a] * X[..., n + j] / shell, most) for j, a, _ in unlike}
         contacts = [
             sum((bonds[j] for j, a, b in unlike if e in (a, b)), torch.zeros_like(shell))
             for e in range(n)

@@ -75,6 +75,7 @@ from amloop.loop import steps
 from amloop.loop.budget import Budget
 from amloop.loop.schedule import Halves, run_iterations
 from amloop.loop.steps import CampaignRun
+from amloop.loop.watchdog import start_watchdog
 from amloop.oracles.base import Oracle
 from amloop.oracles.gates import energy_gate
 from amloop.oracles.local_search import local_search
@@ -1060,7 +1061,8 @@ def run_all(
     each (``describe`` says how it did). Each finished run is written to
     ``folder/runs/<strategy>-<seed>.json`` at once; with ``invocation.resume`` the runs found
     there at the same size are read back instead of rerun (a killed benchmark loses only the
-    runs in progress)."""
+    runs in progress, and leaves no worker running: the watchdog of ``amloop run`` ends them)."""
+    start_watchdog()
     size = invocation.size
     wanted = [(strategy, seed) for seed in range(size.seeds) for strategy in invocation.strategies]
     runs = {

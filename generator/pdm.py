@@ -63,6 +63,10 @@ NEAREST_PER_SPACING: dict[str, float] = {
 }
 #: First-shell coordination number of each ideal lattice.
 FIRST_SHELL: dict[str, float] = {"fcc": 12.0, "bcc": 8.0, "hcp": 12.0}
+#: Largest share ``x_a C_ab / Z`` of one unlike pair's first-shell bonds per atom, half its
+#: share of all bonds: every bond of FCC and HCP lies in triangles, of which one pair holds at
+#: most two bonds (2/3 of all bonds: L1_0 at 50 %); BCC's first shell is bipartite (all: B2).
+MOST_UNLIKE_BONDS: dict[str, float] = {"fcc": 1.0 / 3.0, "bcc": 0.5, "hcp": 1.0 / 3.0}
 #: Second- to first-neighbour distance of each ideal lattice (HCP with ideal c/a).
 SHELL_RATIO: dict[str, float] = {
     "fcc": math.sqrt(2.0),

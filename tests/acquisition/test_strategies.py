@@ -429,8 +429,10 @@ def test_pdm_targets_keep_to_the_bcc_first_shell() -> None:
 
 def test_a_target_is_realised_as_an_ordering_on_the_lattice_has_it() -> None:
     """FCC Ni0.39Fe0.02Cr0.59 with 3.1 Cr neighbours per Cr atom (an optimum the loop chose):
-    no FCC ordering at 59 % Cr has that; realised, the unlike contacts are kept and Cr keeps the
-    rest of its 12, 5.0; unlike contacts that overfill a shell are scaled into it."""
+    its unlike contacts leave 5.0 of the Cr atoms' 12 to Cr; realised, the unlike contacts are
+    kept and Cr gets the rest of its shell. Unlike contacts that overfill a shell are scaled
+    into it, and in FCC no pair holds more bonds than the triangles allow (both chosen by the
+    loop in task A before this)."""
     space = SearchSpace(
         lower=np.zeros(3),
         upper=np.ones(3),
@@ -441,16 +443,22 @@ def test_a_target_is_realised_as_an_ordering_on_the_lattice_has_it() -> None:
         dim=3 + 6 + 2 + 1,
         lattices=("fcc", "bcc"),
         coordination=(12.0, 8.0),
+        unlike_bonds=(1.0 / 3.0, 0.5),
     )
     chosen = [0.39, 0.02, 0.59, 0.4, 0.1, 10.1, 0.6, 9.1, 3.1, 1.0, 0.0, 1.0]
     overfilled = [0.5, 0.0, 0.5, 0.0, 0.0, 11.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0]  # bcc: 11 > 8
-    realised = space.realise(torch.tensor([chosen, overfilled], dtype=torch.float64)).numpy()
+    frustrated = [0.46, 0.0, 0.54, 0.8, 0.0, 11.2, 0.0, 0.0, 2.2, 1.0, 0.0, 1.0]  # fcc
+    rows = torch.tensor([chosen, overfilled, frustrated], dtype=torch.float64)
+    realised = space.realise(rows).numpy()
     assert realised[0, [4, 5, 7]] == pytest.approx([0.1, 10.1, 9.1])  # unlike pairs kept
     assert realised[0, 8] == pytest.approx(12 * (0.59 - 0.39 * 10.1 / 12 - 0.02 * 9.1 / 12) / 0.59)
     assert realised[0, 8] == pytest.approx(5.02, abs=0.01)
     assert shell_totals(realised[0, :3], realised[0, 3:9]) == pytest.approx(12.0)
     assert realised[1, 3:9] == pytest.approx([0.0, 0.0, 8.0, 0.0, 0.0, 0.0])  # B2
-    assert realised[:, 9:] == pytest.approx(np.array(chosen[9:] + overfilled[9:]).reshape(2, 3))
+    # FCC triangles: at most 2/3 of all bonds Ni-Cr (L1_0), so 12 / (3 x_Ni) Cr per Ni atom
+    assert realised[2, 5] == pytest.approx(12.0 / (3 * 0.46))
+    assert shell_totals(realised[2, :3], realised[2, 3:9])[[0, 2]] == pytest.approx(12.0)
+    assert realised[:, 9:] == pytest.approx(rows[:, 9:].numpy())
 
 
 # ------------------------------------------------------------------- cost-aware fidelity
