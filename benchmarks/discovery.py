@@ -970,8 +970,9 @@ def write_summary(
 @dataclass(frozen=True)
 class Invocation:
     """The command line of a benchmark run: its size, strategies, whether to refresh the
-    cached reference pool, worker processes, whether to keep runs finished earlier, and the
-    number of seeds when it overrides the size's."""
+    cached reference pool, worker processes, whether to keep runs finished earlier, the
+    number of seeds when it overrides the size's, and whether the strategies are a subset of
+    the benchmark's (then named in :meth:`command`)."""
 
     size: Size
     strategies: list[str]
@@ -980,12 +981,15 @@ class Invocation:
     jobs: int = 1
     resume: bool = False
     seeds: int | None = None
+    subset: bool = False
 
     def command(self, module: str) -> str:
         """The shell command that reproduces this run."""
         flags = [" --full" if self.full else ""]
         if self.seeds:
             flags.append(f" --seeds {self.seeds}")
+        if self.subset:
+            flags.append(f" --strategies {','.join(self.strategies)}")
         if self.resume:
             flags.append(" --resume")
         if self.jobs > 1:
@@ -1030,7 +1034,14 @@ def parse_invocation(
     if unknown := set(chosen) - set(known):
         parser.error(f"unknown strategies {sorted(unknown)}; choose from {', '.join(known)}")
     return Invocation(
-        size, chosen, args.full, args.refresh_reference, args.jobs, args.resume, args.seeds
+        size,
+        chosen,
+        args.full,
+        args.refresh_reference,
+        args.jobs,
+        args.resume,
+        args.seeds,
+        subset=tuple(chosen) != known,
     )
 
 
