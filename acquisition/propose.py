@@ -21,7 +21,9 @@
    (itself a sparse projection), the other elements and their PDM pairs fixed at 0 (as the
    ``fixed_features_list`` of :func:`botorch.optim.optimize_acqf_mixed`); in a campaign of
    several lattices, on the lattice of the best raw sample (spread over them); every point is
-   finally projected onto the feasible set (:meth:`SearchSpace.project`);
+   finally projected onto the feasible set (:meth:`SearchSpace.project`); in a lattice
+   campaign the acquisition is evaluated, and the targets returned, at the realised PDM
+   (:meth:`SearchSpace.realise`: every row of the full matrix sums to the first shell);
 4. the oracle of each proposal by value per cost (:mod:`acquisition.fidelity`).
 
 With fewer than :data:`MIN_POINTS` values for some objective, a space-filling design is returned
@@ -251,9 +253,8 @@ def propose_from_training(
             outcome_constraints.append(feasibility)
         X_pending = None
         if len(pending_comp):
-            X_pending = torch.tensor(space.pending_features(pending_comp, mean_pdm), dtype=DTYPE)
-        if X_pending is not None:
-            X_pending = space.realise(X_pending)
+            pending_X = space.pending_features(pending_comp, mean_pdm)
+            X_pending = space.realise(torch.tensor(pending_X, dtype=DTYPE))
         acqf, name = _acquisition(surrogate, outcome_constraints, training, config, seed, X_pending)
         if space.coordination:
             acqf = _OnRealisedTargets(acqf, space)
