@@ -293,7 +293,8 @@ class SearchSpace:
     def realise(self, X: Tensor) -> Tensor:
         """``X`` (shape ``(..., d)``) with each PDM target made that of a filled lattice:
         every row of the full matrix sums to ``Z`` (``x_a C_ab = x_b C_ba``), as it does for
-        every ordering on the sites (necessary, not sufficient: FCC frustration is not modelled).
+        every ordering on the sites (necessary, not sufficient: FCC and HCP frustration enters
+        only through the triangle cap below).
 
         The unlike pairs are the free variables: their bond fractions ``p_ab = x_a C_ab / Z``
         are kept, capped at the lattice's :attr:`unlike_bonds` (FCC and HCP triangles: at most
@@ -318,13 +319,15 @@ class SearchSpace:
         present = x > 0
         safe_x = torch.where(present, x, torch.ones_like(x))
         unlike = [(j, a, b) for j, (a, b) in enumerate(self.pairs) if a != b]
+
+        def of_element(fractions: dict[int, Tensor], e: int) -> Tensor:
+            """Sum of the unlike pairs' bond fractions that involve element ``e``."""
+            return sum((fractions[j] for j, a, b in unlike if e in (a, b)), torch.zeros_like(shell))
+
         bonds = {j: torch.minimum(x[..., a] * X[..., n + j] / shell, most) for j, a, _ in unlike}
-        contacts = [
-            sum((bonds[j] for j, a, b in unlike if e in (a, b)), torch.zeros_like(shell))
-            for e in range(n)
-        ]
         scale = [
-            torch.clamp(x[..., e] / contacts[e].clamp_min(TOLERANCE), max=1.0) for e in range(n)
+            torch.clamp(x[..., e] / of_element(bonds, e).clamp_min(TOLERANCE), max=1.0)
+            for e in range(n)
         ]
         kept = {j: bonds[j] * torch.minimum(scale[a], scale[b]) for j, a, b in unlike}
         columns = []
@@ -332,8 +335,9 @@ class SearchSpace:
             if a != b:
                 value = shell * kept[j] / safe_x[..., a]
             else:
-                own = sum((kept[k] for k, c, d in unlike if a in (c, d)), torch.zeros_like(shell))
-                value = shell * (x[..., a] - own) / safe_x[..., a]
+                # a shell the unlike pairs fill leaves 0, not -1e-15
+                rest = torch.clamp(x[..., a] - of_element(kept, a), min=0.0)
+                value = shell * rest / safe_x[..., a]
             columns.append(torch.where(present[..., a], value, torch.zeros_like(value)))
         start = n + len(self.pairs)
         return torch.cat([x, torch.stack(columns, dim=-1), X[..., start:]], dim=-1)
